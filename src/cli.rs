@@ -1,0 +1,70 @@
+//! Command-line definition (clap derive) and dispatch. Parsing only: each
+//! command's options live beside its implementation in `commands/`, and keys
+//! and files are opened after parsing.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::error::Result;
+use crate::ui::Ui;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  operational error (I/O, missing file, ...)
+  2  usage error
+  3  integrity failure: authentication, checksum, manifest mismatch, truncation
+  4  key problem: no matching identity, wrong passphrase, recipient not found
+  5  refused for safety: unsafe archive entry, gateway running, lock held
+  6  status: newest backup older than allowed (monitoring)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "secureclaw-backup",
+    version,
+    about = "Encrypted, verifiable backups of a SecureClaw data directory, and safe atomic restores",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Print one JSON document on stdout (human text goes to stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Only errors and warnings on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make an encrypted backup: walk → tar → gzip → encrypt → verify → rename
+    Backup(Box<commands::backup::Args>),
+    /// Decrypt, authenticate and check an archive, then swap it in atomically
+    Restore(Box<commands::restore::Args>),
+    /// Check archives: sidecar and header without a key, everything with -i
+    Verify(commands::verify::Args),
+}
+
+impl Cli {
+    pub fn ui(&self) -> Ui {
+        Ui {
+            json: self.json,
+            quiet: self.quiet,
+            verbose: self.verbose,
+        }
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    let ui = cli.ui();
+    match cli.command {
+        Command::Backup(a) => commands::backup::run(*a, &ui),
+        Command::Restore(a) => commands::restore::run(*a, &ui),
+        Command::Verify(a) => commands::verify::run(a, &ui),
+    }
+}

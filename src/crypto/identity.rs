@@ -1,0 +1,87 @@
+//! Identities for decryption (`-i` / `SECURECLAW_BACKUP_IDENTITY`): each file is
+//! classified as age (identity file, encrypted identity, SSH key) or OpenPGP
+//! (secret key), loaded once, and turned into the [`Decryptor`] an archive needs.
+
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{age as agebk, openpgp, Decryptor, Format, PassphraseSource};
+use crate::error::{Error, IoContext, Result};
+
+/// The identities an operator supplied, grouped by backend.
+pub struct Identities {
+    age: Vec<(PathBuf, Zeroizing<Vec<u8>>)>,
+    pgp: Vec<(PathBuf, Zeroizing<Vec<u8>>)>,
+    pass: PassphraseSource,
+}
+
+impl Identities {
+    /// Reads and classifies identity files. Keys are parsed lazily, per format,
+    /// so a passphrase is asked for only when an archive needs that key.
+    pub fn load(paths: &[PathBuf], pass: PassphraseSource) -> Result<Self> {
+        let mut ids = Identities {
+            age: vec![],
+            pgp: vec![],
+            pass,
+        };
+        for path in paths {
+            let data = Zeroizing::new(std::fs::read(path).at("reading identity file", path)?);
+            if openpgp::is_secret_key_start(&data) {
+                ids.pgp.push((path.clone(), data));
+            } else if agebk::looks_like_identity(&data) {
+                ids.age.push((path.clone(), data));
+            } else {
+                return Err(Error::key(format!(
+                    "{} is not an identity this tool understands",
+                    path.display()
+                ))
+                .hint("pass an age identity file, an SSH private key, or an OpenPGP secret key (armored or binary)"));
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.age.is_empty() && self.pgp.is_empty()
+    }
+
+    pub fn passphrase_source(&self) -> &PassphraseSource {
+        &self.pass
+    }
+
+    /// Builds the decryptor for an archive of `format`.
+    pub fn decryptor(&self, format: Format) -> Result<Box<dyn Decryptor>> {
+        match format {
+            Format::Age | Format::AgeArmored => {
+                let mut all = Vec::new();
+                for (path, data) in &self.age {
+                    all.extend(agebk::load_identities(path, data, &self.pass)?);
+                }
+                Ok(Box::new(agebk::AgeDecryptor::new(all)))
+            }
+            Format::OpenPgp | Format::OpenPgpArmored => {
+                let keys: Vec<(&Path, &[u8])> = self
+                    .pgp
+                    .iter()
+                    .map(|(p, d)| (p.as_path(), d.as_slice()))
+                    .collect();
+                Ok(Box::new(openpgp::PgpDecryptor::new(&keys, self.pass.clone())?))
+            }
+            Format::Gzip => Ok(Box::new(PlainDecryptor)),
+        }
+    }
+}
+
+/// The identity "decryptor" for unencrypted legacy archives.
+struct PlainDecryptor;
+
+impl Decryptor for PlainDecryptor {
+    fn decrypt(
+        &self,
+        _format: Format,
+        input: Box<dyn std::io::Read + Send>,
+    ) -> Result<Box<dyn std::io::Read + Send>> {
+        Ok(input)
+    }
+}

@@ -1,0 +1,158 @@
+//! Encryption seam: the [`Encryptor`] / [`Decryptor`] traits, format detection by
+//! magic bytes, and the parsing of recipient and identity specifications into the
+//! backend that serves them (age in [`age`], OpenPGP in [`openpgp`]).
+//!
+//! A writer returned by [`Encryptor::wrap_output`] must be closed with
+//! [`EncryptWriter::finish`]: dropping it would silently truncate the archive,
+//! so the call is visible in the code of every caller.
+
+pub mod age;
+pub mod identity;
+pub mod openpgp;
+pub mod passphrase;
+pub mod recipients;
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use crate::error::Result;
+
+pub use identity::Identities;
+pub use passphrase::PassphraseSource;
+pub use recipients::parse_recipients;
+
+/// The container format of an archive, detected from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// age v1, binary header (`age-encryption.org/v1`).
+    Age,
+    /// age v1 in ASCII armor (`-----BEGIN AGE ENCRYPTED FILE-----`).
+    AgeArmored,
+    /// OpenPGP message, binary packets.
+    OpenPgp,
+    /// OpenPGP message in ASCII armor (`-----BEGIN PGP MESSAGE-----`).
+    OpenPgpArmored,
+    /// Unencrypted gzip stream (the guide's basic mode / `--insecure-plaintext`).
+    Gzip,
+}
+
+impl Format {
+    /// Detects the format from the first bytes of a file (at least 64 wanted).
+    pub fn detect(head: &[u8]) -> Option<Format> {
+        if head.starts_with(b"age-encryption.org/v1\n") {
+            Some(Format::Age)
+        } else if head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") {
+            Some(Format::AgeArmored)
+        } else if head.starts_with(b"-----BEGIN PGP MESSAGE-----") {
+            Some(Format::OpenPgpArmored)
+        } else if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Format::Gzip)
+        } else if head.first().is_some_and(|b| openpgp::is_message_start(*b)) {
+            Some(Format::OpenPgp)
+        } else {
+            None
+        }
+    }
+
+    /// The archive-name suffix for this format.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Format::Age | Format::AgeArmored => ".tar.gz.age",
+            Format::OpenPgp | Format::OpenPgpArmored => ".tar.gz.gpg",
+            Format::Gzip => ".tar.gz",
+        }
+    }
+
+    pub fn is_encrypted(self) -> bool {
+        self != Format::Gzip
+    }
+
+    pub fn family(self) -> &'static str {
+        match self {
+            Format::Age | Format::AgeArmored => "age",
+            Format::OpenPgp | Format::OpenPgpArmored => "openpgp",
+            Format::Gzip => "plaintext",
+        }
+    }
+}
+
+/// A writer that encrypts into an inner sink and must be finished explicitly.
+pub trait EncryptWriter: Write + Send {
+    /// Writes the final chunk/packet and flushes the inner sink. Not calling it
+    /// leaves a truncated ciphertext, which verification then rejects.
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+/// What a keyless inspection of a ciphertext found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeaderInfo {
+    pub format: Format,
+    /// One line per recipient: age stanza types (`X25519`, `ssh-ed25519 <tag>`…)
+    /// or OpenPGP key ids.
+    pub recipients: Vec<String>,
+    /// Length of the whole file in bytes.
+    pub length: u64,
+}
+
+/// Encrypts archives to a fixed set of recipients.
+pub trait Encryptor: Send + Sync {
+    /// The format written (`Age` or `OpenPgp`; never armored).
+    fn format(&self) -> Format;
+    /// Human-readable recipient descriptions, for logs and manifests (public data).
+    fn describe(&self) -> Vec<String>;
+    /// Wraps `out` so that everything written is encrypted to the recipients.
+    fn wrap_output(&self, out: Box<dyn Write + Send>) -> Result<Box<dyn EncryptWriter>>;
+    /// Checks, without a key, that the file at `path` is a well-formed ciphertext
+    /// of this format addressed to exactly this encryptor's recipients.
+    fn verify_written(&self, path: &Path) -> Result<HeaderInfo>;
+}
+
+/// Decrypts a ciphertext stream with the identities the operator supplied.
+pub trait Decryptor: Send + Sync {
+    /// Returns a reader of the plaintext. Reading it to the end authenticates the
+    /// whole stream; an authentication failure or truncation surfaces as an
+    /// `io::Error` from `read`, which callers classify as an integrity failure.
+    /// Failing to find a matching key is an [`crate::error::ErrorKind::Key`] error.
+    fn decrypt(&self, format: Format, input: Box<dyn Read + Send>)
+        -> Result<Box<dyn Read + Send>>;
+}
+
+/// Inspects a ciphertext without a key: parses the age header or the OpenPGP
+/// packet sequence and reports the recipients.
+pub fn inspect(path: &Path) -> Result<HeaderInfo> {
+    let head = read_head(path)?;
+    match Format::detect(&head) {
+        Some(Format::Age) | Some(Format::AgeArmored) => age::inspect(path),
+        Some(Format::OpenPgp) | Some(Format::OpenPgpArmored) => openpgp::inspect(path),
+        Some(Format::Gzip) => Ok(HeaderInfo {
+            format: Format::Gzip,
+            recipients: vec![],
+            length: std::fs::metadata(path)
+                .map(|m| m.len())
+                .unwrap_or_default(),
+        }),
+        None => Err(crate::error::Error::integrity(format!(
+            "{} is not an archive this tool knows: neither age, OpenPGP nor gzip",
+            path.display()
+        ))
+        .hint("check that you named the archive file, not its .sha256 sidecar or another file")),
+    }
+}
+
+/// Reads up to 64 bytes from the start of `path`.
+pub fn read_head(path: &Path) -> Result<Vec<u8>> {
+    use crate::error::IoContext;
+    let mut f = std::fs::File::open(path).at("opening", path)?;
+    let mut head = vec![0u8; 64];
+    let mut n = 0;
+    while n < head.len() {
+        let k = f.read(&mut head[n..]).at("reading", path)?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    head.truncate(n);
+    Ok(head)
+}

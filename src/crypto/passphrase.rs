@@ -1,0 +1,87 @@
+//! Where passphrases come from: a `--passphrase-file` or the terminal, never argv
+//! or the environment. Passphrases live in [`SecretString`] and are zeroized on drop.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, IoContext, Result};
+
+/// A source of passphrases, shared by the age and OpenPGP backends.
+#[derive(Clone, Default)]
+pub struct PassphraseSource {
+    file: Option<PathBuf>,
+    /// The file's content, read once.
+    cached: Arc<Mutex<Option<SecretString>>>,
+}
+
+impl PassphraseSource {
+    pub fn new(file: Option<PathBuf>) -> Self {
+        PassphraseSource {
+            file,
+            cached: Arc::default(),
+        }
+    }
+
+    /// Whether a file was given (no terminal prompt will happen).
+    pub fn from_file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Returns the passphrase for `what` (a description shown in the prompt).
+    pub fn get(&self, what: &str) -> Result<SecretString> {
+        if let Some(path) = &self.file {
+            let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(p) = cached.as_ref() {
+                return Ok(p.clone());
+            }
+            let p = read_passphrase_file(path)?;
+            *cached = Some(p.clone());
+            return Ok(p);
+        }
+        prompt(&format!("Passphrase for {what}: "))
+    }
+}
+
+/// Reads the first line of a passphrase file (trailing CR/LF removed).
+pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
+    let mut f = std::fs::File::open(path).at("opening passphrase file", path)?;
+    let mut buf = Zeroizing::new(Vec::new());
+    f.by_ref()
+        .take(64 * 1024)
+        .read_to_end(&mut buf)
+        .at("reading passphrase file", path)?;
+    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let mut line = &buf[..end];
+    if line.ends_with(b"\r") {
+        line = &line[..line.len() - 1];
+    }
+    let s = std::str::from_utf8(line).map_err(|_| {
+        Error::key(format!("passphrase file {} is not UTF-8", path.display()))
+            .hint("write the passphrase as UTF-8 text on the first line")
+    })?;
+    if s.is_empty() {
+        return Err(Error::key(format!("passphrase file {} is empty", path.display()))
+            .hint("write the passphrase on the first line of the file"));
+    }
+    Ok(SecretString::from(s.to_owned()))
+}
+
+/// Asks on the terminal, without echo.
+pub fn prompt(text: &str) -> Result<SecretString> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && std::fs::File::open("/dev/tty").is_err()
+    {
+        return Err(Error::key("a passphrase is needed but there is no terminal to ask on")
+            .hint("pass --passphrase-file FILE (a file of mode 0600 holding the passphrase)"));
+    }
+    rpassword::prompt_password(text)
+        .map(SecretString::from)
+        .map_err(|e| {
+            Error::key(format!("could not read the passphrase from the terminal: {e}"))
+                .hint("pass --passphrase-file FILE instead")
+        })
+}

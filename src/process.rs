@@ -1,0 +1,69 @@
+//! Process-level safety: no core dumps (secrets in memory), liveness of pids
+//! named in lock files, and a Ctrl-C/SIGTERM flag that long loops poll so they
+//! can clean up before exiting.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Disables core dumps and ptrace attach by other users (`PR_SET_DUMPABLE 0`)
+/// and sets the core size limit to zero.
+pub fn harden() {
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Core,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    );
+}
+
+/// Installs SIGINT/SIGTERM/SIGHUP handlers that set the interruption flag; a
+/// second signal terminates at once (temp files are then removed by the next run).
+pub fn install_signal_handlers() {
+    let flag = INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false)));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+}
+
+/// Whether a termination signal arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED
+        .get()
+        .is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+/// Returns an error if a termination signal arrived.
+pub fn check_interrupted() -> Result<()> {
+    if interrupted() {
+        Err(Error::operational("interrupted by a signal; nothing was committed")
+            .hint("run the command again"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether a process with this pid exists (signal 0).
+pub fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match rustix::process::Pid::from_raw(pid) {
+        Some(p) => match rustix::process::test_kill_process(p) {
+            Ok(()) => true,
+            Err(e) => e == rustix::io::Errno::PERM,
+        },
+        None => false,
+    }
+}

@@ -1,0 +1,386 @@
+//! The backup destination: archive names, listing, owner-only exclusive file
+//! creation, no-replace renames, directory fsync and `.sha256` sidecars.
+//!
+//! Names follow DESIGN §5: `<type>_<YYYYMMDD_HHMMSS>[_N].tar.gz[.age|.gpg]` in UTC.
+//! Anything else in the destination is "unrecognised" and never touched.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDateTime, TimeZone, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The kind of backup, which decides its contents and retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupType {
+    Daily,
+    Weekly,
+    PreDeploy,
+    /// Snapshot of the target taken by `restore` before it swaps.
+    PreRestore,
+}
+
+impl BackupType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Daily => "daily",
+            BackupType::Weekly => "weekly",
+            BackupType::PreDeploy => "pre-deploy",
+            BackupType::PreRestore => "pre-restore",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "daily" => BackupType::Daily,
+            "weekly" => BackupType::Weekly,
+            "pre-deploy" => BackupType::PreDeploy,
+            "pre-restore" => BackupType::PreRestore,
+            _ => return None,
+        })
+    }
+    pub const ALL: [BackupType; 4] = [
+        BackupType::Daily,
+        BackupType::Weekly,
+        BackupType::PreDeploy,
+        BackupType::PreRestore,
+    ];
+}
+
+/// How an entry of the destination is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Container {
+    Age,
+    OpenPgp,
+    /// Unencrypted `.tar.gz` (legacy basic mode or `--insecure-plaintext`).
+    TarGz,
+    /// The old basic script's plaintext backup directory.
+    Directory,
+}
+
+impl Container {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Container::Age => ".tar.gz.age",
+            Container::OpenPgp => ".tar.gz.gpg",
+            Container::TarGz => ".tar.gz",
+            Container::Directory => "",
+        }
+    }
+}
+
+/// A parsed archive name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveName {
+    pub btype: BackupType,
+    /// UTC time from the name.
+    pub time: chrono::DateTime<Utc>,
+    /// Same-second suffix (`_1`, `_2` …), 0 when absent.
+    pub seq: u32,
+    pub container: Container,
+    /// The file or directory name.
+    pub name: String,
+}
+
+impl ArchiveName {
+    /// The top-level directory inside the archive: `<type>_<timestamp>[_N]`.
+    pub fn stem(&self) -> String {
+        stem(self.btype, self.time, self.seq)
+    }
+}
+
+pub fn stem(btype: BackupType, time: chrono::DateTime<Utc>, seq: u32) -> String {
+    let ts = time.format("%Y%m%d_%H%M%S");
+    if seq == 0 {
+        format!("{}_{ts}", btype.as_str())
+    } else {
+        format!("{}_{ts}_{seq}", btype.as_str())
+    }
+}
+
+/// Parses a destination entry's name; `is_dir` tells whether it is a directory.
+pub fn parse_name(name: &str, is_dir: bool) -> Option<ArchiveName> {
+    let (base, container) = if is_dir {
+        (name, Container::Directory)
+    } else if let Some(b) = name.strip_suffix(".tar.gz.age") {
+        (b, Container::Age)
+    } else if let Some(b) = name.strip_suffix(".tar.gz.gpg") {
+        (b, Container::OpenPgp)
+    } else if let Some(b) = name.strip_suffix(".tar.gz") {
+        (b, Container::TarGz)
+    } else {
+        return None;
+    };
+    let btype = BackupType::ALL
+        .into_iter()
+        .find(|t| base.starts_with(&format!("{}_", t.as_str())))?;
+    let rest = &base[btype.as_str().len() + 1..];
+    if rest.len() < 15 {
+        return None;
+    }
+    let (ts, tail) = rest.split_at(15);
+    let naive = NaiveDateTime::parse_from_str(ts, "%Y%m%d_%H%M%S").ok()?;
+    let seq = if tail.is_empty() {
+        0
+    } else {
+        let n = tail.strip_prefix('_')?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
+            return None;
+        }
+        n.parse().ok()?
+    };
+    Some(ArchiveName {
+        btype,
+        time: Utc.from_utc_datetime(&naive),
+        seq,
+        container,
+        name: name.to_owned(),
+    })
+}
+
+/// Lists the recognised archives (and legacy directories) in `dest`, oldest first.
+pub fn list_archives(dest: &Path) -> Result<Vec<ArchiveName>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dest) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("listing", dest, e)),
+    };
+    for entry in rd {
+        let entry = entry.at("listing", dest)?;
+        let ft = entry.file_type().at("reading", &entry.path())?;
+        if ft.is_symlink() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(a) = parse_name(&name, ft.is_dir()) {
+            out.push(a);
+        }
+    }
+    out.sort_by(|a, b| (a.time, a.seq, &a.name).cmp(&(b.time, b.seq, &b.name)));
+    Ok(out)
+}
+
+/// Creates `dir` (and parents) with mode 0700 if missing; tightens an existing
+/// directory that others can read.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            if m.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                    .at("restricting permissions of", dir)?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(Error::operational(format!(
+            "{} exists and is not a directory",
+            dir.display()
+        ))
+        .hint("choose another --dest, or move that file away")),
+        Err(_) => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .at("creating directory", dir),
+    }
+}
+
+/// Creates a new file exclusively, owner-only from the first byte.
+pub fn create_private(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .at("creating", path)
+}
+
+/// fsyncs a directory so that renames and creations in it are durable.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .at("syncing directory", dir)
+}
+
+/// Renames `from` to `to` without ever replacing an existing `to`.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(io::Error::from)
+}
+
+/// A temporary file name in `dir` that carries our pid, so a later run can
+/// recognise and remove what a killed run left.
+pub fn temp_name(dir: &Path, purpose: &str) -> PathBuf {
+    let rand: u64 = {
+        let mut b = [0u8; 8];
+        let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+        u64::from_le_bytes(b)
+    };
+    dir.join(format!(
+        ".secureclaw-backup.{purpose}.{}.{rand:016x}.tmp",
+        std::process::id()
+    ))
+}
+
+/// Removes temp files in `dir` left by dead processes of this tool. Returns their names.
+pub fn remove_stale_temps(dir: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".secureclaw-backup.") else {
+            continue;
+        };
+        if !name.ends_with(".tmp") {
+            continue;
+        }
+        let parts: Vec<&str> = rest.split('.').collect();
+        let Some(pid) = parts.get(1).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if crate::process::pid_alive(pid) {
+            continue;
+        }
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false)
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
+/// The sidecar path of an archive: `<archive>.sha256`.
+pub fn sidecar_path(archive: &Path) -> PathBuf {
+    let mut s = archive.as_os_str().to_owned();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
+/// Writes the `sha256sum`-format sidecar atomically (temp + rename + fsync).
+pub fn write_sidecar(archive: &Path, digest_hex: &str) -> Result<PathBuf> {
+    let dir = archive.parent().unwrap_or(Path::new("."));
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let side = sidecar_path(archive);
+    let tmp = temp_name(dir, "sidecar");
+    let res = (|| {
+        let mut f = create_private(&tmp)?;
+        writeln!(f, "{digest_hex}  {name}").at("writing", &tmp)?;
+        f.sync_all().at("syncing", &tmp)?;
+        fs::rename(&tmp, &side).at("renaming sidecar into place", &side)?;
+        fsync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map(|_| side)
+}
+
+/// The state of an archive's sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SidecarStatus {
+    Ok,
+    Missing,
+    Mismatch { expected: String, actual: String },
+    Malformed,
+}
+
+/// Reads the expected digest from the sidecar of `archive`, if any.
+pub fn read_sidecar(archive: &Path) -> Result<Option<String>> {
+    let side = sidecar_path(archive);
+    let text = match fs::read_to_string(&side) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("reading sidecar", &side, e)),
+    };
+    let first = text.split_whitespace().next().unwrap_or("");
+    if first.len() == 64 && first.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(Some(first.to_ascii_lowercase()))
+    } else {
+        Ok(Some(String::new()))
+    }
+}
+
+/// SHA-256 of a whole file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).at("opening", path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = f.read(&mut buf).at("reading", path)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Checks an archive against its sidecar.
+pub fn check_sidecar(archive: &Path) -> Result<SidecarStatus> {
+    match read_sidecar(archive)? {
+        None => Ok(SidecarStatus::Missing),
+        Some(e) if e.is_empty() => Ok(SidecarStatus::Malformed),
+        Some(expected) => {
+            let actual = sha256_file(archive)?;
+            Ok(if actual == expected {
+                SidecarStatus::Ok
+            } else {
+                SidecarStatus::Mismatch { expected, actual }
+            })
+        }
+    }
+}
+
+/// The default destination: `$BACKUP_ROOT`, else `~/backups/secureclaw`.
+pub fn default_dest() -> Result<PathBuf> {
+    if let Some(r) = std::env::var_os("BACKUP_ROOT").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(r));
+    }
+    Ok(crate::paths::home()?.join("backups/secureclaw"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let a = parse_name("daily_20261123_020000.tar.gz.age", false).unwrap();
+        assert_eq!(a.btype, BackupType::Daily);
+        assert_eq!(a.container, Container::Age);
+        assert_eq!(a.seq, 0);
+        assert_eq!(a.stem(), "daily_20261123_020000");
+        let b = parse_name("pre-deploy_20261123_020000_2.tar.gz.gpg", false).unwrap();
+        assert_eq!(b.btype, BackupType::PreDeploy);
+        assert_eq!(b.seq, 2);
+        assert_eq!(b.stem(), "pre-deploy_20261123_020000_2");
+        let d = parse_name("weekly_20261123_020000", true).unwrap();
+        assert_eq!(d.container, Container::Directory);
+        assert!(parse_name("daily_20261123_020000.tar.gz.age.sha256", false).is_none());
+        assert!(parse_name("daily_2026.tar.gz", false).is_none());
+        assert!(parse_name("notes.txt", false).is_none());
+        assert!(parse_name("daily_20261123_020000_01.tar.gz", false).is_none());
+        assert!(parse_name("daily_20261399_020000.tar.gz", false).is_none());
+    }
+}
