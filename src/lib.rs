@@ -3,12 +3,25 @@
 //! flow; each module's doc says what it owns.
 #![forbid(unsafe_code)]
 
+pub mod archive;
+pub mod backup;
+pub mod cli;
+pub mod commands;
 pub mod crypto;
 pub mod error;
+pub mod gateway;
 pub mod lock;
+pub mod manifest;
 pub mod paths;
+pub mod pgzip;
 pub mod process;
+pub mod restore;
+pub mod retention;
+pub mod source;
 pub mod store;
+pub mod swap;
 pub mod ui;
+pub mod validate;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

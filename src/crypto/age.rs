@@ -293,9 +293,11 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
             ));
         }
     }
+    // age adds a random "grease" stanza (`<random>-grease`) to keep parsers honest
     let recipients = header
         .stanzas
         .iter()
+        .filter(|args| !args[0].ends_with("-grease"))
         .map(|args| match args[0].as_str() {
             "X25519" => "X25519".to_owned(),
             "scrypt" => "scrypt (passphrase)".to_owned(),

@@ -1,0 +1,207 @@
+//! Read-side pipelining: each stage (file read + decrypt, gunzip) runs on its
+//! own thread and hands 256 KiB chunks to the next through a bounded channel,
+//! so decryption, decompression and untar+hash+write overlap on separate cores
+//! with memory bounded by the queue depth. Errors travel in order, after the
+//! data that preceded them.
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver};
+
+const CHUNK: usize = 256 * 1024;
+const DEPTH: usize = 8;
+
+/// The consuming end of a stage.
+pub struct StageReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+/// Runs `src` on a new thread; the returned reader yields its bytes.
+pub fn spawn_stage(mut src: Box<dyn Read + Send>) -> StageReader {
+    let (tx, rx) = sync_channel(DEPTH);
+    std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        let res = loop {
+            match src.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(true),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        break Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        buf.truncate(filled);
+        match res {
+            Ok(eof) => {
+                if !buf.is_empty() && tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+                if eof {
+                    return; // dropping tx signals EOF
+                }
+            }
+            Err(e) => {
+                if !buf.is_empty() {
+                    let _ = tx.send(Ok(buf));
+                }
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    });
+    StageReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+        done: false,
+    }
+}
+
+impl Read for StageReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Wraps the archive file so that its own I/O errors are reported as
+/// operational errors (exit 1) on its path, distinct from the integrity
+/// errors that the decryption and decompression layers raise.
+pub struct SourceFile<R> {
+    inner: R,
+    path: std::path::PathBuf,
+}
+
+impl<R: Read> SourceFile<R> {
+    pub fn new(inner: R, path: &Path) -> Self {
+        SourceFile {
+            inner,
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl<R: Read> Read for SourceFile<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            crate::error::into_io(crate::error::Error::io("reading archive", &self.path, e))
+        })
+    }
+}
+
+/// Opens an archive file for reading its tar stream: detects the format by its
+/// magic bytes, starts decryption (key errors surface here, before any data),
+/// and chains decrypt → gunzip (all members) on their own threads.
+pub fn open_tar_stream(
+    path: &Path,
+    identities: &crate::crypto::Identities,
+) -> crate::error::Result<(crate::crypto::Format, StageReader)> {
+    use crate::crypto::Format;
+    use crate::error::{Error, IoContext};
+    let head = crate::crypto::read_head(path)?;
+    let format = Format::detect(&head).ok_or_else(|| {
+        Error::integrity(format!(
+            "{} is not an archive: neither age, OpenPGP nor gzip",
+            path.display()
+        ))
+        .hint("name the archive file itself (not its .sha256 sidecar); if it is, it is damaged")
+    })?;
+    let file = std::fs::File::open(path).at("opening archive", path)?;
+    let src: Box<dyn Read + Send> = Box::new(SourceFile::new(
+        io::BufReader::with_capacity(256 * 1024, file),
+        path,
+    ));
+    let plain: Box<dyn Read + Send> = if format.is_encrypted() {
+        let dec = identities.decryptor(format)?;
+        Box::new(spawn_stage(dec.decrypt(format, src)?))
+    } else {
+        src
+    };
+    let gunzip = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, plain));
+    Ok((format, spawn_stage(Box::new(gunzip))))
+}
+
+/// The producing end of an in-memory pipe made by [`pipe`].
+pub struct PipeWriter {
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl PipeWriter {
+    /// Reports a failure to the reader (after the data already written).
+    pub fn fail(mut self, e: io::Error) {
+        let _ = io::Write::flush(&mut self);
+        let _ = self.tx.send(Err(e));
+    }
+}
+
+impl io::Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = std::mem::take(&mut self.buf);
+            self.tx
+                .send(Ok(chunk))
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "reader stopped"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        let _ = io::Write::flush(self);
+    }
+}
+
+/// A bounded in-memory pipe between two threads.
+pub fn pipe() -> (PipeWriter, StageReader) {
+    let (tx, rx) = sync_channel(DEPTH);
+    (
+        PipeWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        },
+        StageReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        },
+    )
+}

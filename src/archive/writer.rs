@@ -1,0 +1,221 @@
+//! Building the tar stream. A file is archived with exactly the size its tar
+//! header announces: read bounded, zero-padded if it shrank, and reported as a
+//! warning if it changed while it was read, so the archive is always valid.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{Entry, EntryKind, Manifest, Warning};
+
+/// Writes tar entries under `<top>/`.
+pub struct ArchiveWriter<W: Write> {
+    tar: tar::Builder<W>,
+    top: String,
+    pub entries: Vec<Entry>,
+    pub warnings: Vec<Warning>,
+    pub bytes: u64,
+}
+
+fn mode_string(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
+fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: i64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode & 0o7777);
+    h.set_mtime(mtime.max(0) as u64);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+/// Reads exactly `size` bytes from a file that may change under us: stops at
+/// `size`, pads with zeros when the file ends early, and hashes what it yields.
+struct BoundedReader<'a> {
+    inner: io::Take<&'a mut File>,
+    remaining: u64,
+    padded: u64,
+    hasher: Sha256,
+}
+
+impl Read for BoundedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = (buf.len() as u64).min(self.remaining) as usize;
+        let mut n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            // the file shrank: pad to the announced size
+            n = want;
+            buf[..n].fill(0);
+            self.padded += n as u64;
+        }
+        self.hasher.update(&buf[..n]);
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    pub fn new(out: W, top: &str) -> Self {
+        let mut tar = tar::Builder::new(out);
+        tar.follow_symlinks(false);
+        ArchiveWriter {
+            tar,
+            top: top.to_owned(),
+            entries: Vec::new(),
+            warnings: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn append(&mut self, mut h: tar::Header, rel: &str, data: impl Read) -> io::Result<()> {
+        let path = if rel.is_empty() {
+            format!("{}/", self.top)
+        } else {
+            format!("{}/{rel}", self.top)
+        };
+        self.tar.append_data(&mut h, path, data)
+    }
+
+    /// The top-level directory entry.
+    pub fn add_top(&mut self, mtime: i64) -> Result<()> {
+        let h = header(tar::EntryType::Directory, 0, 0o700, mtime);
+        self.append(h, "", io::empty())
+            .map_err(|e| Error::operational(format!("writing the archive: {e}")))
+    }
+
+    pub fn add_dir(&mut self, rel: &str, mode: u32, mtime: i64) -> Result<()> {
+        let h = header(tar::EntryType::Directory, 0, mode, mtime);
+        self.append(h, &format!("{rel}/"), io::empty())
+            .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
+        self.entries.push(Entry {
+            path: rel.to_owned(),
+            kind: EntryKind::Dir,
+            size: 0,
+            mode: mode_string(mode),
+            sha256: None,
+        });
+        Ok(())
+    }
+
+    /// Archives the regular file at `path` as `rel`. The size is taken from the
+    /// open descriptor; changes while reading become a warning.
+    pub fn add_file(&mut self, rel: &str, path: &Path) -> Result<()> {
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.warn(rel, "vanished", "deleted while the backup ran; not archived");
+                return Ok(());
+            }
+            Err(e) => return Err(Error::io("opening", path, e)),
+        };
+        let meta = file.metadata().at("reading metadata of", path)?;
+        if !meta.is_file() {
+            self.warn(rel, "replaced", "no longer a regular file when opened; not archived");
+            return Ok(());
+        }
+        self.add_open_file(rel, path, &mut file, &meta)
+    }
+
+    /// Archives an already open regular file (also used for staged captures).
+    pub fn add_open_file(
+        &mut self,
+        rel: &str,
+        path: &Path,
+        file: &mut File,
+        meta: &std::fs::Metadata,
+    ) -> Result<()> {
+        let size = meta.len();
+        let h = header(tar::EntryType::Regular, size, meta.mode(), meta.mtime());
+        let mut reader = BoundedReader {
+            inner: file.take(size),
+            remaining: size,
+            padded: 0,
+            hasher: Sha256::new(),
+        };
+        let res = self.append(h, rel, &mut reader);
+        if let Err(e) = res {
+            // a read error of the source vs. a write error of the archive
+            return Err(Error::operational(format!(
+                "archiving {}: {e}",
+                path.display()
+            ))
+            .hint("check the file and the destination's free space, then run again"));
+        }
+        let padded = reader.padded;
+        let digest = hex::encode(reader.hasher.finalize());
+        // did it change while we read it?
+        let after = file.metadata().ok();
+        let mut grew = false;
+        let mut remaining_probe = [0u8; 1];
+        if padded == 0 {
+            grew = file.read(&mut remaining_probe).map(|n| n > 0).unwrap_or(false);
+        }
+        let changed = after.is_some_and(|a| a.mtime() != meta.mtime() || a.mtime_nsec() != meta.mtime_nsec() || a.len() != size);
+        if padded > 0 {
+            self.warn(rel, "changed-while-read", format!("shrank while read; {padded} bytes zero-padded to the archived size {size}"));
+        } else if grew {
+            self.warn(rel, "changed-while-read", format!("grew while read; archived its first {size} bytes"));
+        } else if changed {
+            self.warn(rel, "changed-while-read", "modified while read; archived content may mix old and new data");
+        }
+        self.entries.push(Entry {
+            path: rel.to_owned(),
+            kind: EntryKind::File,
+            size,
+            mode: mode_string(meta.mode()),
+            sha256: Some(digest),
+        });
+        self.bytes += size;
+        Ok(())
+    }
+
+    pub fn warn(&mut self, rel: &str, kind: &str, detail: impl Into<String>) {
+        self.warnings.push(Warning {
+            path: rel.to_owned(),
+            kind: kind.to_owned(),
+            detail: detail.into(),
+        });
+    }
+
+    /// Ends the tar without a manifest (a legacy directory read as a stream).
+    pub fn finish_without_manifest(self) -> Result<W> {
+        self.tar
+            .into_inner()
+            .map_err(|e| Error::operational(format!("writing the archive: {e}")))
+    }
+
+    /// Appends `manifest.txt` and `manifest.json` (last), ends the tar and
+    /// returns the inner writer, which the caller must still finish.
+    pub fn finish(mut self, manifest: &Manifest, mtime: i64) -> Result<W> {
+        let txt = manifest.to_text();
+        let json = manifest.to_json();
+        let werr = |e: io::Error| Error::operational(format!("writing the archive: {e}"));
+        self.append(
+            header(tar::EntryType::Regular, txt.len() as u64, 0o600, mtime),
+            crate::manifest::TXT_NAME,
+            txt.as_bytes(),
+        )
+        .map_err(werr)?;
+        self.append(
+            header(tar::EntryType::Regular, json.len() as u64, 0o600, mtime),
+            crate::manifest::JSON_NAME,
+            &json[..],
+        )
+        .map_err(werr)?;
+        self.tar.into_inner().map_err(werr)
+    }
+}

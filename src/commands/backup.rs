@@ -1,0 +1,121 @@
+//! `backup`: make one encrypted archive of the data directory.
+
+use std::path::PathBuf;
+
+use crate::backup::{run_backup, BackupOptions, DEFAULT_LEVEL};
+use crate::error::{Error, Result};
+use crate::manifest::human_bytes;
+use crate::store::{self, BackupType};
+use crate::ui::Ui;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TypeArg {
+    Daily,
+    Weekly,
+    PreDeploy,
+}
+
+impl From<TypeArg> for BackupType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::Daily => BackupType::Daily,
+            TypeArg::Weekly => BackupType::Weekly,
+            TypeArg::PreDeploy => BackupType::PreDeploy,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Backup type: daily and pre-deploy leave out workspace/ and logs/
+    #[arg(long = "type", value_enum, default_value = "daily")]
+    pub btype: TypeArg,
+    /// Data directory (default $SECURECLAW_STATE_DIR, $SECURECLAW_DIR, ~/.secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Destination directory (default $BACKUP_ROOT, ~/backups/secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipients: super::RecipientArgs,
+    /// Leave out paths matching this glob (repeatable), e.g. 'workspace/tmp/**'
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// gzip level 1 (fastest) to 9 (smallest)
+    #[arg(long, default_value_t = DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub compression_level: u32,
+    /// Compression threads (default: all cores)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Write an UNENCRYPTED .tar.gz (the old basic mode). Never the default.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+    /// Treat warnings (changed or skipped files) as failure (exit 1) after writing
+    #[arg(long)]
+    pub strict: bool,
+}
+
+pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    let source = crate::paths::data_dir(args.source.clone())?;
+    let dest = match &args.dest {
+        Some(d) => d.clone(),
+        None => store::default_dest()?,
+    };
+    let encryptor = if args.insecure_plaintext {
+        if !args.recipients.recipients.is_empty() {
+            return Err(Error::usage("--insecure-plaintext and -r contradict each other")
+                .hint("drop --insecure-plaintext to encrypt"));
+        }
+        ui.warn("--insecure-plaintext: this archive will NOT be encrypted; anyone who can read it reads every credential");
+        None
+    } else {
+        match args.recipients.encryptor()? {
+            Some(e) => Some(e),
+            None => {
+                return Err(Error::key("no recipient given: refusing to write an unencrypted archive")
+                    .hint("pass -r RECIPIENT (age1…, ssh key, OpenPGP key id) or set SECURECLAW_BACKUP_KEY; see `secureclaw-backup keygen`"))
+            }
+        }
+    };
+    let _source_lock = crate::lock::lock_dir(&source, "backup source")?;
+    let opts = BackupOptions {
+        btype: args.btype.into(),
+        source: source.clone(),
+        dest,
+        excludes: args.exclude.clone(),
+        level: args.compression_level,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .max(1),
+        encryptor,
+    };
+    ui.info(format!("backing up {} ({})…", source.display(), opts.btype.as_str()));
+    let r = run_backup(&opts, ui)?;
+    for w in &r.warnings {
+        ui.warn(format!("{} [{}] {}", w.path, w.kind, w.detail));
+    }
+    let mb_s = r.bytes as f64 / 1e6 / r.seconds.max(1e-6);
+    let human = format!(
+        "archive:  {}\nsidecar:  {}\nformat:   {} to {}\nsize:     {} ({} of data)\nfiles:    {} in {} directories\nwarnings: {}\nduration: {:.2} s ({mb_s:.0} MB/s)",
+        r.archive.display(),
+        r.sidecar.display(),
+        r.format,
+        if r.recipients.is_empty() { "nobody (unencrypted)".to_owned() } else { r.recipients.join(", ") },
+        human_bytes(r.size),
+        human_bytes(r.bytes),
+        r.files,
+        r.directories,
+        r.warnings.len(),
+        r.seconds,
+    );
+    ui.result(human, serde_json::json!({"ok": true, "backup": r}));
+    if args.strict && !r.warnings.is_empty() {
+        return Err(Error::operational(format!(
+            "--strict: the backup has {} warning(s) (the archive was written and is valid)",
+            r.warnings.len()
+        ))
+        .hint("run again later, or drop --strict to accept warnings"));
+    }
+    Ok(())
+}

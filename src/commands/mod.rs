@@ -1,0 +1,79 @@
+//! One file per command: each defines its clap `Args` and a `run` that turns
+//! them into library calls and prints through [`crate::ui::Ui`]. Shared option
+//! groups (recipients, identities) live here.
+
+pub mod backup;
+pub mod restore;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::crypto::{self, Encryptor, Identities, PassphraseSource};
+use crate::error::Result;
+
+/// Recipient options shared by backup, restore (snapshot) and rotate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecipientArgs {
+    /// Recipient: age1…, ssh-ed25519/ssh-rsa key, OpenPGP key id/fingerprint/e-mail,
+    /// or a recipients/certificate file (repeatable; default $SECURECLAW_BACKUP_KEY)
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+    /// OpenPGP keyring file to resolve key ids in (default: the GnuPG keyring)
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+}
+
+impl RecipientArgs {
+    /// The recipient values: `-r`, else `SECURECLAW_BACKUP_KEY`.
+    pub fn values(&self) -> Vec<String> {
+        if !self.recipients.is_empty() {
+            return self.recipients.clone();
+        }
+        std::env::var("SECURECLAW_BACKUP_KEY")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| vec![v])
+            .unwrap_or_default()
+    }
+
+    /// The encryptor, or `None` when no recipient is configured.
+    pub fn encryptor(&self) -> Result<Option<Arc<dyn Encryptor>>> {
+        let values = self.values();
+        if values.is_empty() {
+            return Ok(None);
+        }
+        crypto::parse_recipients(&values, self.keyring.as_deref()).map(|e| Some(Arc::from(e)))
+    }
+}
+
+/// Identity options shared by restore, verify, rotate and drill.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityArgs {
+    /// Identity file: age identity (plain or passphrase-protected), SSH private key,
+    /// or OpenPGP secret key (repeatable; default $SECURECLAW_BACKUP_IDENTITY)
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// Read passphrases from the first line of this file instead of the terminal
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl IdentityArgs {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        if !self.identities.is_empty() {
+            return self.identities.clone();
+        }
+        std::env::var_os("SECURECLAW_BACKUP_IDENTITY")
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn load(&self) -> Result<Identities> {
+        Identities::load(&self.paths(), PassphraseSource::new(self.passphrase_file.clone()))
+    }
+}

@@ -1,0 +1,95 @@
+//! `restore`: one command from archive to a running data directory.
+
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::manifest::human_bytes;
+use crate::restore::{run_restore, RestoreOptions, RestoreReport};
+use crate::store;
+use crate::ui::Ui;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Archive (.tar.gz.age, .tar.gz.gpg, legacy .tar.gz) or legacy backup directory
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: PathBuf,
+    #[command(flatten)]
+    pub identity: super::IdentityArgs,
+    /// Data directory to restore into (default as for backup's --source)
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<PathBuf>,
+    /// Where the pre-restore snapshot goes (default $BACKUP_ROOT, ~/backups/secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Recipients for the pre-restore snapshot (default $SECURECLAW_BACKUP_KEY)
+    #[command(flatten)]
+    pub recipients: super::RecipientArgs,
+    /// Decrypt and check everything, print what would change, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not save an encrypted snapshot of the current tree first
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Send SIGTERM to a gateway running on the target (by the pid in its lock file)
+    #[arg(long)]
+    pub stop_gateway: bool,
+}
+
+fn human(r: &RestoreReport) -> String {
+    let mut s = String::new();
+    let verb = if r.dry_run { "would restore" } else { "restored" };
+    s.push_str(&format!(
+        "{verb} {} ({}{}) into {}: {} files, {}\n",
+        r.archive.display(),
+        r.format,
+        if r.legacy { ", legacy" } else { "" },
+        r.target.display(),
+        r.files,
+        human_bytes(r.bytes)
+    ));
+    let list = |v: &Vec<String>| if v.is_empty() { "-".to_owned() } else { v.join(", ") };
+    s.push_str(&format!("  replaced: {}\n  added:    {}\n  kept:     {}\n", list(&r.replaced), list(&r.added), list(&r.kept)));
+    if let Some(snap) = &r.snapshot {
+        s.push_str(&format!("  snapshot of the previous tree: {}\n", snap.archive.display()));
+    }
+    for w in &r.warnings {
+        s.push_str(&format!("  warning: {w}\n"));
+    }
+    if let Some(v) = &r.validation {
+        s.push_str(&v.human());
+        s.push('\n');
+    }
+    if let Some(undo) = r.next_steps.iter().find(|s| s.starts_with("to undo")) {
+        s.push_str(&format!("  - {undo}\n"));
+    }
+    if r.dry_run {
+        s.push_str("dry run: nothing was written\n");
+    }
+    s
+}
+
+pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    let target = crate::paths::data_dir(args.target.clone())?;
+    let dest = match &args.dest {
+        Some(d) => d.clone(),
+        None => store::default_dest()?,
+    };
+    let snapshot_to = if args.no_snapshot || args.dry_run {
+        None
+    } else {
+        args.recipients.encryptor()?
+    };
+    let opts = RestoreOptions {
+        archive: args.archive.clone(),
+        target,
+        dest,
+        dry_run: args.dry_run,
+        snapshot_to,
+        no_snapshot: args.no_snapshot,
+        stop_gateway: args.stop_gateway,
+        identities: args.identity.load()?,
+    };
+    let r = run_restore(&opts, ui)?;
+    ui.result(human(&r), serde_json::json!({"ok": true, "restore": r}));
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! `verify`: keyless structure + sidecar check, or a full check with `-i`.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::human_bytes;
+use crate::ui::Ui;
+use crate::verify::{verify_full, verify_keyless, VerifyReport};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Archives to verify
+    #[arg(required = true, value_name = "ARCHIVE")]
+    pub archives: Vec<PathBuf>,
+    #[command(flatten)]
+    pub identity: super::IdentityArgs,
+}
+
+fn human(r: &VerifyReport) -> String {
+    let mut s = format!(
+        "{}: OK ({}, {}, {} recipient(s): {}; sidecar {:?})",
+        r.archive.display(),
+        r.format.family(),
+        human_bytes(r.size),
+        r.recipients.len(),
+        r.recipients.join(", "),
+        r.sidecar
+    );
+    if r.full {
+        s.push_str(&format!(
+            "\n  decrypted and authenticated to the end; {} files, {} checked against the manifest",
+            r.files.unwrap_or(0),
+            human_bytes(r.bytes.unwrap_or(0))
+        ));
+    } else {
+        s.push_str("\n  structure only (pass -i to decrypt and check every file)");
+    }
+    for w in &r.warnings {
+        s.push_str(&format!("\n  warning: {w}"));
+    }
+    s
+}
+
+pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    let ids = args.identity.load()?;
+    let mut reports = Vec::new();
+    let mut failures: Vec<(PathBuf, crate::Error)> = Vec::new();
+    for a in &args.archives {
+        let r = if args.identity.paths().is_empty() {
+            verify_keyless(a)
+        } else {
+            verify_full(a, &ids)
+        };
+        match r {
+            Ok(r) => {
+                ui.info(human(&r));
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("{}: FAILED: {}", a.display(), e.message);
+                failures.push((a.clone(), e));
+            }
+        }
+    }
+    let json = serde_json::json!({
+        "ok": failures.is_empty(),
+        "verified": reports,
+        "failed": failures.iter().map(|(p, e)| serde_json::json!({"archive": p, "kind": e.kind, "message": e.message})).collect::<Vec<_>>(),
+    });
+    ui.result(
+        format!("{} verified, {} failed", reports.len(), failures.len()),
+        json,
+    );
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.pop().map(|(_, e)| e).unwrap_or_else(|| Error::integrity("verification failed"))),
+        n => {
+            // the most severe kind decides the exit code
+            let kind = failures
+                .iter()
+                .map(|(_, e)| e.kind)
+                .max_by_key(|k| match k {
+                    ErrorKind::Integrity => 5,
+                    ErrorKind::Refused => 4,
+                    ErrorKind::Key => 3,
+                    _ => 1,
+                })
+                .unwrap_or(ErrorKind::Integrity);
+            Err(Error::new(kind, format!("{n} archives failed verification")).hint("see the messages above"))
+        }
+    }
+}

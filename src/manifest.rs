@@ -1,0 +1,216 @@
+//! The archive manifest (DESIGN §5): `manifest.json`, machine-readable, with
+//! every entry's path, type, size, mode and SHA-256 plus the warnings of the
+//! run; and `manifest.txt`, the guide's human-readable summary. Both are the
+//! last entries of the tar, so hashes are computed while streaming.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the manifest files inside the top-level directory.
+pub const JSON_NAME: &str = "manifest.json";
+pub const TXT_NAME: &str = "manifest.txt";
+/// The format tag and version written into every manifest.
+pub const FORMAT: &str = "secureclaw-backup-manifest";
+pub const VERSION: u32 = 1;
+/// Largest manifest we are willing to parse.
+pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// One archived entry. `path` is relative to the data directory, `/`-separated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Permission bits as archived, octal string (`"0600"`).
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// Something the operator should know about: a skipped or changing entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub path: String,
+    /// `symlink`, `socket`, `fifo`, `device`, `lock-file`, `changed-while-read`,
+    /// `non-utf8-name`, `excluded-destination`, `unreadable`…
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    #[serde(rename = "type")]
+    pub backup_type: String,
+    /// RFC 3339 UTC time of the backup.
+    pub created: String,
+    /// `YYYYMMDD_HHMMSS` as in the archive name.
+    pub timestamp: String,
+    pub host: String,
+    pub tool_version: String,
+    pub source: String,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub entries: Vec<Entry>,
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+}
+
+impl Manifest {
+    /// Parses and checks a manifest (format tag, version, unique paths).
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| format!("manifest.json is not valid: {e}"))?;
+        if m.format != FORMAT {
+            return Err(format!("manifest.json has format {:?}, expected {FORMAT:?}", m.format));
+        }
+        if m.version != VERSION {
+            return Err(format!(
+                "manifest.json version {} is not supported (this tool reads version {VERSION})",
+                m.version
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for e in &m.entries {
+            if !seen.insert(e.path.as_str()) {
+                return Err(format!("manifest.json lists {:?} twice", e.path));
+            }
+            if e.kind == EntryKind::File
+                && !e
+                    .sha256
+                    .as_deref()
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(format!("manifest.json entry {:?} has no valid sha256", e.path));
+            }
+        }
+        Ok(m)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Entries by path.
+    pub fn by_path(&self) -> BTreeMap<&str, &Entry> {
+        self.entries.iter().map(|e| (e.path.as_str(), e)).collect()
+    }
+
+    /// The guide's human-readable `manifest.txt`, with the same fields.
+    pub fn to_text(&self) -> String {
+        let files = self.entries.iter().filter(|e| e.kind == EntryKind::File);
+        let (count, bytes) = files.fold((0u64, 0u64), |(c, b), e| (c + 1, b + e.size));
+        let mut top: BTreeMap<&str, u64> = BTreeMap::new();
+        for e in &self.entries {
+            let first = e.path.split('/').next().unwrap_or("");
+            *top.entry(first).or_default() += e.size;
+        }
+        let mut s = String::new();
+        s.push_str("SecureClaw Backup\n=================\n");
+        s.push_str(&format!("Backup Type: {}\n", self.backup_type));
+        s.push_str(&format!("Timestamp: {}\n", self.timestamp));
+        s.push_str(&format!("Date: {}\n", self.created));
+        s.push_str(&format!("Hostname: {}\n", self.host));
+        s.push_str("SecureClaw Version: unknown\n");
+        s.push_str(&format!("Tool: secureclaw-backup {}\n", self.tool_version));
+        s.push_str(&format!("Source: {}\n", self.source));
+        s.push_str(&format!("Encrypted to: {}\n", self.recipients.join(", ")));
+        s.push_str("\nBacked up directories:\n");
+        for (name, size) in &top {
+            s.push_str(&format!("  {name}  {}\n", human_bytes(*size)));
+        }
+        s.push_str(&format!("\nFiles: {count}\nBackup size: {}\n", human_bytes(bytes)));
+        if !self.warnings.is_empty() {
+            s.push_str("\nWarnings:\n");
+            for w in &self.warnings {
+                s.push_str(&format!("  {} [{}] {}\n", w.path, w.kind, w.detail));
+            }
+        }
+        s
+    }
+}
+
+/// `1.5 MiB`-style sizes for humans.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            backup_type: "daily".into(),
+            created: "2026-11-23T02:00:00Z".into(),
+            timestamp: "20261123_020000".into(),
+            host: "h".into(),
+            tool_version: "0.1.0".into(),
+            source: "/s".into(),
+            recipients: vec![],
+            entries: vec![
+                Entry {
+                    path: "credentials".into(),
+                    kind: EntryKind::Dir,
+                    size: 0,
+                    mode: "0700".into(),
+                    sha256: None,
+                },
+                Entry {
+                    path: "credentials/oauth.json".into(),
+                    kind: EntryKind::File,
+                    size: 3,
+                    mode: "0600".into(),
+                    sha256: Some("a".repeat(64)),
+                },
+            ],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+        assert!(m.to_text().contains("Backup Type: daily"));
+    }
+
+    #[test]
+    fn rejects_duplicates_and_bad_hashes() {
+        let mut m = sample();
+        m.entries.push(m.entries[1].clone());
+        assert!(Manifest::parse(&m.to_json()).is_err());
+        let mut m = sample();
+        m.entries[1].sha256 = Some("zz".into());
+        assert!(Manifest::parse(&m.to_json()).is_err());
+        assert!(Manifest::parse(b"{").is_err());
+        let mut m = sample();
+        m.version = 9;
+        assert!(Manifest::parse(&m.to_json()).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! Parallel gzip compression: the tar stream is cut into 1 MiB blocks that are
+//! deflated on all cores (each primed with the previous block's last 32 KiB as
+//! a dictionary, as pigz does) and written in order as ONE standard gzip member,
+//! so `gzip -d` and `tar xz` read it. Memory is bounded by the queue depth.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+const BLOCK: usize = 1024 * 1024;
+const DICT: usize = 32 * 1024;
+
+struct Job {
+    seq: u64,
+    data: Vec<u8>,
+    dict: Option<Vec<u8>>,
+    last: bool,
+}
+
+struct Done {
+    seq: u64,
+    out: Vec<u8>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+/// A `Write` that gzips on `threads` worker threads into `inner`.
+pub struct ParGzWriter<W: Write + Send + 'static> {
+    buf: Vec<u8>,
+    seq: u64,
+    pending_dict: Option<Vec<u8>>,
+    jobs: Option<SyncSender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<io::Result<W>>>,
+}
+
+fn compress_block(level: u32, job: &Job) -> io::Result<Vec<u8>> {
+    let mut c = Compress::new(Compression::new(level), false);
+    if let Some(d) = &job.dict {
+        c.set_dictionary(d).map_err(io::Error::other)?;
+    }
+    let mut out = Vec::with_capacity(job.data.len() / 2 + 1024);
+    let flush = if job.last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    let mut consumed = 0usize;
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(out.capacity().max(64 * 1024));
+        }
+        let before = c.total_in();
+        let status = c
+            .compress_vec(&job.data[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
+        consumed += (c.total_in() - before) as usize;
+        match status {
+            Status::StreamEnd => break,
+            Status::Ok | Status::BufError => {
+                // done when all input is consumed and the flush left room to spare
+                if consumed == job.data.len() && !job.last && out.capacity() - out.len() >= 1024 {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<W: Write + Send + 'static> ParGzWriter<W> {
+    /// Starts the workers. `level` is 1..=9, `threads` ≥ 1.
+    pub fn new(mut inner: W, level: u32, threads: usize) -> io::Result<Self> {
+        let threads = threads.max(1);
+        let (job_tx, job_rx) = sync_channel::<Job>(threads * 2);
+        let (done_tx, done_rx) = sync_channel::<io::Result<Done>>(threads * 2);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let rx = job_rx.clone();
+            let tx = done_tx.clone();
+            workers.push(std::thread::spawn(move || loop {
+                let job = {
+                    let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
+                    guard.recv()
+                };
+                let Ok(job) = job else { return };
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&job.data);
+                let res = compress_block(level, &job).map(|out| Done {
+                    seq: job.seq,
+                    out,
+                    crc,
+                    len: job.data.len() as u64,
+                });
+                if tx.send(res).is_err() {
+                    return;
+                }
+            }));
+        }
+        drop(done_tx);
+        // gzip header: magic, deflate, no flags, mtime 0, xfl 0, OS unix
+        inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])?;
+        let writer = std::thread::spawn(move || write_in_order(inner, done_rx));
+        Ok(ParGzWriter {
+            buf: Vec::with_capacity(BLOCK),
+            seq: 0,
+            pending_dict: None,
+            jobs: Some(job_tx),
+            workers,
+            writer: Some(writer),
+        })
+    }
+
+    fn dispatch(&mut self, last: bool) -> io::Result<()> {
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(if last { 0 } else { BLOCK }));
+        // the next block's dictionary is this block's tail
+        let dict = (!data.is_empty()).then(|| data[data.len().saturating_sub(DICT)..].to_vec());
+        let job = Job {
+            seq: self.seq,
+            data,
+            dict: self.pending_dict.take(),
+            last,
+        };
+        self.pending_dict = dict;
+        self.seq += 1;
+        let tx = self.jobs.as_ref().ok_or_else(|| io::Error::other("compressor finished"))?;
+        if tx.send(job).is_err() {
+            return Err(self.fail());
+        }
+        Ok(())
+    }
+
+    /// Collects the writer thread's error after a channel broke.
+    fn fail(&mut self) -> io::Error {
+        self.jobs = None;
+        match self.writer.take().map(|h| h.join()) {
+            Some(Ok(Err(e))) => e,
+            _ => io::Error::other("compression worker stopped"),
+        }
+    }
+
+    /// Compresses what is left, writes the trailer and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.dispatch(true)?;
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        match self.writer.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(io::Error::other("compression writer panicked")),
+        }
+    }
+}
+
+fn write_in_order<W: Write>(mut inner: W, rx: Receiver<io::Result<Done>>) -> io::Result<W> {
+    let mut next = 0u64;
+    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    for res in rx {
+        let done = res?;
+        pending.insert(done.seq, done);
+        while let Some(d) = pending.remove(&next) {
+            inner.write_all(&d.out)?;
+            crc.combine(&d.crc);
+            len += d.len;
+            next += 1;
+        }
+    }
+    if !pending.is_empty() {
+        return Err(io::Error::other("compression block missing"));
+    }
+    inner.write_all(&crc.finalize().to_le_bytes())?;
+    inner.write_all(&(len as u32).to_le_bytes())?;
+    Ok(inner)
+}
+
+impl<W: Write + Send + 'static> Write for ParGzWriter<W> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let total = data.len();
+        while !data.is_empty() {
+            let room = BLOCK - self.buf.len();
+            let n = room.min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == BLOCK {
+                self.dispatch(false)?;
+            }
+        }
+        Ok(total)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn roundtrip(data: &[u8], threads: usize) {
+        let mut w = ParGzWriter::new(Vec::new(), 6, threads).unwrap();
+        for chunk in data.chunks(77_777) {
+            w.write_all(chunk).unwrap();
+        }
+        let gz = w.finish().unwrap();
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn empty_and_small_and_multi_block() {
+        roundtrip(b"", 2);
+        roundtrip(b"hello", 1);
+        let mut big = Vec::new();
+        let mut x = 1u64;
+        for i in 0..3_500_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            big.push(if i % 3 == 0 { (x % 251) as u8 } else { b'a' + (i % 7) as u8 });
+        }
+        roundtrip(&big, 2);
+        roundtrip(&big[..BLOCK * 2], 3);
+    }
+
+    #[test]
+    fn stock_gzip_reads_it() {
+        if std::process::Command::new("gzip").arg("--version").output().is_err() {
+            eprintln!("skipped: gzip not installed");
+            return;
+        }
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut w = ParGzWriter::new(Vec::new(), 3, 2).unwrap();
+        w.write_all(&data).unwrap();
+        let gz = w.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.gz");
+        std::fs::write(&p, &gz).unwrap();
+        let out = std::process::Command::new("gzip").arg("-dc").arg(&p).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, data);
+    }
+}

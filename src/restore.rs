@@ -1,0 +1,416 @@
+//! The restore engine (DESIGN §2, §6): plan, then apply.
+//!
+//! 1. lock the target, finish or roll back an interrupted restore, refuse
+//!    while a gateway runs on it;
+//! 2. decrypt → gunzip → untar into a 0700 staging directory beside the target
+//!    under the rules of [`crate::archive::extract`], every layer read to its end;
+//! 3. compare with the manifest (legacy archives without one: warn, and put the
+//!    old daily script's misplaced transcripts back under `sessions/`);
+//! 4. snapshot the current tree as an encrypted `pre-restore_…` archive;
+//! 5. carry over components the archive lacks, swap atomically ([`crate::swap`]);
+//! 6. validate and print the next steps.
+//!
+//! `--dry-run` does steps 1–3 without writing anything and prints the plan.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::archive::extract::{self, Discard, Limits, Outcome, Sink, StagingSink};
+use crate::archive::pipeline;
+use crate::backup::{self, BackupOptions, BackupReport};
+use crate::crypto::{Encryptor, Identities};
+use crate::error::{Error, IoContext, Result};
+use crate::store::BackupType;
+use crate::ui::Ui;
+
+pub struct RestoreOptions {
+    pub archive: PathBuf,
+    pub target: PathBuf,
+    /// Where the pre-restore snapshot goes.
+    pub dest: PathBuf,
+    pub dry_run: bool,
+    /// `None` with `no_snapshot == false` is refused before anything happens.
+    pub snapshot_to: Option<Arc<dyn Encryptor>>,
+    pub no_snapshot: bool,
+    pub stop_gateway: bool,
+    pub identities: Identities,
+}
+
+/// What a restore did or (dry run) would do.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    pub archive: PathBuf,
+    pub target: PathBuf,
+    pub dry_run: bool,
+    pub format: &'static str,
+    pub legacy: bool,
+    pub files: usize,
+    pub bytes: u64,
+    /// Units (top-level components; `agents/<id>/<child>`) replaced by the archive.
+    pub replaced: Vec<String>,
+    /// Units the archive adds.
+    pub added: Vec<String>,
+    /// Units of the current tree that the archive lacks: kept as they are.
+    pub kept: Vec<String>,
+    pub snapshot: Option<BackupReport>,
+    pub recovered: Vec<String>,
+    pub warnings: Vec<String>,
+    pub validation: Option<crate::validate::Report>,
+    pub next_steps: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Replacement units of a tree given its relative paths: top-level entries,
+/// except `agents/`, whose units are `agents/<id>/<child>` so that restoring a
+/// partial agent backup never drops an agent's other data.
+pub fn units<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for p in paths {
+        let comps: Vec<&str> = p.split('/').collect();
+        if comps[0] == "agents" && comps.len() >= 2 {
+            let depth = comps.len().min(3);
+            out.insert(comps[..depth].join("/"));
+        } else {
+            out.insert(comps[0].to_owned());
+        }
+    }
+    // an agent dir listed alone only counts when it has no children listed
+    let with_children: BTreeSet<String> = out
+        .iter()
+        .filter(|u| u.matches('/').count() == 2)
+        .map(|u| u.rsplit_once('/').map(|(a, _)| a.to_owned()).unwrap_or_default())
+        .collect();
+    out.retain(|u| !(u.matches('/').count() == 1 && with_children.contains(u)));
+    if out.iter().any(|u| u.starts_with("agents/")) {
+        out.remove("agents");
+    }
+    out
+}
+
+fn tree_units(root: &Path) -> Result<BTreeSet<String>> {
+    let mut paths = Vec::new();
+    let rd = match fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(Error::io("listing", root, e)),
+    };
+    for e in rd {
+        let e = e.at("listing", root)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "agents" && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            paths.push("agents".to_owned());
+            for a in fs::read_dir(e.path()).at("listing", &e.path())?.flatten() {
+                let an = a.file_name().to_string_lossy().into_owned();
+                paths.push(format!("agents/{an}"));
+                if a.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    for c in fs::read_dir(a.path()).at("listing", &a.path())?.flatten() {
+                        paths.push(format!("agents/{an}/{}", c.file_name().to_string_lossy()));
+                    }
+                }
+            }
+        } else {
+            paths.push(name);
+        }
+    }
+    Ok(units(paths.iter().map(String::as_str)))
+}
+
+/// Streams a legacy plaintext backup directory as a tar under its own name.
+fn directory_stream(dir: &Path) -> Result<pipeline::StageReader> {
+    let top = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::usage(format!("{} has no name", dir.display())))?;
+    let dir = dir.to_owned();
+    let (w, r) = pipeline::pipe();
+    std::thread::spawn(move || {
+        let mut aw = crate::archive::writer::ArchiveWriter::new(w, &top);
+        let sel = match crate::source::Selection::new(BackupType::Weekly, &[], None) {
+            Ok(s) => s,
+            Err(e) => {
+                let w = aw.finish_without_manifest().ok();
+                if let Some(w) = w {
+                    w.fail(crate::error::into_io(e));
+                }
+                return;
+            }
+        };
+        let mut warnings = Vec::new();
+        let res = aw.add_top(0).and_then(|_| {
+            crate::source::walk(&dir, &sel, &mut warnings, &mut |item| match item {
+                crate::source::Item::Dir { rel, .. } => aw.add_dir(rel, 0o700, 0),
+                crate::source::Item::File { rel, path, .. } => aw.add_file(rel, path),
+            })
+        });
+        match (res, aw.finish_without_manifest()) {
+            (Ok(()), Ok(_w)) => {}
+            (Err(e), Ok(w)) => w.fail(crate::error::into_io(e)),
+            _ => {}
+        }
+    });
+    Ok(r)
+}
+
+/// The old daily script copied `agents/<id>/sessions` into `agents/<id>/`
+/// before that directory existed, so transcripts landed in `agents/<id>/`.
+/// Moves such files back under `sessions/` (legacy archives only).
+fn fix_legacy_transcripts(staging: &Path, ui: &Ui) -> Result<Vec<String>> {
+    let mut moved = Vec::new();
+    let agents = staging.join("agents");
+    let Ok(rd) = fs::read_dir(&agents) else { return Ok(moved) };
+    for a in rd.flatten() {
+        if !a.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let mut misplaced = Vec::new();
+        for f in fs::read_dir(a.path()).at("listing", &a.path())?.flatten() {
+            let n = f.file_name().to_string_lossy().into_owned();
+            let is_file = f.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if is_file && (n.ends_with(".jsonl") || n == "sessions.json") {
+                misplaced.push(n);
+            }
+        }
+        if misplaced.is_empty() {
+            continue;
+        }
+        let sessions = a.path().join("sessions");
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&sessions)
+                .at("creating", &sessions)?;
+        }
+        for n in misplaced {
+            let to = sessions.join(&n);
+            if to.exists() {
+                continue;
+            }
+            fs::rename(a.path().join(&n), &to).at("moving", &to)?;
+            moved.push(format!("agents/{}/{n}", a.file_name().to_string_lossy()));
+        }
+    }
+    if !moved.is_empty() {
+        ui.warn(format!(
+            "legacy archive: moved {} transcript file(s) that the old daily script misplaced back under agents/<id>/sessions/",
+            moved.len()
+        ));
+    }
+    Ok(moved)
+}
+
+fn free_bytes(dir: &Path) -> u64 {
+    rustix::fs::statvfs(dir)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .unwrap_or(u64::MAX)
+}
+
+/// Runs a restore (or a dry run) end to end.
+pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
+    let started = Instant::now();
+    if !opts.dry_run && !opts.no_snapshot && opts.snapshot_to.is_none() {
+        return Err(Error::refused(
+            "no recipients for the pre-restore snapshot of the current tree",
+        )
+        .hint("pass -r RECIPIENT or set SECURECLAW_BACKUP_KEY so the current tree is saved encrypted first, or pass --no-snapshot to skip that safety net"));
+    }
+    let archive_meta = fs::metadata(&opts.archive).at("opening archive", &opts.archive)?;
+    let target = crate::paths::absolute(&opts.target);
+    let _lock = crate::lock::lock_dir(&target, "restore target")?;
+    let mut recovered = Vec::new();
+    if opts.dry_run {
+        if swap_pending(&target) {
+            recovered.push("an interrupted restore is pending; a real restore finishes or rolls it back first".to_owned());
+        }
+    } else {
+        recovered = crate::swap::recover(&target)?;
+        for r in &recovered {
+            ui.warn(r);
+        }
+        crate::gateway::ensure_stopped(&target, opts.stop_gateway, Duration::from_secs(30), ui)?;
+    }
+    let (format, stream) = if archive_meta.is_dir() {
+        ui.warn(format!(
+            "{} is an unencrypted legacy backup directory",
+            opts.archive.display()
+        ));
+        (crate::crypto::Format::Gzip, directory_stream(&opts.archive)?)
+    } else {
+        pipeline::open_tar_stream(&opts.archive, &opts.identities)?
+    };
+    if !format.is_encrypted() && !archive_meta.is_dir() {
+        ui.warn(format!("{} is not encrypted", opts.archive.display()));
+    }
+    let staging = if opts.dry_run {
+        None
+    } else {
+        Some(crate::swap::create_staging(&target)?)
+    };
+    let result = stage(opts, &target, staging.as_deref(), format, stream, &mut recovered, ui, started);
+    if result.is_err() {
+        if let Some(s) = &staging {
+            let _ = crate::swap::remove_tree(s);
+        }
+    }
+    result
+}
+
+fn swap_pending(target: &Path) -> bool {
+    crate::swap::journal_path(target).map(|j| j.exists()).unwrap_or(false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stage(
+    opts: &RestoreOptions,
+    target: &Path,
+    staging: Option<&Path>,
+    format: crate::crypto::Format,
+    stream: pipeline::StageReader,
+    recovered: &mut Vec<String>,
+    ui: &Ui,
+    started: Instant,
+) -> Result<RestoreReport> {
+    let mut limits = Limits::default();
+    let outcome: Outcome = match staging {
+        Some(s) => {
+            // keep 64 MiB of headroom on the filesystem
+            limits.max_total_bytes = free_bytes(s).saturating_sub(64 << 20);
+            let mut sink = StagingSink::new(s);
+            extract::extract(stream, &mut sink as &mut dyn Sink, &limits)?
+        }
+        None => extract::extract(stream, &mut Discard as &mut dyn Sink, &limits)?,
+    };
+    let mut warnings = Vec::new();
+    let legacy = outcome.manifest.is_none();
+    match &outcome.manifest {
+        Some(m) => {
+            extract::check_manifest(&outcome, m)?;
+            for w in &m.warnings {
+                warnings.push(format!("at backup time: {} [{}] {}", w.path, w.kind, w.detail));
+            }
+        }
+        None => {
+            let w = "legacy archive without manifest.json: every safety rule was applied, but file hashes could not be checked".to_owned();
+            ui.warn(&w);
+            warnings.push(w);
+        }
+    }
+    if let (Some(s), true) = (staging, legacy) {
+        for m in fix_legacy_transcripts(s, ui)? {
+            warnings.push(format!("moved misplaced transcript {m} under sessions/"));
+        }
+    }
+    let new_units = match staging {
+        Some(s) => tree_units(s)?,
+        None => units(outcome.files.keys().chain(outcome.dirs.iter()).map(String::as_str)),
+    };
+    let cur_units = tree_units(target)?;
+    let replaced: Vec<String> = new_units.intersection(&cur_units).cloned().collect();
+    let added: Vec<String> = new_units.difference(&cur_units).cloned().collect();
+    let kept: Vec<String> = cur_units
+        .difference(&new_units)
+        .filter(|u| {
+            // a kept agent child whose agent the archive replaces wholesale is dropped
+            !(u.starts_with("agents/") && new_units.contains("agents"))
+        })
+        .cloned()
+        .collect();
+    let mut report = RestoreReport {
+        archive: opts.archive.clone(),
+        target: target.to_owned(),
+        dry_run: opts.dry_run,
+        format: format.family(),
+        legacy,
+        files: outcome.files.len(),
+        bytes: outcome.bytes,
+        replaced,
+        added,
+        kept,
+        snapshot: None,
+        recovered: std::mem::take(recovered),
+        warnings,
+        validation: None,
+        next_steps: vec![],
+        seconds: 0.0,
+    };
+    let Some(staging) = staging else {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    };
+    crate::process::check_interrupted()?;
+    // snapshot of what is there now
+    let target_has_data = fs::read_dir(target).map(|mut r| r.next().is_some()).unwrap_or(false);
+    if target_has_data && !opts.no_snapshot {
+        if let Some(enc) = &opts.snapshot_to {
+            ui.info("saving an encrypted snapshot of the current tree…");
+            let snap = backup::run_backup(
+                &BackupOptions {
+                    btype: BackupType::PreRestore,
+                    source: target.to_owned(),
+                    dest: opts.dest.clone(),
+                    excludes: vec![],
+                    level: backup::DEFAULT_LEVEL,
+                    threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                    encryptor: Some(enc.clone()),
+                },
+                ui,
+            )
+            .map_err(|e| e.context("saving the pre-restore snapshot (nothing was restored)"))?;
+            ui.info(format!("snapshot: {}", snap.archive.display()));
+            report.snapshot = Some(snap);
+        }
+    }
+    crate::process::check_interrupted()?;
+    if fs::symlink_metadata(target).is_ok() {
+        crate::swap::carry_over(target, staging, &report.kept)?;
+    }
+    crate::swap::commit(target, staging, &opts.archive, ui)?;
+    let validation = crate::validate::validate(target, false)?;
+    report.next_steps = next_steps(target, &report, &validation);
+    report.validation = Some(validation);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The validation's next steps, plus how to undo this restore.
+fn next_steps(target: &Path, r: &RestoreReport, v: &crate::validate::Report) -> Vec<String> {
+    let mut s = v.next_steps.clone();
+    if let Some(snap) = &r.snapshot {
+        s.push(format!(
+            "to undo this restore: secureclaw-backup restore {} --target {} -i <identity>",
+            snap.archive.display(),
+            target.display()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_split_agents() {
+        let u = units(
+            [
+                "secureclaw.json",
+                "credentials/oauth.json",
+                "agents",
+                "agents/a",
+                "agents/a/sessions/x.jsonl",
+                "agents/a/agent/auth.json",
+                "agents/b",
+            ]
+            .into_iter(),
+        );
+        let v: Vec<&str> = u.iter().map(String::as_str).collect();
+        assert_eq!(
+            v,
+            vec!["agents/a/agent", "agents/a/sessions", "agents/b", "credentials", "secureclaw.json"]
+        );
+    }
+}
