@@ -198,35 +198,83 @@ impl Pool {
     }
 }
 
+const fn digits2() -> [u8; 200] {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+}
+
+const fn hex2() -> [u8; 512] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [0u8; 512];
+    let mut i = 0;
+    while i < 256 {
+        t[2 * i] = HEX[i >> 4];
+        t[2 * i + 1] = HEX[i & 15];
+        i += 1;
+    }
+    t
+}
+
+/// "00".."99": two digits per lookup (cheap even in unoptimised builds).
+const DIGITS2: [u8; 200] = digits2();
+/// "00".."ff".
+const HEX2: [u8; 512] = hex2();
+
 fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
-    loop {
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        tmp[i] = DIGITS2[d];
+        tmp[i + 1] = DIGITS2[d + 1];
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        i -= 2;
+        tmp[i] = DIGITS2[d];
+        tmp[i + 1] = DIGITS2[d + 1];
+    } else {
         i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        tmp[i] = b'0' + n as u8;
     }
     buf.extend_from_slice(&tmp[i..]);
 }
 
+/// Zero-padded decimal; `width` is 2, 3 or 4.
 fn push_pad(buf: &mut Vec<u8>, n: u64, width: usize) {
-    let mut tmp = [b'0'; 20];
-    let mut v = n;
-    for i in (0..width).rev() {
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
+    let n = n as usize;
+    match width {
+        2 => buf.extend_from_slice(&DIGITS2[n % 100 * 2..n % 100 * 2 + 2]),
+        3 => {
+            buf.push(b'0' + (n / 100 % 10) as u8);
+            buf.extend_from_slice(&DIGITS2[n % 100 * 2..n % 100 * 2 + 2]);
+        }
+        _ => {
+            buf.extend_from_slice(&DIGITS2[n / 100 % 100 * 2..n / 100 % 100 * 2 + 2]);
+            buf.extend_from_slice(&DIGITS2[n % 100 * 2..n % 100 * 2 + 2]);
+        }
     }
-    buf.extend_from_slice(&tmp[..width]);
 }
 
+/// Lowercase hex of the low `digits` (even, <= 16) nibbles of `n`.
 fn push_hex(buf: &mut Vec<u8>, n: u64, digits: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        buf.push(HEX[((n >> (i * 4)) & 0xf) as usize]);
+    let bytes = n.to_be_bytes();
+    let mut tmp = [0u8; 16];
+    let first = 8 - digits / 2;
+    for (i, &byte) in bytes[first..].iter().enumerate() {
+        let j = byte as usize * 2;
+        tmp[2 * i] = HEX2[j];
+        tmp[2 * i + 1] = HEX2[j + 1];
     }
+    buf.extend_from_slice(&tmp[..digits]);
 }
 
 /// Appends an RFC 3339 UTC timestamp with milliseconds.
@@ -258,6 +306,31 @@ fn push_ts(buf: &mut Vec<u8>, ms: u64) {
     buf.push(b'.');
     push_pad(buf, ms % 1000, 3);
     buf.push(b'Z');
+}
+
+/// `push_ts` with the "YYYY-MM-DDTHH:MM:" prefix cached per minute.
+#[derive(Default)]
+struct Clock {
+    minute: u64,
+    prefix: Vec<u8>,
+}
+
+impl Clock {
+    fn push(&mut self, buf: &mut Vec<u8>, ms: u64) {
+        let minute = ms / 60_000;
+        if minute != self.minute || self.prefix.is_empty() {
+            self.minute = minute;
+            self.prefix.clear();
+            push_ts(&mut self.prefix, ms);
+            self.prefix.truncate(17);
+        }
+        buf.extend_from_slice(&self.prefix);
+        let rest = ms % 60_000;
+        push_pad(buf, rest / 1000, 2);
+        buf.push(b'.');
+        push_pad(buf, rest % 1000, 3);
+        buf.push(b'Z');
+    }
 }
 
 fn ts_string(ms: u64) -> String {
@@ -347,15 +420,30 @@ fn split(rng: &mut Rng, total: u64, n: usize) -> Vec<u64> {
 
 // ---------------------------------------------------------------- writer
 
-struct Gen {
-    root: PathBuf,
+/// One writer per job; jobs run on several threads, each with its own PRNG
+/// stream derived from (seed, job number), so the output does not depend on
+/// scheduling or on the number of threads.
+struct Gen<'a> {
+    root: &'a Path,
     rng: Rng,
-    pool: Pool,
+    pool: &'a Pool,
+    clock: Clock,
     files: u64,
     bytes: u64,
 }
 
-impl Gen {
+impl<'a> Gen<'a> {
+    fn new(root: &'a Path, pool: &'a Pool, seed: u64, job: u64) -> Self {
+        Gen {
+            root,
+            rng: Rng::new(seed ^ job.wrapping_mul(0xD1B5_4A32_D192_ED03)),
+            pool,
+            clock: Clock::default(),
+            files: 0,
+            bytes: 0,
+        }
+    }
+
     fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
@@ -371,7 +459,10 @@ impl Gen {
                 self.mkdir(parent.to_str().expect("utf-8 path"), mode)?;
             }
         }
-        DirBuilder::new().mode(mode).create(&p)?;
+        match DirBuilder::new().mode(mode).create(&p) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()), // another job
+            r => r?,
+        }
         if mode & 0o077 != 0 {
             // the umask may have removed group/other bits
             fs::set_permissions(&p, Permissions::from_mode(mode))?;
@@ -493,7 +584,6 @@ impl Gen {
     }
 
     fn write_credentials(&mut self) -> io::Result<()> {
-        self.mkdir("credentials", 0o700)?;
         let oauth = serde_json::json!({
             "anthropic": {
                 "type": "oauth",
@@ -537,7 +627,6 @@ impl Gen {
     }
 
     fn write_identity(&mut self) -> io::Result<()> {
-        self.mkdir("identity", 0o700)?;
         let dev = serde_json::json!({
             "version": 1,
             "deviceId": self.rng.hex(32),
@@ -546,7 +635,6 @@ impl Gen {
             "createdAtMs": BASE_MS - 90 * 86_400_000,
         });
         self.secret("identity/device.json", &pretty(&dev))?;
-        self.mkdir("devices", 0o700)?;
         let paired = serde_json::json!({
             self.rng.hex(32): { "displayName": "Pixel 9", "platform": "android", "role": "operator",
                 "token": self.fake_key("device"), "pairedAtMs": BASE_MS - 20 * 86_400_000 },
@@ -563,7 +651,7 @@ impl Gen {
         b.extend_from_slice(b"{\"type\":\"session\",\"version\":3,\"id\":\"");
         b.extend_from_slice(session_id.as_bytes());
         b.extend_from_slice(b"\",\"timestamp\":\"");
-        push_ts(&mut b, t);
+        self.clock.push(&mut b, t);
         b.extend_from_slice(b"\",\"cwd\":\"");
         b.extend_from_slice(cwd.as_bytes());
         b.extend_from_slice(b"\"}\n");
@@ -590,7 +678,7 @@ impl Gen {
         b.extend_from_slice(b"\",\"parentId\":\"");
         push_hex(b, parent, 8);
         b.extend_from_slice(b"\",\"timestamp\":\"");
-        push_ts(b, t);
+        self.clock.push(b, t);
         b.extend_from_slice(b"\",\"message\":{\"role\":\"");
         id
     }
@@ -649,7 +737,7 @@ impl Gen {
     }
 
     fn log_line(&mut self, b: &mut Vec<u8>, t: u64) {
-        push_ts(b, t);
+        self.clock.push(b, t);
         b.push(b' ');
         let tpl = self.rng.pick(LOG_TEMPLATES);
         b.extend_from_slice(tpl.as_bytes());
@@ -727,13 +815,13 @@ impl Gen {
     }
 
     fn write_memory(&mut self, agent: &str, rows: usize) -> io::Result<()> {
-        self.mkdir("memory", 0o700)?;
         let rel = format!("memory/{agent}.sqlite");
         drop(self.create(&rel, 0o600)?); // empty file = new database, mode 0600 from the start
         let db = rusqlite::Connection::open(self.path(&rel)).map_err(io::Error::other)?;
         let mut fill = || -> rusqlite::Result<u64> {
             db.execute_batch(
-                "PRAGMA journal_mode=DELETE;
+                "PRAGMA journal_mode=MEMORY; -- sample data: no fsync, no journal file
+                 PRAGMA synchronous=OFF;
                  PRAGMA user_version=4;
                  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  CREATE TABLE memories (
@@ -795,8 +883,7 @@ impl Gen {
 
     // ------------------------------------------------------------ misc dirs
 
-    fn write_misc(&mut self, agents: &[String], plan: &Plan) -> io::Result<()> {
-        self.mkdir("extensions/weather-tool", 0o700)?;
+    fn write_misc(&mut self, agents: &[String]) -> io::Result<()> {
         self.write(
             "extensions/weather-tool/package.json",
             0o644,
@@ -813,20 +900,16 @@ impl Gen {
             0o644,
             b"export default function register(api) {\n  api.registerTool({\n    name: 'weather',\n    description: 'Current weather for a city',\n    async run({ city }) {\n      return `Sunny in ${city}`;\n    },\n  });\n}\n",
         )?;
-        self.mkdir("extensions/weather-tool/bin", 0o755)?;
         self.write(
             "extensions/weather-tool/bin/refresh",
             0o755,
             b"#!/bin/sh\nexec node \"$(dirname \"$0\")/../index.js\" --refresh\n",
         )?;
-        self.mkdir("extensions/disabled", 0o700)?; // deliberately empty
-        self.mkdir("hooks", 0o700)?;
         self.write(
             "hooks/on-start.sh",
             0o755,
             b"#!/bin/sh\n# SecureClaw on-start hook (sample)\nset -eu\nlogger -t secureclaw \"gateway starting, state dir ${SECURECLAW_STATE_DIR:-$HOME/.secureclaw}\"\n",
         )?;
-        self.mkdir("state", 0o700)?;
         let mut pending = Vec::new();
         for i in 0..5 {
             pending.push(serde_json::json!({
@@ -843,129 +926,135 @@ impl Gen {
             0o644,
             pretty(&serde_json::json!({ "version": 1, "pending": pending })).as_bytes(),
         )?;
-
-        // logs
-        self.mkdir("logs", 0o700)?;
-        let sizes = split(&mut self.rng, plan.log_bytes, plan.log_files);
-        let mut t = BASE_MS - plan.log_files as u64 * 86_400_000;
-        for (i, &size) in sizes.iter().enumerate().rev() {
-            let name = if i == 0 {
-                "logs/gateway.log".to_string()
-            } else {
-                format!("logs/gateway.log.{i}")
-            };
-            let mut f = self.create(&name, 0o644)?;
-            let mut b = Vec::with_capacity(4 * MIB as usize + 4096);
-            let mut written = 0;
-            let step = (86_400_000 * 200 / size.max(1)).max(1);
-            while written < size {
-                b.clear();
-                while (b.len() as u64) < (size - written).min(4 * MIB) {
-                    t += self.rng.below(step) + 1;
-                    self.log_line(&mut b, t);
-                }
-                f.write_all(&b)?;
-                written += b.len() as u64;
-            }
-            self.bytes += written;
-        }
-
-        // workspace
-        self.mkdir("workspace", 0o700)?;
-        for d in ["notes", "projects/site/src", "projects/data", "media", "downloads"] {
-            self.mkdir(&format!("workspace/{d}"), 0o755)?;
-        }
         self.write(
             "workspace/AGENTS.md",
             0o644,
             b"# Workspace\n\nFiles the agents created. Sample data, nothing real.\n",
-        )?;
-        let tsizes = split(&mut self.rng, plan.text_bytes, plan.text_files);
-        for (i, &size) in tsizes.iter().enumerate() {
-            let mut b = Vec::with_capacity(size as usize + 512);
-            let rel = match i % 4 {
-                0 | 1 => {
-                    b.extend_from_slice(b"# ");
-                    let s = self.pool.sentence(&mut self.rng);
-                    b.extend_from_slice(&s[..s.len() - 2]);
-                    b.extend_from_slice(b"\n\n");
-                    while (b.len() as u64) < size {
-                        let n = self.rng.range(2, 8);
-                        self.pool.text(&mut self.rng, &mut b, n, false);
-                        b.extend_from_slice(b"\n\n");
-                    }
-                    format!("workspace/notes/note-{i:05}.md")
-                }
-                2 => {
-                    b.extend_from_slice(b"date,account,amount,category,memo\n");
-                    while (b.len() as u64) < size {
-                        push_ts(&mut b, BASE_MS - self.rng.below(365 * 86_400_000));
-                        b.extend_from_slice(b",ACC-");
-                        push_pad(&mut b, self.rng.below(100), 3);
-                        b.push(b',');
-                        push_u64(&mut b, self.rng.below(100_000));
-                        b.push(b'.');
-                        push_pad(&mut b, self.rng.below(100), 2);
-                        b.push(b',');
-                        b.extend_from_slice(self.rng.pick(WORDS).as_bytes());
-                        b.push(b',');
-                        b.extend_from_slice(self.rng.pick(WORDS).as_bytes());
-                        b.push(b'\n');
-                    }
-                    format!("workspace/projects/data/ledger-{i:05}.csv")
-                }
-                _ => {
-                    while (b.len() as u64) < size {
-                        b.extend_from_slice(b"// ");
-                        let s = self.pool.sentence(&mut self.rng);
-                        b.extend_from_slice(s);
-                        b.extend_from_slice(b"\nexport function ");
-                        b.extend_from_slice(self.rng.pick(WORDS).as_bytes());
-                        b.push(b'_');
-                        push_hex(&mut b, self.rng.next(), 4);
-                        b.extend_from_slice(b"(input) {\n  return input.map((x) => x * ");
-                        push_u64(&mut b, self.rng.below(100));
-                        b.extend_from_slice(b");\n}\n\n");
-                    }
-                    format!("workspace/projects/site/src/module-{i:05}.js")
-                }
-            };
-            self.write(&rel, 0o644, &b)?;
-        }
-        let bsizes = split(&mut self.rng, plan.blob_bytes, plan.blobs);
-        let mut buf = vec![0u8; MIB as usize];
-        for (i, &size) in bsizes.iter().enumerate() {
-            let (rel, magic): (String, &[u8]) = match i % 3 {
-                0 => (format!("workspace/media/photo-{i:04}.jpg"), b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"),
-                1 => (format!("workspace/downloads/archive-{i:04}.zip"), b"PK\x03\x04"),
-                _ => (format!("workspace/media/recording-{i:04}.ogg"), b"OggS\x00\x02"),
-            };
-            let mut f = self.create(&rel, 0o644)?;
-            let mut left = size;
-            let mut first = true;
-            while left > 0 {
-                let n = left.min(buf.len() as u64) as usize;
-                self.rng.fill(&mut buf[..n]);
-                if first {
-                    let m = magic.len().min(n);
-                    buf[..m].copy_from_slice(&magic[..m]);
-                    first = false;
-                }
-                f.write_all(&buf[..n])?;
-                left -= n as u64;
+        )
+    }
+
+    /// `logs/gateway.log` (i = 0, newest) or `logs/gateway.log.<i>`, about one day each.
+    fn write_log(&mut self, i: usize, size: u64) -> io::Result<()> {
+        let name = if i == 0 {
+            "logs/gateway.log".to_string()
+        } else {
+            format!("logs/gateway.log.{i}")
+        };
+        let mut f = self.create(&name, 0o644)?;
+        let mut t = BASE_MS - (i as u64 + 1) * 86_400_000;
+        let mut b = Vec::with_capacity(4 * MIB as usize + 4096);
+        let mut written = 0;
+        let step = (86_400_000 * 160 / size.max(1)).max(2);
+        while written < size {
+            b.clear();
+            while (b.len() as u64) < (size - written).min(4 * MIB) {
+                t += self.rng.below(step) + 1;
+                self.log_line(&mut b, t);
             }
-            self.bytes += size;
+            f.write_all(&b)?;
+            written += b.len() as u64;
         }
+        self.bytes += written;
         Ok(())
     }
 
-    fn write_many(&mut self, count: u64) -> io::Result<()> {
-        self.mkdir("workspace/many", 0o700)?;
-        let mut b = Vec::with_capacity(2048);
-        for i in 0..count {
-            if i % 1000 == 0 {
-                self.mkdir(&format!("workspace/many/d{:04}", i / 1000), 0o755)?;
+    /// Text files the agents wrote: notes, CSV ledgers, JS modules.
+    fn write_text(&mut self, i: usize, size: u64) -> io::Result<()> {
+        let mut b = Vec::with_capacity(size as usize + 512);
+        let rel = match i % 4 {
+            0 | 1 => {
+                b.extend_from_slice(b"# ");
+                let s = self.pool.sentence(&mut self.rng);
+                b.extend_from_slice(&s[..s.len() - 2]);
+                b.extend_from_slice(b"\n\n");
+                while (b.len() as u64) < size {
+                    let n = self.rng.range(2, 8);
+                    self.pool.text(&mut self.rng, &mut b, n, false);
+                    b.extend_from_slice(b"\n\n");
+                }
+                format!("workspace/notes/note-{i:05}.md")
             }
+            2 => {
+                b.extend_from_slice(b"date,account,amount,category,memo\n");
+                while (b.len() as u64) < size {
+                    let day = BASE_MS - self.rng.below(365) * 86_400_000;
+                    self.clock.push(&mut b, day);
+                    b.extend_from_slice(b",ACC-");
+                    push_pad(&mut b, self.rng.below(100), 3);
+                    b.push(b',');
+                    push_u64(&mut b, self.rng.below(100_000));
+                    b.push(b'.');
+                    push_pad(&mut b, self.rng.below(100), 2);
+                    b.push(b',');
+                    b.extend_from_slice(self.rng.pick(WORDS).as_bytes());
+                    b.push(b',');
+                    b.extend_from_slice(self.rng.pick(WORDS).as_bytes());
+                    b.push(b'\n');
+                }
+                format!("workspace/projects/data/ledger-{i:05}.csv")
+            }
+            _ => {
+                while (b.len() as u64) < size {
+                    b.extend_from_slice(b"// ");
+                    let s = self.pool.sentence(&mut self.rng);
+                    b.extend_from_slice(s);
+                    b.extend_from_slice(b"\nexport function ");
+                    b.extend_from_slice(self.rng.pick(WORDS).as_bytes());
+                    b.push(b'_');
+                    push_hex(&mut b, self.rng.next(), 4);
+                    b.extend_from_slice(b"(input) {\n  return input.map((x) => x * ");
+                    push_u64(&mut b, self.rng.below(100));
+                    b.extend_from_slice(b");\n}\n\n");
+                }
+                format!("workspace/projects/site/src/module-{i:05}.js")
+            }
+        };
+        self.write(&rel, 0o644, &b)
+    }
+
+    /// An incompressible blob: random segments (2-8 KiB, any byte offset) of a
+    /// shared random table, with a plausible magic number. Cheap even in a debug
+    /// build (memcpy instead of one PRNG call per 8 bytes); deflate/gzip cannot
+    /// compress it (its window is far smaller than the table).
+    fn write_blob(&mut self, i: usize, size: u64, table: &[u8]) -> io::Result<()> {
+        let (rel, magic): (String, &[u8]) = match i % 3 {
+            0 => (
+                format!("workspace/media/photo-{i:04}.jpg"),
+                b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+            ),
+            1 => (format!("workspace/downloads/archive-{i:04}.zip"), b"PK\x03\x04"),
+            _ => (format!("workspace/media/recording-{i:04}.ogg"), b"OggS\x00\x02"),
+        };
+        let mut f = self.create(&rel, 0o644)?;
+        let mut buf = Vec::with_capacity(MIB as usize);
+        let mut left = size;
+        let mut first = true;
+        while left > 0 {
+            let n = left.min(MIB) as usize;
+            buf.clear();
+            while buf.len() < n {
+                let len = (self.rng.range(2048, 8192) as usize)
+                    .min(n - buf.len())
+                    .min(table.len());
+                let off = self.rng.below((table.len() - len + 1) as u64) as usize;
+                buf.extend_from_slice(&table[off..off + len]);
+            }
+            if first {
+                let m = magic.len().min(n);
+                buf[..m].copy_from_slice(&magic[..m]);
+                first = false;
+            }
+            f.write_all(&buf)?;
+            left -= n as u64;
+        }
+        self.bytes += size;
+        Ok(())
+    }
+
+    /// Files `start..end` of the many-small-files tree (1000 per directory).
+    fn write_many(&mut self, start: u64, end: u64) -> io::Result<()> {
+        let mut b = Vec::with_capacity(2048);
+        for i in start..end {
             b.clear();
             while b.len() < 1023 {
                 b.extend_from_slice(self.pool.sentence(&mut self.rng));
@@ -1057,40 +1146,127 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+enum Job<'p> {
+    Base(&'p [String], bool),
+    Agent(&'p str, &'p [u64], usize),
+    Log(usize, u64),
+    Text(usize, u64),
+    Blob(usize, u64),
+    Many(u64, u64),
+}
+
 fn run(args: &Args) -> io::Result<(u64, u64)> {
     let mut rng = Rng::new(args.seed);
     let pool = Pool::new(&mut rng);
-    let mut g = Gen {
-        root: args.dir.clone(),
-        rng,
-        pool,
-        files: 0,
-        bytes: 0,
+    let root = args.dir.as_path();
+    let dirs = Gen::new(root, &pool, args.seed, 0);
+    let mut table = Vec::new();
+    let plan = args.files.is_none().then(|| Plan::for_size(args.size));
+    let mut split_or_empty = |total: fn(&Plan) -> (u64, usize)| {
+        plan.as_ref().map_or_else(Vec::new, |p| {
+            let (bytes, n) = total(p);
+            split(&mut rng, bytes, n)
+        })
     };
-    if let Some(n) = args.files {
-        g.write_config(&["main".to_string()], false)?;
-        g.write_many(n)?;
-        return Ok((g.files, g.bytes));
+    let sizes = split_or_empty(|p| (p.transcript_bytes, p.agents * p.sessions_per_agent));
+    let log_sizes = split_or_empty(|p| (p.log_bytes, p.log_files));
+    let text_sizes = split_or_empty(|p| (p.text_bytes, p.text_files));
+    let blob_sizes = split_or_empty(|p| (p.blob_bytes, p.blobs));
+    let agents: Vec<String> = match &plan {
+        Some(p) => AGENT_IDS[..p.agents].iter().map(|s| s.to_string()).collect(),
+        None => vec!["main".to_string()],
+    };
+    let mut jobs = vec![Job::Base(&agents, plan.is_some())];
+    if let Some(plan) = &plan {
+        for d in [
+            "credentials",
+            "identity",
+            "devices",
+            "agents",
+            "memory",
+            "extensions/weather-tool",
+            "extensions/disabled", // deliberately empty
+            "hooks",
+            "state",
+            "logs",
+            "workspace",
+        ] {
+            dirs.mkdir(d, 0o700)?;
+        }
+        dirs.mkdir("extensions/weather-tool/bin", 0o755)?;
+        for d in ["notes", "projects/site/src", "projects/data", "media", "downloads"] {
+            dirs.mkdir(&format!("workspace/{d}"), 0o755)?;
+        }
+        // random table for the blobs, filled in parallel (deterministic per chunk)
+        table = vec![0u8; plan.blob_bytes.min(64 * MIB) as usize];
+        std::thread::scope(|s| {
+            for (k, chunk) in table.chunks_mut(4 * MIB as usize).enumerate() {
+                let seed = rng.next() ^ k as u64;
+                s.spawn(move || Rng::new(seed).fill(chunk));
+            }
+        });
+        let spa = plan.sessions_per_agent;
+        for (a, agent) in agents.iter().enumerate() {
+            jobs.push(Job::Agent(agent, &sizes[a * spa..(a + 1) * spa], plan.memory_rows));
+        }
+        jobs.extend(blob_sizes.iter().enumerate().map(|(i, &s)| Job::Blob(i, s)));
+        jobs.extend(log_sizes.iter().enumerate().map(|(i, &s)| Job::Log(i, s)));
+        jobs.extend(text_sizes.iter().enumerate().map(|(i, &s)| Job::Text(i, s)));
+    } else if let Some(n) = args.files {
+        dirs.mkdir("workspace", 0o700)?;
+        dirs.mkdir("workspace/many", 0o700)?;
+        for d in 0..n.div_ceil(1000) {
+            dirs.mkdir(&format!("workspace/many/d{d:04}"), 0o755)?;
+        }
+        jobs.extend((0..n.div_ceil(1000)).map(|d| Job::Many(d * 1000, (d * 1000 + 1000).min(n))));
     }
-    let plan = Plan::for_size(args.size);
-    let agents: Vec<String> = AGENT_IDS[..plan.agents]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    g.write_config(&agents, true)?;
-    g.write_credentials()?;
-    g.write_identity()?;
-    let sizes = split(
-        &mut g.rng,
-        plan.transcript_bytes,
-        plan.agents * plan.sessions_per_agent,
-    );
-    for (a, agent) in agents.iter().enumerate() {
-        let s = &sizes[a * plan.sessions_per_agent..(a + 1) * plan.sessions_per_agent];
-        g.write_agent(agent, s, plan.memory_rows)?;
+
+    // Run the jobs on a few threads; job k always uses PRNG stream k.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let results: Vec<io::Result<(u64, u64)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> io::Result<(u64, u64)> {
+                    let (mut files, mut bytes) = (0, 0);
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(k) else { break };
+                        let mut g = Gen::new(root, &pool, args.seed, k as u64 + 1);
+                        match *job {
+                            Job::Base(agents, full) => {
+                                g.write_config(agents, full)?;
+                                if full {
+                                    g.write_credentials()?;
+                                    g.write_identity()?;
+                                    g.write_misc(agents)?;
+                                }
+                            }
+                            Job::Agent(agent, sizes, rows) => g.write_agent(agent, sizes, rows)?,
+                            Job::Log(i, size) => g.write_log(i, size)?,
+                            Job::Text(i, size) => g.write_text(i, size)?,
+                            Job::Blob(i, size) => g.write_blob(i, size, &table)?,
+                            Job::Many(a, b) => g.write_many(a, b)?,
+                        }
+                        files += g.files;
+                        bytes += g.bytes;
+                    }
+                    Ok((files, bytes))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("generator thread panicked"))
+            .collect()
+    });
+    let (mut files, mut bytes) = (0, 0);
+    for r in results {
+        let (f, b) = r?;
+        files += f;
+        bytes += b;
     }
-    g.write_misc(&agents, &plan)?;
-    Ok((g.files, g.bytes))
+    Ok((files, bytes))
 }
 
 fn main() -> ExitCode {

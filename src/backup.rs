@@ -15,6 +15,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::archive::writer::ArchiveWriter;
+use crate::capture::{Capturer, LiveOptions};
 use crate::crypto::{EncryptWriter, Encryptor, Format};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Manifest, Warning, FORMAT, VERSION};
@@ -102,13 +103,22 @@ fn hostname() -> String {
 /// Makes one archive. The caller holds the source lock; this takes the
 /// destination's.
 pub fn run_backup(opts: &BackupOptions, ui: &Ui) -> Result<BackupReport> {
+    run_backup_live(opts, &LiveOptions::default(), ui)
+}
+
+/// [`run_backup`] with explicit live-capture options (`--lock-wait`).
+pub fn run_backup_live(opts: &BackupOptions, live: &LiveOptions, ui: &Ui) -> Result<BackupReport> {
     let started = Instant::now();
     store::ensure_private_dir(&opts.dest)?;
     let _lock = crate::lock::lock_dir(&opts.dest, "backup destination")?;
     for stale in store::remove_stale_temps(&opts.dest) {
         ui.warn(format!("removed {stale}, left by an interrupted run"));
     }
-    let format = opts.encryptor.as_ref().map(|e| e.format()).unwrap_or(Format::Gzip);
+    let format = opts
+        .encryptor
+        .as_ref()
+        .map(|e| e.format())
+        .unwrap_or(Format::Gzip);
     let now = Utc::now();
     let mut seq = 0;
     while store::list_archives(&opts.dest)?
@@ -119,7 +129,8 @@ pub fn run_backup(opts: &BackupOptions, ui: &Ui) -> Result<BackupReport> {
     }
     let stem = store::stem(opts.btype, now, seq);
     let temp = store::temp_name(&opts.dest, "archive");
-    let result = write_archive(opts, &stem, now, &temp, ui);
+    crate::capture::sweep_stale_staging(ui);
+    let result = write_archive(opts, live, &stem, now, &temp, ui);
     let (hash, size, manifest) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -137,13 +148,21 @@ pub fn run_backup(opts: &BackupOptions, ui: &Ui) -> Result<BackupReport> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && seq < 1000 => seq += 1,
             Err(e) => {
                 let _ = std::fs::remove_file(&temp);
-                return Err(Error::io("renaming the archive into place as", &candidate, e));
+                return Err(Error::io(
+                    "renaming the archive into place as",
+                    &candidate,
+                    e,
+                ));
             }
         }
     };
     store::fsync_dir(&opts.dest)?;
     let sidecar = store::write_sidecar(&final_path, &hash)?;
-    let files = manifest.entries.iter().filter(|e| e.kind == crate::manifest::EntryKind::File).count() as u64;
+    let files = manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == crate::manifest::EntryKind::File)
+        .count() as u64;
     Ok(BackupReport {
         archive: final_path,
         sidecar,
@@ -169,6 +188,7 @@ fn trunc(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
 /// Returns (SHA-256 of the file, its size, the manifest).
 fn write_archive(
     opts: &BackupOptions,
+    live: &LiveOptions,
     stem: &str,
     now: chrono::DateTime<Utc>,
     temp: &Path,
@@ -200,6 +220,8 @@ fn write_archive(
     let sel = Selection::new(opts.btype, &opts.excludes, Some(dest_abs))?;
     let mut walk_warnings: Vec<Warning> = Vec::new();
     let pb = ui.progress(0, "backup");
+    // owns the plaintext staging: shredded on every way out of this function
+    let mut capturer = Capturer::new(live.clone(), ui);
     source::walk(&opts.source, &sel, &mut walk_warnings, &mut |item| {
         crate::process::check_interrupted()?;
         match item {
@@ -208,13 +230,14 @@ fn write_archive(
                 aw.add_dir(rel, meta.mode(), meta.mtime())
             }
             Item::File { rel, path, .. } => {
-                aw.add_file(rel, path)?;
+                capturer.archive_file(&mut aw, rel, path)?;
                 pb.set_position(aw.bytes);
                 Ok(())
             }
         }
     })?;
     pb.finish_and_clear();
+    capturer.finish()?;
     let mut warnings = walk_warnings;
     warnings.append(&mut aw.warnings);
     let manifest = Manifest {
@@ -226,7 +249,11 @@ fn write_archive(
         host: hostname(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         source: crate::paths::absolute(&opts.source).display().to_string(),
-        recipients: opts.encryptor.as_ref().map(|e| e.describe()).unwrap_or_default(),
+        recipients: opts
+            .encryptor
+            .as_ref()
+            .map(|e| e.describe())
+            .unwrap_or_default(),
         entries: std::mem::take(&mut aw.entries),
         warnings,
     };
@@ -238,7 +265,8 @@ fn write_archive(
     // verify what is on disk before giving it an archive name
     match &opts.encryptor {
         Some(e) => {
-            e.verify_written(temp).map_err(|e| e.context("verifying the written archive"))?;
+            e.verify_written(temp)
+                .map_err(|e| e.context("verifying the written archive"))?;
         }
         None => {
             let head = crate::crypto::read_head(temp)?;
@@ -251,7 +279,9 @@ fn write_archive(
         let st = state.lock().unwrap_or_else(|p| p.into_inner());
         (st.0.clone(), st.1)
     };
-    let on_disk = std::fs::metadata(temp).at("reading metadata of", temp)?.len();
+    let on_disk = std::fs::metadata(temp)
+        .at("reading metadata of", temp)?
+        .len();
     if on_disk != size {
         return Err(Error::integrity(format!(
             "the written archive has {on_disk} bytes on disk but {size} were written"

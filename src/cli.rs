@@ -47,6 +47,24 @@ pub enum Command {
     Restore(Box<commands::restore::Args>),
     /// Check archives: sidecar and header without a key, everything with -i
     Verify(commands::verify::Args),
+    /// List archives: type, time, size, format, recipients, sidecar state
+    List(commands::list::Args),
+    /// Remove old backups by the retention policy (archive and sidecar together)
+    Prune(commands::prune::Args),
+    /// Newest backup per type, its age and checksum; exit 6 when too old
+    Status(commands::status::Args),
+    /// Print or install a systemd timer or crontab lines for unattended backups
+    Schedule(commands::schedule::Args),
+    /// Create an age or OpenPGP key pair for backups
+    Keygen(commands::keygen::Args),
+    /// Check a (restored) data directory: config, credentials, permissions
+    Validate(commands::validate::Args),
+    /// Print shell completions (bash, zsh, fish)
+    Completions(commands::completions::Args),
+    /// Prove which archives the old identities open, then re-encrypt them to new recipients
+    Rotate(commands::rotate::Args),
+    /// Timed test restore into a scratch directory, checked against the RTO
+    Drill(commands::drill::Args),
 }
 
 impl Cli {
@@ -66,5 +84,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(a) => commands::backup::run(*a, &ui),
         Command::Restore(a) => commands::restore::run(*a, &ui),
         Command::Verify(a) => commands::verify::run(a, &ui),
+        Command::List(a) => commands::list::run(a, &ui),
+        Command::Prune(a) => commands::prune::run(a, &ui),
+        Command::Status(a) => commands::status::run(a, &ui),
+        Command::Schedule(a) => commands::schedule::run(a, &ui),
+        Command::Keygen(a) => commands::keygen::run(a, &ui),
+        Command::Validate(a) => commands::validate::run(a, &ui),
+        Command::Completions(a) => commands::completions::run(a, &ui),
+        Command::Rotate(a) => commands::rotate::run(a, &ui),
+        Command::Drill(a) => commands::drill::run(a, &ui),
     }
 }

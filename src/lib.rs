@@ -5,9 +5,11 @@
 
 pub mod archive;
 pub mod backup;
+pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod crypto;
+pub mod drill;
 pub mod error;
 pub mod gateway;
 pub mod lock;
@@ -17,6 +19,7 @@ pub mod pgzip;
 pub mod process;
 pub mod restore;
 pub mod retention;
+pub mod rotate;
 pub mod source;
 pub mod store;
 pub mod swap;

@@ -39,16 +39,16 @@ pub fn install_signal_handlers() {
 
 /// Whether a termination signal arrived.
 pub fn interrupted() -> bool {
-    INTERRUPTED
-        .get()
-        .is_some_and(|f| f.load(Ordering::Relaxed))
+    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::Relaxed))
 }
 
 /// Returns an error if a termination signal arrived.
 pub fn check_interrupted() -> Result<()> {
     if interrupted() {
-        Err(Error::operational("interrupted by a signal; nothing was committed")
-            .hint("run the command again"))
+        Err(
+            Error::operational("interrupted by a signal; nothing was committed")
+                .hint("run the command again"),
+        )
     } else {
         Ok(())
     }
@@ -59,11 +59,23 @@ pub fn pid_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    match rustix::process::Pid::from_raw(pid) {
+    let exists = match rustix::process::Pid::from_raw(pid) {
         Some(p) => match rustix::process::test_kill_process(p) {
             Ok(()) => true,
             Err(e) => e == rustix::io::Errno::PERM,
         },
         None => false,
-    }
+    };
+    // a zombie has exited; only its parent has not reaped it yet
+    exists && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z"))
+        })
+        .unwrap_or(false)
 }

@@ -60,6 +60,8 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
     pub validation: Option<crate::validate::Report>,
     pub next_steps: Vec<String>,
+    /// Measured phases (name, seconds): decrypt+extract, verify, snapshot, swap, validate.
+    pub phases: Vec<(String, f64)>,
     pub seconds: f64,
 }
 
@@ -81,7 +83,11 @@ pub fn units<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
     let with_children: BTreeSet<String> = out
         .iter()
         .filter(|u| u.matches('/').count() == 2)
-        .map(|u| u.rsplit_once('/').map(|(a, _)| a.to_owned()).unwrap_or_default())
+        .map(|u| {
+            u.rsplit_once('/')
+                .map(|(a, _)| a.to_owned())
+                .unwrap_or_default()
+        })
         .collect();
     out.retain(|u| !(u.matches('/').count() == 1 && with_children.contains(u)));
     if out.iter().any(|u| u.starts_with("agents/")) {
@@ -160,7 +166,9 @@ fn directory_stream(dir: &Path) -> Result<pipeline::StageReader> {
 fn fix_legacy_transcripts(staging: &Path, ui: &Ui) -> Result<Vec<String>> {
     let mut moved = Vec::new();
     let agents = staging.join("agents");
-    let Ok(rd) = fs::read_dir(&agents) else { return Ok(moved) };
+    let Ok(rd) = fs::read_dir(&agents) else {
+        return Ok(moved);
+    };
     for a in rd.flatten() {
         if !a.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             continue;
@@ -224,7 +232,10 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
     let mut recovered = Vec::new();
     if opts.dry_run {
         if swap_pending(&target) {
-            recovered.push("an interrupted restore is pending; a real restore finishes or rolls it back first".to_owned());
+            recovered.push(
+                "an interrupted restore is pending; a real restore finishes or rolls it back first"
+                    .to_owned(),
+            );
         }
     } else {
         recovered = crate::swap::recover(&target)?;
@@ -238,7 +249,10 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
             "{} is an unencrypted legacy backup directory",
             opts.archive.display()
         ));
-        (crate::crypto::Format::Gzip, directory_stream(&opts.archive)?)
+        (
+            crate::crypto::Format::Gzip,
+            directory_stream(&opts.archive)?,
+        )
     } else {
         pipeline::open_tar_stream(&opts.archive, &opts.identities)?
     };
@@ -250,7 +264,16 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
     } else {
         Some(crate::swap::create_staging(&target)?)
     };
-    let result = stage(opts, &target, staging.as_deref(), format, stream, &mut recovered, ui, started);
+    let result = stage(
+        opts,
+        &target,
+        staging.as_deref(),
+        format,
+        stream,
+        &mut recovered,
+        ui,
+        started,
+    );
     if result.is_err() {
         if let Some(s) = &staging {
             let _ = crate::swap::remove_tree(s);
@@ -260,7 +283,9 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
 }
 
 fn swap_pending(target: &Path) -> bool {
-    crate::swap::journal_path(target).map(|j| j.exists()).unwrap_or(false)
+    crate::swap::journal_path(target)
+        .map(|j| j.exists())
+        .unwrap_or(false)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -274,6 +299,12 @@ fn stage(
     ui: &Ui,
     started: Instant,
 ) -> Result<RestoreReport> {
+    let mut phases: Vec<(String, f64)> = Vec::new();
+    let mut mark = Instant::now();
+    let mut lap = |name: &str, phases: &mut Vec<(String, f64)>| {
+        phases.push((name.to_owned(), mark.elapsed().as_secs_f64()));
+        mark = Instant::now();
+    };
     let mut limits = Limits::default();
     let outcome: Outcome = match staging {
         Some(s) => {
@@ -284,13 +315,17 @@ fn stage(
         }
         None => extract::extract(stream, &mut Discard as &mut dyn Sink, &limits)?,
     };
+    lap("decrypt+extract", &mut phases);
     let mut warnings = Vec::new();
     let legacy = outcome.manifest.is_none();
     match &outcome.manifest {
         Some(m) => {
             extract::check_manifest(&outcome, m)?;
             for w in &m.warnings {
-                warnings.push(format!("at backup time: {} [{}] {}", w.path, w.kind, w.detail));
+                warnings.push(format!(
+                    "at backup time: {} [{}] {}",
+                    w.path, w.kind, w.detail
+                ));
             }
         }
         None => {
@@ -304,9 +339,16 @@ fn stage(
             warnings.push(format!("moved misplaced transcript {m} under sessions/"));
         }
     }
+    lap("verify", &mut phases);
     let new_units = match staging {
         Some(s) => tree_units(s)?,
-        None => units(outcome.files.keys().chain(outcome.dirs.iter()).map(String::as_str)),
+        None => units(
+            outcome
+                .files
+                .keys()
+                .chain(outcome.dirs.iter())
+                .map(String::as_str),
+        ),
     };
     let cur_units = tree_units(target)?;
     let replaced: Vec<String> = new_units.intersection(&cur_units).cloned().collect();
@@ -335,15 +377,19 @@ fn stage(
         warnings,
         validation: None,
         next_steps: vec![],
+        phases: vec![],
         seconds: 0.0,
     };
     let Some(staging) = staging else {
+        report.phases = phases;
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     };
     crate::process::check_interrupted()?;
     // snapshot of what is there now
-    let target_has_data = fs::read_dir(target).map(|mut r| r.next().is_some()).unwrap_or(false);
+    let target_has_data = fs::read_dir(target)
+        .map(|mut r| r.next().is_some())
+        .unwrap_or(false);
     if target_has_data && !opts.no_snapshot {
         if let Some(enc) = &opts.snapshot_to {
             ui.info("saving an encrypted snapshot of the current tree…");
@@ -354,7 +400,9 @@ fn stage(
                     dest: opts.dest.clone(),
                     excludes: vec![],
                     level: backup::DEFAULT_LEVEL,
-                    threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                    threads: std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1),
                     encryptor: Some(enc.clone()),
                 },
                 ui,
@@ -364,12 +412,16 @@ fn stage(
             report.snapshot = Some(snap);
         }
     }
+    lap("snapshot", &mut phases);
     crate::process::check_interrupted()?;
     if fs::symlink_metadata(target).is_ok() {
         crate::swap::carry_over(target, staging, &report.kept)?;
     }
     crate::swap::commit(target, staging, &opts.archive, ui)?;
+    lap("swap", &mut phases);
     let validation = crate::validate::validate(target, false)?;
+    lap("validate", &mut phases);
+    report.phases = phases;
     report.next_steps = next_steps(target, &report, &validation);
     report.validation = Some(validation);
     report.seconds = started.elapsed().as_secs_f64();
@@ -410,7 +462,13 @@ mod tests {
         let v: Vec<&str> = u.iter().map(String::as_str).collect();
         assert_eq!(
             v,
-            vec!["agents/a/agent", "agents/a/sessions", "agents/b", "credentials", "secureclaw.json"]
+            vec![
+                "agents/a/agent",
+                "agents/a/sessions",
+                "agents/b",
+                "credentials",
+                "secureclaw.json"
+            ]
         );
     }
 }

@@ -121,10 +121,7 @@ pub fn plan(policy: &Policy, archives: &[ArchiveName], now: DateTime<Utc>) -> Ve
             entries.dedup();
             let within = cutoff.is_some_and(|c| time > c);
             let (keep, reason) = if rank <= keep_n {
-                (
-                    true,
-                    format!("newest {keep_n} {} (#{rank})", t.as_str()),
-                )
+                (true, format!("newest {keep_n} {} (#{rank})", t.as_str()))
             } else if within {
                 (
                     true,
@@ -252,11 +249,17 @@ mod tests {
     }
 
     fn kept(ds: &[Decision]) -> Vec<&str> {
-        ds.iter().filter(|d| d.keep).map(|d| d.stem.as_str()).collect()
+        ds.iter()
+            .filter(|d| d.keep)
+            .map(|d| d.stem.as_str())
+            .collect()
     }
 
     fn dropped(ds: &[Decision]) -> Vec<&str> {
-        ds.iter().filter(|d| !d.keep).map(|d| d.stem.as_str()).collect()
+        ds.iter()
+            .filter(|d| !d.keep)
+            .map(|d| d.stem.as_str())
+            .collect()
     }
 
     struct Case {
@@ -446,7 +449,10 @@ mod tests {
         let ds = plan(&p, &parse_all(&daily_files(4)), now());
         assert_eq!(ds[0].reason, "newest 1 daily (#1)");
         assert_eq!(ds[1].reason, "newer than 2d (keep-within)");
-        assert_eq!(ds[3].reason, "beyond the newest 1 daily (#4) and older than 2d");
+        assert_eq!(
+            ds[3].reason,
+            "beyond the newest 1 daily (#4) and older than 2d"
+        );
     }
 
     #[test]
@@ -463,7 +469,16 @@ mod tests {
         ] {
             assert_eq!(parse_duration(s).unwrap().num_seconds(), secs, "{s}");
         }
-        for s in ["", "h", "1", "1x", "-1h", "1.5h", "1h 30m", "99999999999999w"] {
+        for s in [
+            "",
+            "h",
+            "1",
+            "1x",
+            "-1h",
+            "1.5h",
+            "1h 30m",
+            "99999999999999w",
+        ] {
             assert!(parse_duration(s).is_err(), "{s:?} should fail");
         }
         assert_eq!(format_duration(TimeDelta::seconds(5400)), "1h30m");

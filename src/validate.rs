@@ -90,7 +90,12 @@ impl Report {
             .max(5);
         let mut out = format!("{:<w$}  STATUS  DETAIL\n", "CHECK");
         for c in &self.checks {
-            out.push_str(&format!("{:<w$}  {:<6}  {}\n", c.name, c.status.label(), c.detail));
+            out.push_str(&format!(
+                "{:<w$}  {:<6}  {}\n",
+                c.name,
+                c.status.label(),
+                c.detail
+            ));
             for item in c.items.iter().take(MAX_SHOWN) {
                 out.push_str(&format!("{:<w$}          {item}\n", ""));
             }
@@ -152,9 +157,8 @@ pub fn validate(target: &Path, fix: bool) -> Result<Report> {
             Status::Warn,
             format!("an interrupted restore left {}", j.display()),
         );
-        c.items.push(
-            "run the restore again: it finishes or rolls back the interrupted one".into(),
-        );
+        c.items
+            .push("run the restore again: it finishes or rolls back the interrupted one".into());
         checks.push(c);
         next_steps.push(format!(
             "finish or roll back the interrupted restore recorded in {} before using this directory",
@@ -251,7 +255,11 @@ fn check_target(target: &Path, fix: bool) -> Check {
         return Check::new(
             "target",
             Status::Fail,
-            format!("{shown} is owned by uid {}, not by you ({})", meta.uid(), euid()),
+            format!(
+                "{shown} is owned by uid {}, not by you ({})",
+                meta.uid(),
+                euid()
+            ),
         );
     }
     if mode & 0o077 == 0 {
@@ -287,13 +295,7 @@ fn check_config(target: &Path) -> Check {
     let path = target.join(CONFIG_FILE);
     let meta = match fs::symlink_metadata(&path) {
         Ok(m) => m,
-        Err(_) => {
-            return Check::new(
-                "config",
-                Status::Fail,
-                format!("{CONFIG_FILE} is missing"),
-            )
-        }
+        Err(_) => return Check::new("config", Status::Fail, format!("{CONFIG_FILE} is missing")),
     };
     if !meta.is_file() {
         return Check::new(
@@ -306,7 +308,10 @@ fn check_config(target: &Path) -> Check {
         return Check::new(
             "config",
             Status::Fail,
-            format!("{CONFIG_FILE} is {} bytes, too large to be a config", meta.len()),
+            format!(
+                "{CONFIG_FILE} is {} bytes, too large to be a config",
+                meta.len()
+            ),
         );
     }
     let mut text = String::new();
@@ -434,9 +439,8 @@ pub fn wanted_mode(is_dir: bool, mode: u32) -> Option<u32> {
     if mode & 0o077 == 0 {
         return None;
     }
-    Some(if is_dir {
-        0o700
-    } else if mode & 0o100 != 0 {
+    // Directories, and files the owner may execute, get 0700; other files 0600.
+    Some(if is_dir || mode & 0o100 != 0 {
         0o700
     } else {
         0o600
@@ -477,7 +481,8 @@ fn check_permissions(target: &Path, fix: bool) -> Check {
             ),
         );
         c.items = w.offenders;
-        c.items.extend(w.fixed.iter().map(|f| format!("fixed: {f}")));
+        c.items
+            .extend(w.fixed.iter().map(|f| format!("fixed: {f}")));
         return c;
     }
     let mut c = Check::new(
@@ -690,7 +695,10 @@ mod tests {
         );
         assert_eq!(check(&r, "permissions").status, Status::Ok);
         assert!(r.next_steps.iter().any(|s| s.contains("secureclaw doctor")));
-        assert!(r.next_steps.iter().any(|s| s.contains("secureclaw gateway")));
+        assert!(r
+            .next_steps
+            .iter()
+            .any(|s| s.contains("secureclaw gateway")));
         assert!(r.next_steps.iter().any(|s| s.contains("WhatsApp")));
         let h = r.human();
         assert!(h.contains("All checks passed."), "{h}");
@@ -715,7 +723,11 @@ mod tests {
     #[test]
     fn broken_config_fails() {
         let t = good_tree();
-        fs::write(t.path().join(CONFIG_FILE), "{\"gateway\": {\"port\": 18789}").unwrap();
+        fs::write(
+            t.path().join(CONFIG_FILE),
+            "{\"gateway\": {\"port\": 18789}",
+        )
+        .unwrap();
         let r = validate(t.path(), false).unwrap();
         assert!(!r.ok);
         assert_eq!(check(&r, "config").status, Status::Fail);
@@ -797,7 +809,8 @@ mod tests {
         let r = validate(d, false).unwrap();
         let p = check(&r, "permissions");
         assert!(
-            p.items.iter().any(|i| i.contains("cannot be listed")) || rustix::process::geteuid().is_root(),
+            p.items.iter().any(|i| i.contains("cannot be listed"))
+                || rustix::process::geteuid().is_root(),
             "{p:#?}"
         );
         let r = validate(d, true).unwrap();

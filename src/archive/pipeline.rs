@@ -118,13 +118,13 @@ impl<R: Read> Read for SourceFile<R> {
     }
 }
 
-/// Opens an archive file for reading its tar stream: detects the format by its
-/// magic bytes, starts decryption (key errors surface here, before any data),
-/// and chains decrypt → gunzip (all members) on their own threads.
-pub fn open_tar_stream(
+/// Opens an archive file and returns its decrypted payload (the gzip stream):
+/// detects the format by its magic bytes and starts decryption on its own
+/// thread. Key errors surface here, before any data is read.
+pub fn open_payload(
     path: &Path,
     identities: &crate::crypto::Identities,
-) -> crate::error::Result<(crate::crypto::Format, StageReader)> {
+) -> crate::error::Result<(crate::crypto::Format, Box<dyn Read + Send>)> {
     use crate::crypto::Format;
     use crate::error::{Error, IoContext};
     let head = crate::crypto::read_head(path)?;
@@ -140,12 +140,21 @@ pub fn open_tar_stream(
         io::BufReader::with_capacity(256 * 1024, file),
         path,
     ));
-    let plain: Box<dyn Read + Send> = if format.is_encrypted() {
-        let dec = identities.decryptor(format)?;
-        Box::new(spawn_stage(dec.decrypt(format, src)?))
-    } else {
-        src
-    };
+    if !format.is_encrypted() {
+        return Ok((format, src));
+    }
+    let dec = identities.decryptor(format)?;
+    Ok((format, Box::new(spawn_stage(dec.decrypt(format, src)?))))
+}
+
+/// Opens an archive file for reading its tar stream: [`open_payload`], then
+/// gunzip (all members) on its own thread, so decrypt, gunzip and the
+/// consumer run on separate cores.
+pub fn open_tar_stream(
+    path: &Path,
+    identities: &crate::crypto::Identities,
+) -> crate::error::Result<(crate::crypto::Format, StageReader)> {
+    let (format, plain) = open_payload(path, identities)?;
     let gunzip = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, plain));
     Ok((format, spawn_stage(Box::new(gunzip))))
 }

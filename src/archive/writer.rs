@@ -36,6 +36,17 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: i64) -> tar::Header
     h
 }
 
+/// What reading a file for its entry saw.
+#[derive(Debug)]
+pub struct ReadOutcome {
+    /// Zero bytes appended because the file ended early (it shrank).
+    pub padded: u64,
+    /// Whether the file had more bytes after the archived ones.
+    pub more_after: bool,
+    /// Its metadata after the read.
+    pub after: Option<std::fs::Metadata>,
+}
+
 /// Reads exactly `size` bytes from a file that may change under us: stops at
 /// `size`, pads with zeros when the file ends early, and hashes what it yields.
 struct BoundedReader<'a> {
@@ -50,6 +61,8 @@ impl Read for BoundedReader<'_> {
         if self.remaining == 0 {
             return Ok(0);
         }
+        // a large file must not delay the reaction to Ctrl-C/SIGTERM
+        crate::process::check_interrupted().map_err(crate::error::into_io)?;
         let want = (buf.len() as u64).min(self.remaining) as usize;
         let mut n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
@@ -112,19 +125,29 @@ impl<W: Write> ArchiveWriter<W> {
     pub fn add_file(&mut self, rel: &str, path: &Path) -> Result<()> {
         let mut file = match std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(path)
         {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.warn(rel, "vanished", "deleted while the backup ran; not archived");
+                self.warn(
+                    rel,
+                    "vanished",
+                    "deleted while the backup ran; not archived",
+                );
                 return Ok(());
             }
             Err(e) => return Err(Error::io("opening", path, e)),
         };
         let meta = file.metadata().at("reading metadata of", path)?;
         if !meta.is_file() {
-            self.warn(rel, "replaced", "no longer a regular file when opened; not archived");
+            self.warn(
+                rel,
+                "replaced",
+                "no longer a regular file when opened; not archived",
+            );
             return Ok(());
         }
         self.add_open_file(rel, path, &mut file, &meta)
@@ -139,7 +162,50 @@ impl<W: Write> ArchiveWriter<W> {
         meta: &std::fs::Metadata,
     ) -> Result<()> {
         let size = meta.len();
-        let h = header(tar::EntryType::Regular, size, meta.mode(), meta.mtime());
+        let o = self.add_open_file_as(rel, path, file, size, meta.mode(), meta.mtime())?;
+        // did it change while we read it?
+        let changed = o.after.as_ref().is_some_and(|a| {
+            a.mtime() != meta.mtime() || a.mtime_nsec() != meta.mtime_nsec() || a.len() != size
+        });
+        if o.padded > 0 {
+            self.warn(
+                rel,
+                "changed-while-read",
+                format!(
+                    "shrank while read; {} bytes zero-padded to the archived size {size}",
+                    o.padded
+                ),
+            );
+        } else if o.more_after {
+            self.warn(
+                rel,
+                "changed-while-read",
+                format!("grew while read; archived its first {size} bytes"),
+            );
+        } else if changed {
+            self.warn(
+                rel,
+                "changed-while-read",
+                "modified while read; archived content may mix old and new data",
+            );
+        }
+        Ok(())
+    }
+
+    /// Archives the first `size` bytes of an open file as `rel` with the given
+    /// mode and mtime (a staged snapshot keeps its original's), records the
+    /// entry, and reports what the read saw; warnings are left to the caller.
+    /// Stops with an error if a termination signal arrives while reading.
+    pub fn add_open_file_as(
+        &mut self,
+        rel: &str,
+        path: &Path,
+        file: &mut File,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+    ) -> Result<ReadOutcome> {
+        let h = header(tar::EntryType::Regular, size, mode, mtime);
         let mut reader = BoundedReader {
             inner: file.take(size),
             remaining: size,
@@ -148,39 +214,43 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let res = self.append(h, rel, &mut reader);
         if let Err(e) = res {
+            if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+                return Err(Error {
+                    kind: inner.kind,
+                    message: inner.message.clone(),
+                    hint: inner.hint.clone(),
+                });
+            }
             // a read error of the source vs. a write error of the archive
-            return Err(Error::operational(format!(
-                "archiving {}: {e}",
-                path.display()
-            ))
-            .hint("check the file and the destination's free space, then run again"));
+            return Err(
+                Error::operational(format!("archiving {}: {e}", path.display()))
+                    .hint("check the file and the destination's free space, then run again"),
+            );
         }
         let padded = reader.padded;
         let digest = hex::encode(reader.hasher.finalize());
-        // did it change while we read it?
         let after = file.metadata().ok();
-        let mut grew = false;
+        let mut more_after = false;
         let mut remaining_probe = [0u8; 1];
         if padded == 0 {
-            grew = file.read(&mut remaining_probe).map(|n| n > 0).unwrap_or(false);
-        }
-        let changed = after.is_some_and(|a| a.mtime() != meta.mtime() || a.mtime_nsec() != meta.mtime_nsec() || a.len() != size);
-        if padded > 0 {
-            self.warn(rel, "changed-while-read", format!("shrank while read; {padded} bytes zero-padded to the archived size {size}"));
-        } else if grew {
-            self.warn(rel, "changed-while-read", format!("grew while read; archived its first {size} bytes"));
-        } else if changed {
-            self.warn(rel, "changed-while-read", "modified while read; archived content may mix old and new data");
+            more_after = file
+                .read(&mut remaining_probe)
+                .map(|n| n > 0)
+                .unwrap_or(false);
         }
         self.entries.push(Entry {
             path: rel.to_owned(),
             kind: EntryKind::File,
             size,
-            mode: mode_string(meta.mode()),
+            mode: mode_string(mode),
             sha256: Some(digest),
         });
         self.bytes += size;
-        Ok(())
+        Ok(ReadOutcome {
+            padded,
+            more_after,
+            after,
+        })
     }
 
     pub fn warn(&mut self, rel: &str, kind: &str, detail: impl Into<String>) {

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::backup::{run_backup, BackupOptions, DEFAULT_LEVEL};
+use crate::backup::{run_backup_live, BackupOptions, DEFAULT_LEVEL};
+use crate::capture::LiveOptions;
 use crate::error::{Error, Result};
 use crate::manifest::human_bytes;
 use crate::store::{self, BackupType};
@@ -53,6 +54,10 @@ pub struct Args {
     /// Treat warnings (changed or skipped files) as failure (exit 1) after writing
     #[arg(long)]
     pub strict: bool,
+    /// How long to wait for a live session write lock (<file>.jsonl.lock)
+    /// before archiving the transcript up to its last complete line
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::capture::parse_wait)]
+    pub lock_wait: std::time::Duration,
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
@@ -63,8 +68,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     };
     let encryptor = if args.insecure_plaintext {
         if !args.recipients.recipients.is_empty() {
-            return Err(Error::usage("--insecure-plaintext and -r contradict each other")
-                .hint("drop --insecure-plaintext to encrypt"));
+            return Err(
+                Error::usage("--insecure-plaintext and -r contradict each other")
+                    .hint("drop --insecure-plaintext to encrypt"),
+            );
         }
         ui.warn("--insecure-plaintext: this archive will NOT be encrypted; anyone who can read it reads every credential");
         None
@@ -86,12 +93,24 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         level: args.compression_level,
         threads: args
             .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
             .max(1),
         encryptor,
     };
-    ui.info(format!("backing up {} ({})…", source.display(), opts.btype.as_str()));
-    let r = run_backup(&opts, ui)?;
+    ui.info(format!(
+        "backing up {} ({})…",
+        source.display(),
+        opts.btype.as_str()
+    ));
+    let live = LiveOptions {
+        lock_wait: args.lock_wait,
+        ..LiveOptions::default()
+    };
+    let r = run_backup_live(&opts, &live, ui)?;
     for w in &r.warnings {
         ui.warn(format!("{} [{}] {}", w.path, w.kind, w.detail));
     }

@@ -106,12 +106,23 @@ pub fn describe(dest: &Path, a: &ArchiveName, check: bool) -> Entry {
         }
         Err(err) => {
             e.format = "damaged".into();
-            e.problem = Some(err.message);
+            // The row already names the file: keep the message short.
+            let full = path.display().to_string();
+            e.problem = Some(
+                err.message
+                    .replace(&format!("{full}: "), "")
+                    .replace(&full, &a.name),
+            );
         }
     }
     let sidecar_present = fs::symlink_metadata(store::sidecar_path(&path)).is_ok();
     e.sidecar = if !check {
-        if sidecar_present { "present" } else { "missing" }.into()
+        if sidecar_present {
+            "present"
+        } else {
+            "missing"
+        }
+        .into()
     } else {
         match store::check_sidecar(&path) {
             Ok(SidecarStatus::Ok) => "ok".into(),
@@ -210,10 +221,7 @@ fn format_label(e: &Entry) -> String {
         "legacy-directory" => "legacy plaintext dir".into(),
         "plaintext" if e.legacy => "legacy plaintext".into(),
         "plaintext" => "PLAINTEXT".into(),
-        "damaged" => format!(
-            "damaged: {}",
-            e.problem.as_deref().unwrap_or("unreadable header")
-        ),
+        "damaged" => "DAMAGED".into(),
         f => f.to_owned(),
     }
 }
@@ -241,32 +249,46 @@ fn table(entries: &[Entry]) -> String {
             ]
         })
         .collect();
-    let head = ["TYPE", "TIME (UTC)", "SIZE", "SIDECAR", "FORMAT", "RECIPIENTS"];
-    let mut w = head.map(str::len);
+    let head = [
+        "TYPE",
+        "TIME (UTC)",
+        "SIZE",
+        "SIDECAR",
+        "FORMAT",
+        "RECIPIENTS",
+    ];
+    let mut w = head.map(|h| h.chars().count());
     for r in &rows {
-        for (i, c) in r.iter().enumerate().take(4) {
+        for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }
     }
     let line = |r: [&str; 6]| {
-        format!(
-            "  {:<w0$}  {:<w1$}  {:>w2$}  {:<w3$}  {}  {}\n",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2],
-            w3 = w[3]
-        )
+        let mut l = String::from(" ");
+        for (i, c) in r.iter().enumerate() {
+            let pad = w[i].saturating_sub(c.chars().count());
+            l.push(' ');
+            if i == 2 {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(c);
+            } else if i == 5 {
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                l.push_str(&" ".repeat(pad));
+            }
+            l.push(' ');
+        }
+        l.truncate(l.trim_end().len());
+        l.push('\n');
+        l
     };
     let mut out = line(head);
-    for r in &rows {
-        let fmt = format!("{:<20}", r[4]);
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &fmt, &r[5]]));
+    for (r, e) in rows.iter().zip(entries) {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+        if let Some(p) = &e.problem {
+            out.push_str(&format!("      damaged: {p}\n"));
+        }
     }
     out
 }
@@ -275,10 +297,7 @@ fn table(entries: &[Entry]) -> String {
 pub fn human(l: &Listing) -> String {
     let mut out = String::new();
     if !l.exists {
-        return format!(
-            "No backups: {} does not exist.\n",
-            l.dest.display()
-        );
+        return format!("No backups: {} does not exist.\n", l.dest.display());
     }
     out.push_str(&format!("Backups in {}:\n", l.dest.display()));
     if l.archives.is_empty() {
@@ -353,10 +372,13 @@ mod tests {
         assert_eq!(l.archives[2].format, "legacy-directory");
         assert_eq!(l.archives[2].size, 3);
         assert_eq!(l.pre_restore.len(), 1);
-        assert_eq!(l.orphan_sidecars, vec!["weekly_20260101_020000.tar.gz.gpg.sha256"]);
+        assert_eq!(
+            l.orphan_sidecars,
+            vec!["weekly_20260101_020000.tar.gz.gpg.sha256"]
+        );
         assert_eq!(l.unrecognised, vec!["notes.txt"]);
         let h = human(&l);
-        assert!(h.contains("damaged:"), "{h}");
+        assert!(h.contains("DAMAGED") && h.contains("damaged: "), "{h}");
         assert!(h.contains("legacy plaintext dir"), "{h}");
         assert!(h.contains("Pre-restore snapshots"), "{h}");
         let checked = scan(d, true, &Ui::default()).unwrap();

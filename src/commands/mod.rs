@@ -3,7 +3,16 @@
 //! groups (recipients, identities) live here.
 
 pub mod backup;
+pub mod completions;
+pub mod drill;
+pub mod keygen;
+pub mod list;
+pub mod prune;
 pub mod restore;
+pub mod rotate;
+pub mod schedule;
+pub mod status;
+pub mod validate;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -74,6 +83,9 @@ impl IdentityArgs {
     }
 
     pub fn load(&self) -> Result<Identities> {
-        Identities::load(&self.paths(), PassphraseSource::new(self.passphrase_file.clone()))
+        Identities::load(
+            &self.paths(),
+            PassphraseSource::new(self.passphrase_file.clone()),
+        )
     }
 }

@@ -62,13 +62,17 @@ pub fn is_message_start(b: u8) -> bool {
 /// Whether the start of a file is an OpenPGP certificate (armored or binary).
 pub fn is_certificate_start(head: &[u8]) -> bool {
     head.starts_with(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
-        || head.first().is_some_and(|&b| b == 0xC6 || (b & 0xFC) == 0x98)
+        || head
+            .first()
+            .is_some_and(|&b| b == 0xC6 || (b & 0xFC) == 0x98)
 }
 
 /// Whether the start of a file is an OpenPGP secret key (armored or binary).
 pub fn is_secret_key_start(head: &[u8]) -> bool {
     head.starts_with(b"-----BEGIN PGP PRIVATE KEY BLOCK-----")
-        || head.first().is_some_and(|&b| b == 0xC5 || (b & 0xFC) == 0x94)
+        || head
+            .first()
+            .is_some_and(|&b| b == 0xC5 || (b & 0xFC) == 0x94)
 }
 
 /// The key id a PKESK is addressed to, as `gpg --list-packets` shows it
@@ -120,11 +124,14 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
         if seen_data {
             return Err(bad_message(
                 path,
-                &format!("unexpected {tag} packet after the encrypted data (trailing data or a second message)"),
+                &format!("unexpected packet after the encrypted data (trailing data or a second message): {tag}"),
             ));
         }
         if pp.recursion_depth() != 0 {
-            return Err(bad_message(path, &format!("unexpected nested {tag} packet")));
+            return Err(bad_message(
+                path,
+                &format!("unexpected nested packet: {tag}"),
+            ));
         }
         match &pp.packet {
             Packet::PKESK(p) => {
@@ -141,7 +148,10 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
                 if s.version() != 1 {
                     return Err(bad_message(
                         path,
-                        &format!("encrypted data packet version {} (only SEIPDv1 with MDC is expected)", s.version()),
+                        &format!(
+                            "encrypted data packet version {} (only SEIPDv1 with MDC is expected)",
+                            s.version()
+                        ),
                     ));
                 }
                 if recipients.is_empty() {
@@ -155,13 +165,13 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
             Packet::Unknown(u) => {
                 return Err(bad_message(
                     path,
-                    &format!("unreadable {tag} packet: {}", u.error()),
+                    &format!("unreadable packet ({tag}): {}", u.error()),
                 ))
             }
             _ => {
                 return Err(bad_message(
                     path,
-                    &format!("unexpected {tag} packet at the top level of the message"),
+                    &format!("unexpected packet at the top level of the message: {tag}"),
                 ))
             }
         }
@@ -212,7 +222,9 @@ impl PgpEncryptor {
         let mut queries: Vec<(String, Query)> = Vec::new();
         for spec in specs {
             match spec {
-                RecipientSpec::PgpKeyId(hex) => queries.push((hex.clone(), Query::from_key_id(hex)?)),
+                RecipientSpec::PgpKeyId(hex) => {
+                    queries.push((hex.clone(), Query::from_key_id(hex)?))
+                }
                 RecipientSpec::PgpUserId(u) => queries.push((u.clone(), Query::from_user_id(u))),
                 RecipientSpec::PgpFile(path) => {
                     let certs = read_certs(path)?;
@@ -230,7 +242,9 @@ impl PgpEncryptor {
                     }
                 }
                 other => {
-                    return Err(Error::usage(format!("{other:?} is not an OpenPGP recipient")))
+                    return Err(Error::usage(format!(
+                        "{other:?} is not an OpenPGP recipient"
+                    )))
                 }
             }
         }
@@ -279,7 +293,10 @@ impl PgpEncryptor {
                 descriptions.push(desc);
             }
             for k in ks {
-                if !keys.iter().any(|have| have.fingerprint() == k.fingerprint()) {
+                if !keys
+                    .iter()
+                    .any(|have| have.fingerprint() == k.fingerprint())
+                {
                     keys.push(k);
                 }
             }
@@ -382,8 +399,9 @@ fn select_keys(cert: &Cert, label: &str) -> Result<Vec<PubKey>> {
         } else {
             "has no valid encryption-capable subkey (all expired or revoked, or it is a signing-only key)"
         };
-        return Err(Error::key(format!("{what} {why}"))
-            .hint("add an encryption subkey (`gpg --quick-add-key FPR cv25519 encr`) or use another key"));
+        return Err(Error::key(format!("{what} {why}")).hint(
+            "add an encryption subkey (`gpg --quick-add-key FPR cv25519 encr`) or use another key",
+        ));
     }
     Ok(keys)
 }
@@ -457,7 +475,9 @@ impl Encryptor for PgpEncryptor {
 
     fn wrap_output(&self, out: Box<dyn Write + Send>) -> Result<Box<dyn EncryptWriter>> {
         let crypt = |what: &str, e: anyhow::Error| {
-            Error::key(format!("cannot encrypt to these OpenPGP recipients ({what}): {e:#}"))
+            Error::key(format!(
+                "cannot encrypt to these OpenPGP recipients ({what}): {e:#}"
+            ))
         };
         let sink = SharedSink(Arc::new(Mutex::new(out)));
         let sk = SessionKey::new(SYM.key_size().map_err(|e| crypt("cipher", e))?)
@@ -474,7 +494,8 @@ impl Encryptor for PgpEncryptor {
                 .serialize(&mut head)
                 .map_err(|e| crypt("PKESK", e))?;
         }
-        let write_err = |e: anyhow::Error| Error::operational(format!("writing the OpenPGP message: {e:#}"));
+        let write_err =
+            |e: anyhow::Error| Error::operational(format!("writing the OpenPGP message: {e:#}"));
         sink.clone()
             .write_all(&head)
             .map_err(|e| write_err(e.into()))?;
@@ -564,7 +585,9 @@ impl PgpDecryptor {
                 return Err(Error::key(format!(
                     "{name} holds only a certificate (public key), not a secret key"
                 ))
-                .hint("export the secret key with `gpg --export-secret-keys --armor KEYID > key.asc`"));
+                .hint(
+                    "export the secret key with `gpg --export-secret-keys --armor KEYID > key.asc`",
+                ));
             }
             files.push(KeyFile { path: name, certs });
         }
@@ -589,7 +612,11 @@ impl Read for SyncReader {
 }
 
 impl crate::crypto::Decryptor for PgpDecryptor {
-    fn decrypt(&self, _format: Format, input: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
+    fn decrypt(
+        &self,
+        _format: Format,
+        input: Box<dyn Read + Send>,
+    ) -> Result<Box<dyn Read + Send>> {
         // Armor is detected by the packet parser; never mmap (from_reader).
         let builder = DecryptorBuilder::from_reader(SyncReader(Mutex::new(input)))
             .map_err(classify_error)?
@@ -604,10 +631,7 @@ impl crate::crypto::Decryptor for PgpDecryptor {
         let dec = builder
             .with_policy(&POLICY, None, helper)
             .map_err(classify_error)?;
-        Ok(Box::new(PlainReader {
-            dec,
-            failed: None,
-        }))
+        Ok(Box::new(PlainReader { dec, failed: None }))
     }
 }
 
@@ -621,8 +645,10 @@ fn classify_error(e: anyhow::Error) -> Error {
     };
     match e.downcast::<io::Error>() {
         Ok(io) => classify_io(io),
-        Err(e) => Error::integrity(format!("the OpenPGP message is malformed or damaged: {e:#}"))
-            .hint("the archive is damaged or was tampered with; use another archive or copy"),
+        Err(e) => Error::integrity(format!(
+            "the OpenPGP message is malformed or damaged: {e:#}"
+        ))
+        .hint("the archive is damaged or was tampered with; use another archive or copy"),
     }
 }
 
@@ -645,32 +671,32 @@ fn classify_io(io: io::Error) -> Error {
     }
 }
 
-/// The plaintext reader: sequoia's decryptor, with errors latched (sequoia
-/// panics if read again after an error) and classified.
+/// The plaintext reader: sequoia's decryptor, with errors classified and
+/// latched (sequoia panics if read again after an error).
 struct PlainReader {
     dec: openpgp::parse::stream::Decryptor<'static, Helper>,
-    failed: Option<(io::ErrorKind, String)>,
+    failed: Option<Error>,
 }
 
 impl Read for PlainReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some((kind, msg)) = &self.failed {
-            return Err(io::Error::new(*kind, msg.clone()));
+        if let Some(e) = &self.failed {
+            return Err(into_io(Error {
+                kind: e.kind,
+                message: e.message.clone(),
+                hint: e.hint.clone(),
+            }));
         }
-        match self.dec.read(buf) {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                let kind = e.kind();
-                let os = e.raw_os_error().is_some();
-                let msg = format!("{e}");
-                self.failed = Some((kind, msg));
-                if os {
-                    Err(e)
-                } else {
-                    Err(into_io(classify_io(e)))
-                }
-            }
-        }
+        self.dec.read(buf).map_err(|e| {
+            let err = classify_io(e);
+            let copy = Error {
+                kind: err.kind,
+                message: err.message.clone(),
+                hint: err.hint.clone(),
+            };
+            self.failed = Some(copy);
+            into_io(err)
+        })
     }
 }
 
@@ -754,7 +780,8 @@ impl DecryptionHelper for Helper {
                             protected.push((p, fi, ci, key.fingerprint()));
                             continue;
                         }
-                        let Ok(mut pair) = key.clone().role_into_unspecified().into_keypair() else {
+                        let Ok(mut pair) = key.clone().role_into_unspecified().into_keypair()
+                        else {
                             continue;
                         };
                         if let Some((algo, sk)) = p.decrypt(&mut pair, sym_algo) {
@@ -777,7 +804,9 @@ impl DecryptionHelper for Helper {
             };
             let key = ka.key().clone().role_into_unspecified();
             let keyid = key.keyid().to_hex();
-            let pass = self.pass.get(&format!("OpenPGP key {keyid} ({})", file.path))?;
+            let pass = self
+                .pass
+                .get(&format!("OpenPGP key {keyid} ({})", file.path))?;
             let password = Password::from(pass.expose_secret());
             let key = match key.decrypt_secret(&password) {
                 Ok(k) => k,
@@ -911,13 +940,14 @@ impl Helper {
                 let Some(ka) = cert.keys().find(|k| &k.key().keyid() == id) else {
                     continue;
                 };
-                let mut pair = match sequoia_gpg_agent::KeyPair::new_for_gnupg_context(&ctx, ka.key()) {
-                    Ok(kp) => kp,
-                    Err(e) => {
-                        errors.push(format!("{}: {e}", id.to_hex()));
-                        continue;
-                    }
-                };
+                let mut pair =
+                    match sequoia_gpg_agent::KeyPair::new_for_gnupg_context(&ctx, ka.key()) {
+                        Ok(kp) => kp,
+                        Err(e) => {
+                            errors.push(format!("{}: {e}", id.to_hex()));
+                            continue;
+                        }
+                    };
                 if let Ok(vc) = cert.with_policy(&POLICY, None) {
                     pair = pair.with_cert(&vc);
                 }
@@ -927,11 +957,15 @@ impl Helper {
                 };
                 match p.decrypt(&mut rec, sym_algo) {
                     Some((algo, sk)) if decrypt(algo, &sk) => return Ok(Some(cert.clone())),
-                    Some(_) => errors.push(format!("{}: session key does not decrypt the data", id.to_hex())),
+                    Some(_) => errors.push(format!(
+                        "{}: session key does not decrypt the data",
+                        id.to_hex()
+                    )),
                     None => errors.push(format!(
                         "{}: {}",
                         id.to_hex(),
-                        rec.err.unwrap_or_else(|| "gpg-agent could not decrypt".to_owned())
+                        rec.err
+                            .unwrap_or_else(|| "gpg-agent could not decrypt".to_owned())
                     )),
                 }
             }

@@ -34,13 +34,38 @@ impl RecipientSpec {
 
 /// Splits values on commas and newlines (an SSH key contains spaces, so spaces
 /// do not separate), trimming blanks and dropping empty parts.
+/// A comma inside an SSH key's comment does not separate: a piece that cannot
+/// start a recipient is joined back onto a preceding `ssh-…` key.
 pub fn split_specs(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .flat_map(|v| v.split([',', '\n']))
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
+    let mut out: Vec<String> = Vec::new();
+    for line in values.iter().flat_map(|v| v.split('\n')) {
+        let mut ssh_open = false;
+        for piece in line.split(',') {
+            let t = piece.trim();
+            if ssh_open && !t.is_empty() && !starts_a_recipient(t) {
+                if let Some(last) = out.last_mut() {
+                    last.push(',');
+                    last.push_str(piece.trim_end());
+                    continue;
+                }
+            }
+            ssh_open = t.starts_with("ssh-");
+            if !t.is_empty() {
+                out.push(t.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn starts_a_recipient(t: &str) -> bool {
+    t.starts_with("age1")
+        || t.starts_with("ssh-")
+        || t.contains('@')
+        || t.starts_with('<')
+        || t.contains('/')
+        || normalize_key_id(t).is_some()
+        || Path::new(t).exists()
 }
 
 /// Normalizes a key id or fingerprint: strips `0x` and spaces; `None` unless it
@@ -77,7 +102,8 @@ pub fn classify(s: &str) -> Result<RecipientSpec> {
             RecipientSpec::AgeFile(path.to_owned())
         });
     }
-    if s.contains('@') && !s.contains(char::is_whitespace) || (s.starts_with('<') && s.ends_with('>'))
+    if s.contains('@') && !s.contains(char::is_whitespace)
+        || (s.starts_with('<') && s.ends_with('>'))
     {
         return Ok(RecipientSpec::PgpUserId(s.to_owned()));
     }
@@ -125,6 +151,11 @@ mod tests {
             split_specs(&v),
             vec!["age1abc", "ssh-ed25519 AAAA comment", "DEADBEEFDEADBEEF"]
         );
+        let v = vec!["ssh-ed25519 AAAA me, at work,age1x".to_owned()];
+        assert_eq!(
+            split_specs(&v),
+            vec!["ssh-ed25519 AAAA me, at work", "age1x"]
+        );
     }
 
     #[test]
@@ -143,17 +174,32 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert!(matches!(classify("age1qqq").unwrap(), RecipientSpec::AgeX25519(_)));
-        assert!(matches!(classify("ssh-ed25519 AAAA x").unwrap(), RecipientSpec::AgeSsh(_)));
-        assert!(matches!(classify("ops@example.org").unwrap(), RecipientSpec::PgpUserId(_)));
-        assert!(matches!(classify("<ops@example.org>").unwrap(), RecipientSpec::PgpUserId(_)));
+        assert!(matches!(
+            classify("age1qqq").unwrap(),
+            RecipientSpec::AgeX25519(_)
+        ));
+        assert!(matches!(
+            classify("ssh-ed25519 AAAA x").unwrap(),
+            RecipientSpec::AgeSsh(_)
+        ));
+        assert!(matches!(
+            classify("ops@example.org").unwrap(),
+            RecipientSpec::PgpUserId(_)
+        ));
+        assert!(matches!(
+            classify("<ops@example.org>").unwrap(),
+            RecipientSpec::PgpUserId(_)
+        ));
         assert!(classify("hello world").is_err());
     }
 
     #[test]
     fn mixing_is_a_usage_error() {
         let e = parse_recipients(
-            &["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p,DEADBEEFDEADBEEF".into()],
+            &[
+                "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p,DEADBEEFDEADBEEF"
+                    .into(),
+            ],
             None,
         )
         .err()

@@ -39,7 +39,9 @@ impl Query {
         };
         match hex.len() {
             16 => KeyID::from_hex(hex).map(Query::KeyId).map_err(|_| bad()),
-            40 => Fingerprint::from_hex(hex).map(Query::Fpr).map_err(|_| bad()),
+            40 => Fingerprint::from_hex(hex)
+                .map(Query::Fpr)
+                .map_err(|_| bad()),
             _ => Err(bad()),
         }
     }
@@ -147,7 +149,8 @@ impl Store {
         if gpg.is_file() {
             return Store::Legacy(gpg);
         }
-        if gpg_available() {
+        // (gpg would create a missing home: only ask it about an existing one)
+        if home.is_dir() && gpg_available() {
             Store::GpgExport(home.to_owned())
         } else {
             Store::Nothing(home.to_owned())
@@ -159,7 +162,10 @@ impl Store {
         match self {
             Store::File(p) | Store::Keybox(p) | Store::Legacy(p) => p.display().to_string(),
             Store::GpgExport(h) => format!("the GnuPG home {} (via gpg --export)", h.display()),
-            Store::Nothing(h) => format!("the GnuPG home {} (it has no pubring.kbx or pubring.gpg)", h.display()),
+            Store::Nothing(h) => format!(
+                "the GnuPG home {} (it has no pubring.kbx or pubring.gpg)",
+                h.display()
+            ),
         }
     }
 
@@ -168,7 +174,11 @@ impl Store {
         let mut found: Vec<Vec<Cert>> = vec![Vec::new(); queries.len()];
         let mut visit = |cert: Cert| {
             for (i, q) in queries.iter().enumerate() {
-                if q.matches(&cert) && !found[i].iter().any(|c| c.fingerprint() == cert.fingerprint()) {
+                if q.matches(&cert)
+                    && !found[i]
+                        .iter()
+                        .any(|c| c.fingerprint() == cert.fingerprint())
+                {
                     found[i].push(cert.clone());
                 }
             }

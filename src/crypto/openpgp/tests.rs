@@ -216,11 +216,18 @@ fn ours_decrypts_with_gpg() {
     encrypt_to_file(&enc, &p, &data);
     let info = enc.verify_written(&p).unwrap();
     assert_eq!(info.recipients, vec![ENC_SUBKEY]);
-    assert_eq!(Format::detect(&std::fs::read(&p).unwrap()[..64]), Some(Format::OpenPgp));
+    assert_eq!(
+        Format::detect(&std::fs::read(&p).unwrap()[..64]),
+        Some(Format::OpenPgp)
+    );
     let out = g.ok(&["--decrypt", p.to_str().unwrap()], b"");
     assert!(out == data, "gpg decrypted something else");
-    let packets = String::from_utf8_lossy(&g.ok(&["--list-packets", p.to_str().unwrap()], b"")).into_owned();
-    assert!(packets.contains(":pubkey enc packet: version 3"), "{packets}");
+    let packets =
+        String::from_utf8_lossy(&g.ok(&["--list-packets", p.to_str().unwrap()], b"")).into_owned();
+    assert!(
+        packets.contains(":pubkey enc packet: version 3"),
+        "{packets}"
+    );
     assert!(packets.contains(":encrypted data packet:"), "{packets}");
     assert!(packets.contains("mdc_method: 2"), "{packets}");
     assert!(!packets.contains("compressed packet"), "{packets}");
@@ -240,7 +247,12 @@ fn gpg_encrypted_decrypts_with_ours() {
     g.import(&example("openpgp-example.pub.asc"));
     let data = noise(300_001, 2);
     let dec = decryptor("openpgp-example.sec.asc", PassphraseSource::default());
-    for extra in [&[][..], &["-z", "0"][..], &["--armor"][..], &["--armor", "-z", "0"][..]] {
+    for extra in [
+        &[][..],
+        &["-z", "0"][..],
+        &["--armor"][..],
+        &["--armor", "-z", "0"][..],
+    ] {
         let mut args = vec!["--encrypt", "--recipient", PRIMARY_FPR];
         args.extend_from_slice(extra);
         let ct = g.ok(&args, &data);
@@ -264,10 +276,23 @@ fn protected_key() {
     g.import(&example("openpgp-example-protected.pub.asc"));
     let dir = tempfile::tempdir().unwrap();
     let data = noise(70_000, 3);
-    let ct = g.ok(&["--encrypt", "--recipient", "backup-protected@secureclaw.invalid"], &data);
-    let dec = decryptor("openpgp-example-protected.sec.asc", pass_file(dir.path(), "example\n"));
+    let ct = g.ok(
+        &[
+            "--encrypt",
+            "--recipient",
+            "backup-protected@secureclaw.invalid",
+        ],
+        &data,
+    );
+    let dec = decryptor(
+        "openpgp-example-protected.sec.asc",
+        pass_file(dir.path(), "example\n"),
+    );
     assert_eq!(decrypt_all(&dec, ct.clone()).unwrap(), data);
-    let dec = decryptor("openpgp-example-protected.sec.asc", pass_file(dir.path(), "wrong"));
+    let dec = decryptor(
+        "openpgp-example-protected.sec.asc",
+        pass_file(dir.path(), "wrong"),
+    );
     let e = decrypt_all(&dec, ct).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Key, "{e}");
     assert!(e.message.contains("wrong passphrase"), "{e}");
@@ -292,13 +317,19 @@ fn wrong_key() {
     // a public key is not an identity
     let pubk = example("openpgp-example.pub.asc");
     let data = std::fs::read(&pubk).unwrap();
-    let e = PgpDecryptor::new(&[(pubk.as_path(), data.as_slice())], PassphraseSource::default())
-        .err()
-        .unwrap();
+    let e = PgpDecryptor::new(
+        &[(pubk.as_path(), data.as_slice())],
+        PassphraseSource::default(),
+    )
+    .err()
+    .unwrap();
     assert_eq!(e.kind, ErrorKind::Key);
     // and the right key works without gpg
     let dec = decryptor("openpgp-example.sec.asc", PassphraseSource::default());
-    assert_eq!(decrypt_all(&dec, std::fs::read(&p).unwrap()).unwrap(), b"secret data");
+    assert_eq!(
+        decrypt_all(&dec, std::fs::read(&p).unwrap()).unwrap(),
+        b"secret data"
+    );
 }
 
 /// (5) inspect: ours and gpg's (binary, armored, two recipients); rejects
@@ -345,7 +376,13 @@ fn inspect_messages() {
     g.import(&example("openpgp-example.pub.asc"));
     g.import(&example("openpgp-example-protected.pub.asc"));
     let ct = g.ok(
-        &["--encrypt", "-r", PRIMARY_FPR, "-r", "backup-protected@secureclaw.invalid"],
+        &[
+            "--encrypt",
+            "-r",
+            PRIMARY_FPR,
+            "-r",
+            "backup-protected@secureclaw.invalid",
+        ],
         b"data",
     );
     let q = dir.path().join("gpg.gpg");
@@ -421,7 +458,10 @@ fn tampered_large_message() {
     *flipped.last_mut().unwrap() ^= 1;
     let (n, res) = read_to_end(flipped);
     let e = res.unwrap_err();
-    assert!(n > 1024 * 1024, "plaintext is streamed before the end ({n})");
+    assert!(
+        n > 1024 * 1024,
+        "plaintext is streamed before the end ({n})"
+    );
     assert_eq!(from_io_test(e).kind, ErrorKind::Integrity);
 
     let mut mid = ct.clone();
@@ -450,24 +490,43 @@ fn recipient_resolution() {
     let want = vec![ENC_SUBKEY.to_owned()];
     let specs = [
         RecipientSpec::PgpKeyId(PRIMARY_FPR[24..].to_owned()),
-        RecipientSpec::PgpKeyId(normalize_key_id("0x5960 1E12 8405 30CF 41E1  835F A1FB 173A C747 3538").unwrap()),
+        RecipientSpec::PgpKeyId(
+            normalize_key_id("0x5960 1E12 8405 30CF 41E1  835F A1FB 173A C747 3538").unwrap(),
+        ),
         RecipientSpec::PgpKeyId(ENC_SUBKEY.to_owned()),
         RecipientSpec::PgpUserId("backup-example@secureclaw.invalid".to_owned()),
         RecipientSpec::PgpUserId("<Backup-Example@secureclaw.invalid>".to_owned()),
         RecipientSpec::PgpUserId(UID.to_owned()),
     ];
     for s in &specs {
-        assert_eq!(ids_of(std::slice::from_ref(s), Some(&keyring), nohome.path()).unwrap(), want, "{s:?}");
+        assert_eq!(
+            ids_of(std::slice::from_ref(s), Some(&keyring), nohome.path()).unwrap(),
+            want,
+            "{s:?}"
+        );
     }
     // several specs naming the same cert: one PKESK
     assert_eq!(ids_of(&specs, Some(&keyring), nohome.path()).unwrap(), want);
-    let e = ids_of(&[RecipientSpec::PgpKeyId("0123456789ABCDEF".into())], Some(&keyring), nohome.path())
-        .unwrap_err();
+    let e = ids_of(
+        &[RecipientSpec::PgpKeyId("0123456789ABCDEF".into())],
+        Some(&keyring),
+        nohome.path(),
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Key);
-    assert!(e.message.contains("0123456789ABCDEF") && e.message.contains("not found"), "{e}");
+    assert!(
+        e.message.contains("0123456789ABCDEF") && e.message.contains("not found"),
+        "{e}"
+    );
     assert!(e.hint.is_some());
-    let e = ids_of(&[RecipientSpec::PgpUserId("Someone <backup-example@secureclaw.invalid>".into())], Some(&keyring), nohome.path())
-        .unwrap_err();
+    let e = ids_of(
+        &[RecipientSpec::PgpUserId(
+            "Someone <backup-example@secureclaw.invalid>".into(),
+        )],
+        Some(&keyring),
+        nohome.path(),
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Key);
 
     if !have_gpg() {
@@ -488,8 +547,16 @@ fn recipient_resolution() {
     // the GnuPG home (pubring.kbx), and a keybox given as --keyring
     assert!(g.home().join("pubring.kbx").is_file());
     assert_eq!(ids_of(&two, None, g.home()).unwrap(), want2);
-    assert_eq!(ids_of(&two, Some(&g.home().join("pubring.kbx")), nohome.path()).unwrap(), want2);
-    let e = ids_of(&[RecipientSpec::PgpKeyId("0123456789ABCDEF".into())], None, g.home()).unwrap_err();
+    assert_eq!(
+        ids_of(&two, Some(&g.home().join("pubring.kbx")), nohome.path()).unwrap(),
+        want2
+    );
+    let e = ids_of(
+        &[RecipientSpec::PgpKeyId("0123456789ABCDEF".into())],
+        None,
+        g.home(),
+    )
+    .unwrap_err();
     assert!(e.message.contains("pubring.kbx"), "{e}");
     // legacy pubring.gpg
     let legacy = Gpg::new();
@@ -497,17 +564,55 @@ fn recipient_resolution() {
     legacy.import(&example("openpgp-example.pub.asc"));
     assert!(!legacy.home().join("pubring.kbx").exists());
     assert_eq!(
-        ids_of(&[RecipientSpec::PgpUserId("backup-example@secureclaw.invalid".into())], None, legacy.home()).unwrap(),
+        ids_of(
+            &[RecipientSpec::PgpUserId(
+                "backup-example@secureclaw.invalid".into()
+            )],
+            None,
+            legacy.home()
+        )
+        .unwrap(),
         want
     );
 
     // unusable certificates, made by gpg in the same home
-    g.ok(&["--quick-gen-key", "Sign Only <signonly@secureclaw.invalid>", "ed25519", "sign", "never"], b"");
-    g.ok(&["--quick-gen-key", "Expired <expired@secureclaw.invalid>", "future-default", "default", "seconds=1"], b"");
-    g.ok(&["--quick-gen-key", "Revoked <revoked@secureclaw.invalid>", "future-default", "default", "never"], b"");
+    g.ok(
+        &[
+            "--quick-gen-key",
+            "Sign Only <signonly@secureclaw.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        b"",
+    );
+    g.ok(
+        &[
+            "--quick-gen-key",
+            "Expired <expired@secureclaw.invalid>",
+            "future-default",
+            "default",
+            "seconds=1",
+        ],
+        b"",
+    );
+    g.ok(
+        &[
+            "--quick-gen-key",
+            "Revoked <revoked@secureclaw.invalid>",
+            "future-default",
+            "default",
+            "never",
+        ],
+        b"",
+    );
     let fpr = g.fpr("revoked@secureclaw.invalid");
-    let rev = std::fs::read_to_string(g.home().join("openpgp-revocs.d").join(format!("{fpr}.rev"))).unwrap();
-    let rev = rev.replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----");
+    let rev = std::fs::read_to_string(g.home().join("openpgp-revocs.d").join(format!("{fpr}.rev")))
+        .unwrap();
+    let rev = rev.replace(
+        ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+    );
     let revfile = nohome.path().join("rev.asc");
     std::fs::write(&revfile, rev).unwrap();
     g.import(&revfile);
@@ -547,7 +652,8 @@ fn gpg_agent_decryption() {
     let p = dir.path().join("a.gpg");
     let data = noise(500_000, 8);
     encrypt_to_file(&example_encryptor(), &p, &data);
-    let dec = PgpDecryptor::with_home(&[], PassphraseSource::default(), Some(g.home().to_owned())).unwrap();
+    let dec = PgpDecryptor::with_home(&[], PassphraseSource::default(), Some(g.home().to_owned()))
+        .unwrap();
     assert!(decrypt_all(&dec, std::fs::read(&p).unwrap()).unwrap() == data);
     // gpg's own message, armored
     let ct = g.ok(&["--encrypt", "--armor", "-r", PRIMARY_FPR], b"via agent");
@@ -555,7 +661,9 @@ fn gpg_agent_decryption() {
 
     // a recipient the home does not know → Key
     let other = PgpEncryptor::new(
-        &[RecipientSpec::PgpFile(example("openpgp-example-protected.pub.asc"))],
+        &[RecipientSpec::PgpFile(example(
+            "openpgp-example-protected.pub.asc",
+        ))],
         None,
     )
     .unwrap();

@@ -1,0 +1,79 @@
+//! `drill`: a timed test restore into a scratch directory (RTO check).
+
+use std::path::PathBuf;
+
+use crate::drill::{newest_archive, run_drill};
+use crate::error::{Error, Result};
+use crate::manifest::human_bytes;
+use crate::store;
+use crate::ui::Ui;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory of the archives (default $BACKUP_ROOT, ~/backups/secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    #[command(flatten)]
+    pub identity: super::IdentityArgs,
+    /// The archive to drill (default: the newest one)
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Recovery time objective, e.g. 15m
+    #[arg(long, default_value = "15m")]
+    pub rto: String,
+    /// Where the scratch directory is made (default $TMPDIR or /tmp)
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+}
+
+pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    let dest = match &args.dest {
+        Some(d) => d.clone(),
+        None => store::default_dest()?,
+    };
+    let rto = crate::retention::parse_duration(&args.rto)?
+        .to_std()
+        .map_err(|_| Error::usage("--rto must be positive"))?;
+    let archive = match &args.archive {
+        Some(a) => a.clone(),
+        None => newest_archive(&dest)?,
+    };
+    let scratch = args.scratch.clone().unwrap_or_else(crate::paths::tmp_dir);
+    let r = run_drill(&archive, args.identity.load()?, &scratch, rto, ui)?;
+    let mut s = format!(
+        "drill of {}: {} files, {} restored and verified\n",
+        r.archive.display(),
+        r.files,
+        human_bytes(r.bytes)
+    );
+    for (phase, secs) in &r.phases {
+        s.push_str(&format!("  {phase:<16} {secs:>8.2} s\n"));
+    }
+    s.push_str(&format!(
+        "  {:<16} {:>8.2} s (RTO {:.0} s: {})\n  validation: {}\n",
+        "total",
+        r.seconds,
+        r.rto_seconds,
+        if r.within_rto { "met" } else { "MISSED" },
+        if r.validation_ok { "ok" } else { "FAILED" }
+    ));
+    ui.result(
+        s,
+        serde_json::json!({"ok": r.within_rto && r.validation_ok, "drill": r}),
+    );
+    if !r.within_rto {
+        return Err(Error::operational(format!(
+            "the restore took {:.0} s, more than the RTO of {:.0} s",
+            r.seconds, r.rto_seconds
+        ))
+        .hint("use faster storage, or revisit the RTO"));
+    }
+    if !r.validation_ok {
+        return Err(
+            Error::operational("the restored tree failed validation").hint(
+                "run `secureclaw-backup validate --target` on a restore to see which check fails",
+            ),
+        );
+    }
+    Ok(())
+}

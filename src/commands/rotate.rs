@@ -1,0 +1,106 @@
+//! `rotate`: prove which archives the old identities open (dry run), then
+//! re-encrypt every archive to new recipients.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::manifest::human_bytes;
+use crate::rotate::{run_rotate, RotateOptions, RotateReport};
+use crate::store;
+use crate::ui::Ui;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory of the archives (default $BACKUP_ROOT, ~/backups/secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// The OLD identities (repeatable)
+    #[command(flatten)]
+    pub identity: super::IdentityArgs,
+    /// The NEW recipients (repeatable; required, also for the dry run)
+    #[command(flatten)]
+    pub recipients: super::RecipientArgs,
+    /// Decrypt every archive to prove the identities open it; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep each old archive as <name>.pre-rotate
+    #[arg(long)]
+    pub keep_old: bool,
+}
+
+fn human(r: &RotateReport) -> String {
+    let mut s = String::new();
+    for a in &r.archives {
+        let verdict = match (&a.error, r.dry_run, a.rotated) {
+            (Some(e), _, _) => format!("NOT OPENED: {e}"),
+            (None, true, _) => format!("opens; would become {}", a.new_name),
+            (None, false, true) => format!("rotated → {}", a.new_name),
+            _ => "ok".into(),
+        };
+        s.push_str(&format!(
+            "{}  {}  {}  [{}]  {verdict}\n",
+            a.archive,
+            a.format,
+            human_bytes(a.size),
+            a.recipients.join(", ")
+        ));
+    }
+    for p in &r.skipped_plaintext {
+        s.push_str(&format!(
+            "{p}  plaintext: not encrypted, nothing to rotate\n"
+        ));
+    }
+    s.push_str(&format!(
+        "\n{} archive(s) {}; {} not opened by the given identities{}\nnew recipients: {}\n",
+        r.opened,
+        if r.dry_run { "open" } else { "rotated" },
+        r.not_opened.len(),
+        if r.not_opened.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (lost when the old key is destroyed): {}",
+                r.not_opened.join(", ")
+            )
+        },
+        r.new_recipients.join(", ")
+    ));
+    s
+}
+
+pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    let dest = match &args.dest {
+        Some(d) => d.clone(),
+        None => store::default_dest()?,
+    };
+    let new = args.recipients.encryptor()?.ok_or_else(|| {
+        Error::usage("rotate needs the NEW recipients: -r RECIPIENT")
+            .hint("e.g. secureclaw-backup rotate -i old.key -r age1new… --dry-run")
+    })?;
+    if args.identity.paths().is_empty() {
+        return Err(Error::usage("rotate needs the OLD identities: -i FILE")
+            .hint("pass every identity that may open the existing archives"));
+    }
+    let opts = RotateOptions {
+        dest,
+        identities: args.identity.load()?,
+        new,
+        dry_run: args.dry_run,
+        keep_old: args.keep_old,
+    };
+    let r = run_rotate(&opts, ui)?;
+    ui.result(
+        human(&r),
+        serde_json::json!({"ok": r.not_opened.is_empty(), "rotate": r}),
+    );
+    if r.not_opened.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::key(format!(
+            "{} archive(s) are not opened by the given identities: {}",
+            r.not_opened.len(),
+            r.not_opened.join(", ")
+        ))
+        .hint("find the identity these archives were encrypted to before you destroy any old key"))
+    }
+}

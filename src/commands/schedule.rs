@@ -1,0 +1,688 @@
+//! `schedule`: unattended backups with a systemd user timer or cron.
+//!
+//! systemd: a hardened oneshot service and a timer with exactly ONE
+//! `OnCalendar=` line (the guide's timer had two, so it ran twice a day) and
+//! `Persistent=true` (a run missed while the machine was off happens at boot).
+//! The recipients come from an `EnvironmentFile=` of mode 0600
+//! (`~/.config/secureclaw-backup/backup.env`, `SECURECLAW_BACKUP_KEY=…`), never
+//! inline in the unit. `--install` writes the user units and the env-file
+//! template; it never runs `systemctl` itself.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::error::{Error, IoContext, Result};
+use crate::retention::parse_duration;
+use crate::store::BackupType;
+use crate::ui::Ui;
+
+/// Where the environment file lives, relative to `$HOME` (`%h` in units).
+pub const ENV_FILE_REL: &str = ".config/secureclaw-backup/backup.env";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheduler {
+    /// A systemd user service + timer pair
+    Systemd,
+    /// crontab lines
+    Cron,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TypeArg {
+    Daily,
+    Weekly,
+    PreDeploy,
+}
+
+impl From<TypeArg> for BackupType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::Daily => BackupType::Daily,
+            TypeArg::Weekly => BackupType::Weekly,
+            TypeArg::PreDeploy => BackupType::PreDeploy,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// systemd (user service + timer) or cron (crontab lines)
+    #[arg(value_enum)]
+    pub scheduler: Scheduler,
+    /// Backup type to schedule
+    #[arg(long = "type", value_enum, default_value = "daily")]
+    pub btype: TypeArg,
+    /// Time of day, HH:MM (default 02:00 for daily, Sunday 03:00 for weekly)
+    #[arg(long, value_name = "HH:MM", conflicts_with = "every")]
+    pub at: Option<String>,
+    /// Run at a fixed interval instead: 15m, 30m, 1h, 6h, 1d… (divides an hour or a day)
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<String>,
+    /// Write the units (systemd) and the env-file template for the current user
+    #[arg(long)]
+    pub install: bool,
+    /// Destination directory (default $BACKUP_ROOT, ~/backups/secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Data directory (default $SECURECLAW_STATE_DIR, $SECURECLAW_DIR, ~/.secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+}
+
+/// When to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum When {
+    /// Every day at hh:mm (weekly: Sundays).
+    At {
+        hour: u32,
+        minute: u32,
+        weekly: bool,
+    },
+    /// Every n minutes (n divides 60).
+    Minutes(u32),
+    /// Every n hours (n divides 24).
+    Hours(u32),
+}
+
+impl When {
+    pub fn parse(btype: BackupType, at: Option<&str>, every: Option<&str>) -> Result<When> {
+        let weekly = btype == BackupType::Weekly;
+        if let Some(e) = every {
+            let d = parse_duration(e)?;
+            let s = d.num_seconds();
+            let bad = || {
+                Error::usage(format!("--every {e}: cannot be written as one calendar rule"))
+                    .hint("use minutes dividing an hour (5m, 10m, 15m, 20m, 30m), hours dividing a day (1h, 2h, 3h, 4h, 6h, 8h, 12h), 1d or 1w")
+            };
+            return match s {
+                86_400 => Ok(When::At {
+                    hour: 2,
+                    minute: 0,
+                    weekly: false,
+                }),
+                604_800 => Ok(When::At {
+                    hour: 3,
+                    minute: 0,
+                    weekly: true,
+                }),
+                _ if s > 0 && s % 3600 == 0 && 24 % (s / 3600) == 0 => {
+                    Ok(When::Hours((s / 3600) as u32))
+                }
+                _ if s > 0 && s < 3600 && s % 60 == 0 && 60 % (s / 60) == 0 => {
+                    Ok(When::Minutes((s / 60) as u32))
+                }
+                _ => Err(bad()),
+            };
+        }
+        let (hour, minute) = match at {
+            None if weekly => (3, 0),
+            None => (2, 0),
+            Some(a) => parse_hhmm(a)?,
+        };
+        Ok(When::At {
+            hour,
+            minute,
+            weekly,
+        })
+    }
+
+    /// The systemd calendar expression.
+    pub fn on_calendar(&self) -> String {
+        match self {
+            When::At {
+                hour,
+                minute,
+                weekly: true,
+            } => format!("Sun *-*-* {hour:02}:{minute:02}:00"),
+            When::At {
+                hour,
+                minute,
+                weekly: false,
+            } => format!("*-*-* {hour:02}:{minute:02}:00"),
+            When::Minutes(n) => format!("*-*-* *:00/{n}:00"),
+            When::Hours(1) => "*-*-* *:00:00".into(),
+            When::Hours(n) => format!("*-*-* 00/{n}:00:00"),
+        }
+    }
+
+    /// The five cron time fields.
+    pub fn cron(&self) -> String {
+        match self {
+            When::At {
+                hour,
+                minute,
+                weekly: true,
+            } => format!("{minute} {hour} * * 0"),
+            When::At {
+                hour,
+                minute,
+                weekly: false,
+            } => format!("{minute} {hour} * * *"),
+            When::Minutes(n) => format!("*/{n} * * * *"),
+            When::Hours(1) => "0 * * * *".into(),
+            When::Hours(n) => format!("0 */{n} * * *"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            When::At {
+                hour,
+                minute,
+                weekly: true,
+            } => format!("Sundays at {hour:02}:{minute:02}"),
+            When::At {
+                hour,
+                minute,
+                weekly: false,
+            } => format!("daily at {hour:02}:{minute:02}"),
+            When::Minutes(n) => format!("every {n} minutes"),
+            When::Hours(1) => "hourly".into(),
+            When::Hours(n) => format!("every {n} hours"),
+        }
+    }
+}
+
+fn parse_hhmm(s: &str) -> Result<(u32, u32)> {
+    let bad = || {
+        Error::usage(format!("--at {s}: not a time of day"))
+            .hint("write HH:MM, e.g. 02:00 or 23:30")
+    };
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 || s.len() > 5 {
+        return Err(bad());
+    }
+    Ok((h, m))
+}
+
+/// Everything `schedule` prints or installs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub unit_base: String,
+    pub service: String,
+    pub timer: String,
+    pub cron: String,
+    pub env_template: String,
+}
+
+/// Quotes a word for a systemd unit line: `%` doubled, spaces and quotes
+/// protected with C-style double quotes.
+pub fn systemd_quote(s: &str) -> String {
+    let s = s.replace('%', "%%");
+    if !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'))
+    {
+        return s;
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Quotes a word for /bin/sh (and escapes `%`, which cron turns into newlines).
+pub fn shell_quote_cron(s: &str) -> String {
+    let q = if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    };
+    q.replace('%', "\\%")
+}
+
+/// Builds the units and crontab lines.
+pub fn plan(exe: &Path, btype: BackupType, when: &When, source: &Path, dest: &Path) -> Plan {
+    let t = btype.as_str();
+    let unit_base = format!("secureclaw-backup-{t}");
+    let exec = [
+        systemd_quote(&exe.to_string_lossy()),
+        "-q".into(),
+        "backup".into(),
+        "--type".into(),
+        t.into(),
+        "--source".into(),
+        systemd_quote(&source.to_string_lossy()),
+        "--dest".into(),
+        systemd_quote(&dest.to_string_lossy()),
+    ]
+    .join(" ");
+    let service = format!(
+        "# Written by secureclaw-backup schedule. Recipients come from the\n\
+         # EnvironmentFile (mode 0600): SECURECLAW_BACKUP_KEY=<public recipients>.\n\
+         [Unit]\n\
+         Description=SecureClaw encrypted backup ({t})\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         EnvironmentFile=%h/{ENV_FILE_REL}\n\
+         ExecStart={exec}\n\
+         Nice=10\n\
+         UMask=0077\n\
+         NoNewPrivileges=true\n\
+         PrivateTmp=true\n\
+         ProtectSystem=strict\n\
+         ProtectHome=read-only\n\
+         ReadWritePaths={} {}\n\
+         # The lock file lives under $XDG_RUNTIME_DIR/secureclaw-backup-<uid>.\n\
+         RuntimeDirectory=secureclaw-backup-{uid}\n\
+         RuntimeDirectoryMode=0700\n\
+         RuntimeDirectoryPreserve=yes\n",
+        systemd_quote(&dest.to_string_lossy()),
+        systemd_quote(&source.to_string_lossy()),
+        uid = rustix::process::getuid().as_raw(),
+    );
+    let timer = format!(
+        "# Written by secureclaw-backup schedule: {desc}.\n\
+         [Unit]\n\
+         Description=SecureClaw encrypted backup ({t}), {desc}\n\
+         \n\
+         [Timer]\n\
+         OnCalendar={cal}\n\
+         Persistent=true\n\
+         \n\
+         [Install]\n\
+         WantedBy=timers.target\n",
+        desc = when.describe(),
+        cal = when.on_calendar(),
+    );
+    let cmd = format!(
+        "{} -q backup --type {t} --source {} --dest {}",
+        shell_quote_cron(&exe.to_string_lossy()),
+        shell_quote_cron(&source.to_string_lossy()),
+        shell_quote_cron(&dest.to_string_lossy()),
+    );
+    let cron = format!(
+        "# secureclaw-backup: {t} backup, {desc}. Errors are mailed by cron (MAILTO);\n\
+         # the recipients come from the env file (mode 0600).\n\
+         {fields} set -a; . \"$HOME/{ENV_FILE_REL}\"; set +a; {cmd}\n",
+        desc = when.describe(),
+        fields = when.cron(),
+    );
+    let key = std::env::var("SECURECLAW_BACKUP_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty() && !k.contains('\n') && !k.contains("SECRET-KEY"))
+        .unwrap_or_default();
+    let env_template = format!(
+        "# secureclaw-backup: environment of scheduled backups. Keep this file mode 0600.\n\
+         # PUBLIC recipients only: age1…, an SSH public key, an OpenPGP fingerprint or a\n\
+         # certificate file path (comma-separated for several). Never a private key.\n\
+         SECURECLAW_BACKUP_KEY={key}\n"
+    );
+    Plan {
+        unit_base,
+        service,
+        timer,
+        cron,
+        env_template,
+    }
+}
+
+fn config_home() -> Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x));
+    }
+    Ok(crate::paths::home()?.join(".config"))
+}
+
+fn mkdir_private(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .at("creating directory", dir)
+}
+
+/// Writes `text` to `path` (replacing it atomically), mode 0600.
+fn write_replace(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".secureclaw-backup.")
+        .tempfile_in(dir)
+        .at("creating a temporary file in", dir)?;
+    tmp.write_all(text.as_bytes()).at("writing", tmp.path())?;
+    tmp.as_file().sync_all().at("syncing", tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into place", path, e.error))?;
+    Ok(())
+}
+
+/// Creates the env file if absent (0600, exclusive). Returns whether it was created.
+fn install_env_file(path: &Path, template: &str, ui: &Ui) -> Result<bool> {
+    if let Some(dir) = path.parent() {
+        mkdir_private(dir)?;
+    }
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+    {
+        Ok(mut f) => {
+            f.write_all(template.as_bytes()).at("writing", path)?;
+            f.sync_all().at("syncing", path)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = fs::symlink_metadata(path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            if mode & 0o077 != 0 {
+                ui.warn(format!(
+                    "{} has mode {mode:04o}; make it owner-only: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            Ok(false)
+        }
+        Err(e) => Err(Error::io("creating", path, e)),
+    }
+}
+
+pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    let btype: BackupType = args.btype.into();
+    let when = When::parse(btype, args.at.as_deref(), args.every.as_deref())?;
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::operational(format!("cannot find this program's path: {e}"))
+            .hint("run secureclaw-backup by its absolute path")
+    })?;
+    let source = crate::paths::absolute(&crate::paths::data_dir(args.source.clone())?);
+    let dest = crate::paths::absolute(&match &args.dest {
+        Some(d) => d.clone(),
+        None => crate::store::default_dest()?,
+    });
+    let p = plan(&exe, btype, &when, &source, &dest);
+    let env_path = crate::paths::home()?.join(ENV_FILE_REL);
+    let service_name = format!("{}.service", p.unit_base);
+    let timer_name = format!("{}.timer", p.unit_base);
+
+    let mut installed = Vec::new();
+    let mut next = Vec::new();
+    if args.install {
+        if install_env_file(&env_path, &p.env_template, ui)? {
+            installed.push(env_path.clone());
+        }
+        crate::store::ensure_private_dir(&dest)?;
+        if args.scheduler == Scheduler::Systemd {
+            let dir = config_home()?.join("systemd/user");
+            mkdir_private(&dir)?;
+            for (name, text) in [(&service_name, &p.service), (&timer_name, &p.timer)] {
+                let path = dir.join(name);
+                write_replace(&path, text)?;
+                installed.push(path);
+            }
+        }
+    }
+    next.push(format!(
+        "put your PUBLIC recipient(s) in {} as SECURECLAW_BACKUP_KEY=… (mode 0600)",
+        env_path.display()
+    ));
+    match args.scheduler {
+        Scheduler::Systemd => {
+            if !args.install {
+                next.push(format!(
+                    "save the units as ~/.config/systemd/user/{service_name} and {timer_name} (or run again with --install)"
+                ));
+            }
+            next.push(format!(
+                "systemctl --user daemon-reload && systemctl --user enable --now {timer_name}"
+            ));
+            next.push(
+                "loginctl enable-linger \"$USER\"   # so the timer runs while you are logged out"
+                    .into(),
+            );
+            next.push(format!("check: systemctl --user list-timers {timer_name}; journalctl --user -u {service_name}"));
+        }
+        Scheduler::Cron => {
+            next.push(
+                "add the line with `crontab -e` (this command never edits your crontab)".into(),
+            );
+        }
+    }
+    next.push("monitor: secureclaw-backup status --max-age 25h (exit 6 when stale; --prometheus FILE for node_exporter)".into());
+
+    let mut human = String::new();
+    match args.scheduler {
+        Scheduler::Systemd => {
+            human.push_str(&format!(
+                "# ~/.config/systemd/user/{service_name}\n{}\n",
+                p.service
+            ));
+            human.push_str(&format!(
+                "# ~/.config/systemd/user/{timer_name}\n{}",
+                p.timer
+            ));
+        }
+        Scheduler::Cron => human.push_str(&p.cron),
+    }
+    if !installed.is_empty() {
+        human.push_str("\nWritten:\n");
+        for i in &installed {
+            human.push_str(&format!("  {}\n", i.display()));
+        }
+    }
+    human.push_str("\nNext steps:\n");
+    for n in &next {
+        human.push_str(&format!("  - {n}\n"));
+    }
+    let out = match args.scheduler {
+        Scheduler::Systemd => json!({
+            "scheduler": "systemd",
+            "type": btype,
+            "on_calendar": when.on_calendar(),
+            "units": { service_name.clone(): p.service, timer_name.clone(): p.timer },
+            "env_file": env_path,
+            "installed": installed,
+            "next_steps": next,
+        }),
+        Scheduler::Cron => json!({
+            "scheduler": "cron",
+            "type": btype,
+            "cron": when.cron(),
+            "crontab": p.cron,
+            "env_file": env_path,
+            "installed": installed,
+            "next_steps": next,
+        }),
+    };
+    ui.result(human, out);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(unit: &str, key: &str) -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn when_rules() {
+        let d = BackupType::Daily;
+        assert_eq!(When::parse(d, None, None).unwrap().cron(), "0 2 * * *");
+        assert_eq!(
+            When::parse(d, Some("02:00"), None).unwrap().cron(),
+            "0 2 * * *"
+        );
+        assert_eq!(
+            When::parse(d, Some("23:30"), None).unwrap().on_calendar(),
+            "*-*-* 23:30:00"
+        );
+        assert_eq!(
+            When::parse(d, None, Some("1h")).unwrap().cron(),
+            "0 * * * *"
+        );
+        assert_eq!(
+            When::parse(d, None, Some("1h")).unwrap().on_calendar(),
+            "*-*-* *:00:00"
+        );
+        assert_eq!(
+            When::parse(d, None, Some("6h")).unwrap().cron(),
+            "0 */6 * * *"
+        );
+        assert_eq!(
+            When::parse(d, None, Some("6h")).unwrap().on_calendar(),
+            "*-*-* 00/6:00:00"
+        );
+        assert_eq!(
+            When::parse(d, None, Some("15m")).unwrap().cron(),
+            "*/15 * * * *"
+        );
+        assert_eq!(
+            When::parse(d, None, Some("15m")).unwrap().on_calendar(),
+            "*-*-* *:00/15:00"
+        );
+        let w = BackupType::Weekly;
+        assert_eq!(When::parse(w, None, None).unwrap().cron(), "0 3 * * 0");
+        assert_eq!(
+            When::parse(w, None, None).unwrap().on_calendar(),
+            "Sun *-*-* 03:00:00"
+        );
+        for bad in ["7h", "45m", "90m", "30s", "0s"] {
+            assert!(When::parse(d, None, Some(bad)).is_err(), "{bad}");
+        }
+        for bad in ["24:00", "2", "02:60", "x:y", "002:00"] {
+            assert!(When::parse(d, Some(bad), None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn units_have_one_calendar_and_hardening() {
+        let when = When::parse(BackupType::Daily, None, None).unwrap();
+        let p = plan(
+            Path::new("/usr/local/bin/secureclaw-backup"),
+            BackupType::Daily,
+            &when,
+            Path::new("/home/u/.secureclaw"),
+            Path::new("/home/u/backups/secure claw"),
+        );
+        assert_eq!(keys(&p.timer, "OnCalendar"), vec!["*-*-* 02:00:00"]);
+        assert_eq!(keys(&p.timer, "Persistent"), vec!["true"]);
+        for (k, v) in [
+            ("ProtectSystem", "strict"),
+            ("ProtectHome", "read-only"),
+            ("PrivateTmp", "true"),
+            ("NoNewPrivileges", "true"),
+            ("UMask", "0077"),
+            ("Type", "oneshot"),
+        ] {
+            assert_eq!(keys(&p.service, k), vec![v], "{k}");
+        }
+        assert_eq!(
+            keys(&p.service, "ReadWritePaths"),
+            vec!["\"/home/u/backups/secure claw\" /home/u/.secureclaw"]
+        );
+        assert_eq!(
+            keys(&p.service, "EnvironmentFile"),
+            vec!["%h/.config/secureclaw-backup/backup.env"]
+        );
+        assert!(keys(&p.service, "Environment").is_empty(), "no key inline");
+        assert!(keys(&p.service, "ExecStart")[0]
+            .starts_with("/usr/local/bin/secureclaw-backup -q backup --type daily"));
+        assert!(p.cron.contains("\n0 2 * * * set -a;"));
+        assert!(p.cron.contains("'/home/u/backups/secure claw'"));
+        assert!(p.env_template.contains("SECURECLAW_BACKUP_KEY="));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(systemd_quote("/a/b"), "/a/b");
+        assert_eq!(systemd_quote("/a b/%c"), "\"/a b/%%c\"");
+        assert_eq!(shell_quote_cron("/a b/%c"), "'/a b/\\%c'");
+        assert_eq!(shell_quote_cron("it's"), "'it'\\''s'");
+    }
+
+    /// `systemd-analyze verify` on the generated units, when it is installed.
+    #[test]
+    fn systemd_analyze_verifies_units() {
+        let Ok(out) = std::process::Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+        else {
+            println!("skipped: systemd-analyze is not installed");
+            return;
+        };
+        if !out.status.success() {
+            println!("skipped: systemd-analyze does not run here");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let src = t.path().join("src");
+        let dest = t.path().join("dest");
+        fs::create_dir_all(&src).unwrap();
+        fs::create_dir_all(&dest).unwrap();
+        for (btype, when) in [
+            (
+                BackupType::Daily,
+                When::parse(BackupType::Daily, Some("02:00"), None).unwrap(),
+            ),
+            (
+                BackupType::Weekly,
+                When::parse(BackupType::Weekly, None, Some("6h")).unwrap(),
+            ),
+        ] {
+            let p = plan(&exe, btype, &when, &src, &dest);
+            let svc = t.path().join(format!("{}.service", p.unit_base));
+            let tmr = t.path().join(format!("{}.timer", p.unit_base));
+            fs::write(&svc, &p.service).unwrap();
+            fs::write(&tmr, &p.timer).unwrap();
+            let out = std::process::Command::new("systemd-analyze")
+                .args(["verify", "--man=no"])
+                .arg(&svc)
+                .arg(&tmr)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // Only complaints about our own files count (the host may lack a
+            // running systemd; messages about other units are not ours).
+            let ours: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains(&p.unit_base))
+                .collect();
+            assert!(ours.is_empty(), "systemd-analyze: {stderr}");
+            if !out.status.success() {
+                println!(
+                    "note: systemd-analyze exited {:?}: {stderr}",
+                    out.status.code()
+                );
+            }
+            let cal = std::process::Command::new("systemd-analyze")
+                .args(["calendar", &when.on_calendar()])
+                .output()
+                .unwrap();
+            assert!(
+                cal.status.success(),
+                "calendar {}: {:?}",
+                when.on_calendar(),
+                cal
+            );
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `validate`: check a (restored) data directory; see [`crate::validate`].
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::ui::Ui;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Data directory (default $SECURECLAW_STATE_DIR, $SECURECLAW_DIR, ~/.secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<PathBuf>,
+    /// Repair permissions: directories 0700, files 0600 (0700 if owner-executable)
+    #[arg(long)]
+    pub fix: bool,
+}
+
+pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    let target = crate::paths::data_dir(args.target)?;
+    let report = crate::validate::validate(&target, args.fix)?;
+    ui.result(
+        format!("Validating {}\n\n{}", target.display(), report.human()),
+        json!({ "target": target, "fix": args.fix, "report": report }),
+    );
+    if report.ok {
+        Ok(())
+    } else {
+        let n = report.failed();
+        Err(Error::operational(format!("validation failed: {n} check{}", if n == 1 { "" } else { "s" }))
+            .hint("see the table above; `--fix` repairs permissions, the other checks need a manual fix or another restore"))
+    }
+}
