@@ -33,8 +33,7 @@ const BASE_MS: u64 = 1_771_061_400_000;
 
 const MIB: u64 = 1024 * 1024;
 
-const USAGE: &str =
-    "usage: gen-sample DIR [--size small|large|huge] [--seed N] [--files N]";
+const USAGE: &str = "usage: gen-sample DIR [--size small|large|huge] [--seed N] [--files N]";
 
 // ---------------------------------------------------------------- PRNG
 
@@ -117,84 +116,388 @@ impl Rng {
 // ---------------------------------------------------------------- text
 
 const WORDS: &[&str] = &[
-    "the", "agent", "gateway", "session", "backup", "memory", "config", "token", "channel",
-    "message", "user", "model", "request", "response", "file", "directory", "workspace", "plugin",
-    "hook", "device", "account", "schedule", "report", "summary", "deploy", "server", "client",
-    "queue", "error", "warning", "restart", "update", "version", "release", "branch", "commit",
-    "review", "test", "build", "script", "command", "output", "input", "value", "list", "table",
-    "index", "search", "result", "query", "context", "prompt", "reply", "draft", "email",
-    "calendar", "meeting", "tomorrow", "today", "yesterday", "week", "month", "morning",
-    "evening", "project", "task", "issue", "ticket", "customer", "invoice", "payment", "budget",
-    "travel", "flight", "hotel", "booking", "weather", "forecast", "note", "reminder", "idea",
-    "plan", "step", "first", "second", "next", "then", "after", "before", "because", "while",
-    "with", "without", "for", "from", "into", "over", "under", "about", "again", "also", "only",
-    "just", "still", "already", "maybe", "probably", "certainly", "quickly", "carefully", "please",
-    "thanks", "sure", "okay", "great", "good", "better", "simple", "complex", "small", "large",
-    "new", "old", "recent", "previous", "current", "local", "remote", "secure", "encrypted",
-    "private", "public", "shared", "daily", "weekly", "monthly", "check", "verify", "restore",
-    "read", "write", "open", "close", "send", "receive", "create", "delete", "move", "copy",
-    "rename", "compare", "explain", "describe", "suggest", "recommend", "consider", "remember",
-    "forget", "find", "fix", "improve", "reduce", "increase", "measure", "compute", "estimate",
-    "a", "an", "this", "that", "these", "those", "it", "we", "you", "they", "i", "is", "are",
-    "was", "were", "will", "would", "can", "could", "should", "might", "must", "have", "has",
-    "had", "do", "does", "did", "not", "no", "yes", "and", "or", "but", "if", "when", "where",
-    "how", "what", "which", "who", "why", "all", "some", "many", "few", "more", "less", "most",
-    "every", "each", "other", "same", "different", "important", "urgent", "optional", "ready",
-    "done", "pending", "failed", "succeeded", "running", "stopped", "linux", "docker", "python",
-    "rust", "database", "sqlite", "json", "api", "key", "password", "login", "network", "port",
-    "socket", "disk", "cpu", "latency", "throughput", "minutes", "seconds", "hours", "days",
+    "the",
+    "agent",
+    "gateway",
+    "session",
+    "backup",
+    "memory",
+    "config",
+    "token",
+    "channel",
+    "message",
+    "user",
+    "model",
+    "request",
+    "response",
+    "file",
+    "directory",
+    "workspace",
+    "plugin",
+    "hook",
+    "device",
+    "account",
+    "schedule",
+    "report",
+    "summary",
+    "deploy",
+    "server",
+    "client",
+    "queue",
+    "error",
+    "warning",
+    "restart",
+    "update",
+    "version",
+    "release",
+    "branch",
+    "commit",
+    "review",
+    "test",
+    "build",
+    "script",
+    "command",
+    "output",
+    "input",
+    "value",
+    "list",
+    "table",
+    "index",
+    "search",
+    "result",
+    "query",
+    "context",
+    "prompt",
+    "reply",
+    "draft",
+    "email",
+    "calendar",
+    "meeting",
+    "tomorrow",
+    "today",
+    "yesterday",
+    "week",
+    "month",
+    "morning",
+    "evening",
+    "project",
+    "task",
+    "issue",
+    "ticket",
+    "customer",
+    "invoice",
+    "payment",
+    "budget",
+    "travel",
+    "flight",
+    "hotel",
+    "booking",
+    "weather",
+    "forecast",
+    "note",
+    "reminder",
+    "idea",
+    "plan",
+    "step",
+    "first",
+    "second",
+    "next",
+    "then",
+    "after",
+    "before",
+    "because",
+    "while",
+    "with",
+    "without",
+    "for",
+    "from",
+    "into",
+    "over",
+    "under",
+    "about",
+    "again",
+    "also",
+    "only",
+    "just",
+    "still",
+    "already",
+    "maybe",
+    "probably",
+    "certainly",
+    "quickly",
+    "carefully",
+    "please",
+    "thanks",
+    "sure",
+    "okay",
+    "great",
+    "good",
+    "better",
+    "simple",
+    "complex",
+    "small",
+    "large",
+    "new",
+    "old",
+    "recent",
+    "previous",
+    "current",
+    "local",
+    "remote",
+    "secure",
+    "encrypted",
+    "private",
+    "public",
+    "shared",
+    "daily",
+    "weekly",
+    "monthly",
+    "check",
+    "verify",
+    "restore",
+    "read",
+    "write",
+    "open",
+    "close",
+    "send",
+    "receive",
+    "create",
+    "delete",
+    "move",
+    "copy",
+    "rename",
+    "compare",
+    "explain",
+    "describe",
+    "suggest",
+    "recommend",
+    "consider",
+    "remember",
+    "forget",
+    "find",
+    "fix",
+    "improve",
+    "reduce",
+    "increase",
+    "measure",
+    "compute",
+    "estimate",
+    "a",
+    "an",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "we",
+    "you",
+    "they",
+    "i",
+    "is",
+    "are",
+    "was",
+    "were",
+    "will",
+    "would",
+    "can",
+    "could",
+    "should",
+    "might",
+    "must",
+    "have",
+    "has",
+    "had",
+    "do",
+    "does",
+    "did",
+    "not",
+    "no",
+    "yes",
+    "and",
+    "or",
+    "but",
+    "if",
+    "when",
+    "where",
+    "how",
+    "what",
+    "which",
+    "who",
+    "why",
+    "all",
+    "some",
+    "many",
+    "few",
+    "more",
+    "less",
+    "most",
+    "every",
+    "each",
+    "other",
+    "same",
+    "different",
+    "important",
+    "urgent",
+    "optional",
+    "ready",
+    "done",
+    "pending",
+    "failed",
+    "succeeded",
+    "running",
+    "stopped",
+    "linux",
+    "docker",
+    "python",
+    "rust",
+    "database",
+    "sqlite",
+    "json",
+    "api",
+    "key",
+    "password",
+    "login",
+    "network",
+    "port",
+    "socket",
+    "disk",
+    "cpu",
+    "latency",
+    "throughput",
+    "minutes",
+    "seconds",
+    "hours",
+    "days",
 ];
 
-/// Pre-generated JSON-safe sentences, composed by memcpy into larger texts.
+const POOL_SENTENCES: usize = 16_384;
+
+/// One gateway log line ending in '\n'; `note` is a sentence with its trailing space.
+fn log_line(rng: &mut Rng, clock: &mut Clock, note: Option<&[u8]>, b: &mut Vec<u8>, t: u64) {
+    clock.push(b, t);
+    b.push(b' ');
+    let (tpl, kind) = LOG_TEMPLATES[rng.below(LOG_TEMPLATES.len() as u64) as usize];
+    b.extend_from_slice(tpl.as_bytes());
+    match kind {
+        1 => push_hex(b, rng.next(), 8),
+        2 => {
+            b.extend_from_slice(b"+1555555");
+            push_pad(b, rng.below(10_000), 4);
+        }
+        _ => push_u64(b, rng.below(5_000)),
+    }
+    if let Some(s) = note {
+        b.extend_from_slice(b" note=");
+        b.extend_from_slice(&s[..s.len() - 1]);
+    }
+    b.push(b'\n');
+}
+
+/// Pre-generated JSON-safe sentences stored back to back, so that a text of n
+/// sentences is one memcpy of n consecutive ones (cheap even in debug builds).
 struct Pool {
-    sentences: Vec<Vec<u8>>,
+    /// plain sentences, each ending in ". " (or "? ", "! ")
+    plain: Vec<u8>,
+    plain_at: Vec<usize>,
+    /// the same kind of text with JSON-escaped paragraph breaks (`\\n\\n`)
+    para: Vec<u8>,
+    para_at: Vec<usize>,
+    /// tool output: log-like lines, each ending in a JSON-escaped newline
+    tool: Vec<u8>,
+    tool_at: Vec<usize>,
 }
 
 impl Pool {
     fn new(rng: &mut Rng) -> Self {
-        let mut sentences = Vec::with_capacity(8192);
-        for _ in 0..8192 {
-            let n = rng.range(5, 22);
-            let mut s = Vec::with_capacity(n as usize * 7);
-            for i in 0..n {
-                let w = WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes();
-                if i == 0 {
-                    s.push(w[0].to_ascii_uppercase());
-                    s.extend_from_slice(&w[1..]);
-                } else {
-                    s.push(b' ');
-                    s.extend_from_slice(w);
-                    if i + 1 < n && rng.chance(7) {
-                        s.push(b',');
+        let build = |rng: &mut Rng, breaks: bool| {
+            let mut data = Vec::with_capacity(POOL_SENTENCES * 80);
+            let mut at = Vec::with_capacity(POOL_SENTENCES + 1);
+            for _ in 0..POOL_SENTENCES {
+                at.push(data.len());
+                if breaks && rng.chance(20) {
+                    data.extend_from_slice(b"\\n\\n");
+                }
+                let n = rng.range(5, 22);
+                for i in 0..n {
+                    let w = WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes();
+                    if i == 0 {
+                        data.push(w[0].to_ascii_uppercase());
+                        data.extend_from_slice(&w[1..]);
+                    } else {
+                        data.push(b' ');
+                        data.extend_from_slice(w);
+                        if i + 1 < n && rng.chance(7) {
+                            data.push(b',');
+                        }
                     }
                 }
+                data.extend_from_slice(match rng.below(10) {
+                    0 => b"? ",
+                    1 => b"! ",
+                    _ => b". ",
+                });
             }
-            s.extend_from_slice(match rng.below(10) {
-                0 => b"? ",
-                1 => b"! ",
-                _ => b". ",
-            });
-            sentences.push(s);
+            at.push(data.len());
+            (data, at)
+        };
+        let (plain, plain_at) = build(rng, false);
+        let (para, para_at) = build(rng, true);
+        let mut tool = Vec::with_capacity(POOL_SENTENCES * 100);
+        let mut tool_at = Vec::with_capacity(POOL_SENTENCES + 1);
+        let mut clock = Clock::default();
+        let mut t = BASE_MS - 30 * 86_400_000;
+        for _ in 0..POOL_SENTENCES {
+            tool_at.push(tool.len());
+            t += rng.below(300_000);
+            let note = if rng.chance(15) {
+                let i = rng.below(POOL_SENTENCES as u64) as usize;
+                Some(&plain[plain_at[i]..plain_at[i + 1]])
+            } else {
+                None
+            };
+            log_line(rng, &mut clock, note, &mut tool, t);
+            tool.pop();
+            tool.extend_from_slice(b"\\n");
         }
-        Pool { sentences }
+        tool_at.push(tool.len());
+        Pool {
+            plain,
+            plain_at,
+            para,
+            para_at,
+            tool,
+            tool_at,
+        }
     }
 
-    #[inline]
+    /// `n` consecutive JSON-escaped lines of tool output.
+    fn tool_output(&self, rng: &mut Rng, buf: &mut Vec<u8>, n: u64) {
+        let n = n.clamp(1, 64) as usize;
+        let i = rng.below((POOL_SENTENCES - n) as u64) as usize;
+        buf.extend_from_slice(&self.tool[self.tool_at[i]..self.tool_at[i + n]]);
+    }
+
+    /// One plain sentence, with its trailing space.
     fn sentence<'a>(&'a self, rng: &mut Rng) -> &'a [u8] {
-        &self.sentences[rng.below(self.sentences.len() as u64) as usize]
+        let i = rng.below(POOL_SENTENCES as u64) as usize;
+        &self.plain[self.plain_at[i]..self.plain_at[i + 1]]
     }
 
-    /// Appends `n` sentences; `para` = use JSON-escaped paragraph breaks.
+    /// Appends `n` (1..=64) consecutive sentences without the final space;
+    /// `para` = text with JSON-escaped paragraph breaks.
     fn text(&self, rng: &mut Rng, buf: &mut Vec<u8>, n: u64, para: bool) {
-        for i in 0..n {
-            if para && i > 0 && rng.chance(20) {
-                buf.extend_from_slice(b"\\n\\n");
-            }
-            buf.extend_from_slice(self.sentence(rng));
+        let (data, at) = if para {
+            (&self.para, &self.para_at)
+        } else {
+            (&self.plain, &self.plain_at)
+        };
+        let n = n.clamp(1, 64) as usize;
+        let i = rng.below((POOL_SENTENCES - n) as u64) as usize;
+        let mut t = &data[at[i]..at[i + n] - 1];
+        if t.starts_with(b"\\n\\n") {
+            t = &t[4..];
         }
-        if buf.last() == Some(&b' ') {
-            buf.pop();
-        }
+        buf.extend_from_slice(t);
     }
 }
 
@@ -264,17 +567,36 @@ fn push_pad(buf: &mut Vec<u8>, n: u64, width: usize) {
     }
 }
 
-/// Lowercase hex of the low `digits` (even, <= 16) nibbles of `n`.
+fn hex8(n: u32) -> [u8; 8] {
+    let [a, b, c, d] = n.to_be_bytes();
+    let (a, b, c, d) = (
+        a as usize * 2,
+        b as usize * 2,
+        c as usize * 2,
+        d as usize * 2,
+    );
+    [
+        HEX2[a],
+        HEX2[a + 1],
+        HEX2[b],
+        HEX2[b + 1],
+        HEX2[c],
+        HEX2[c + 1],
+        HEX2[d],
+        HEX2[d + 1],
+    ]
+}
+
+/// Lowercase hex of the low `digits` (4, 8 or 16) nibbles of `n`.
 fn push_hex(buf: &mut Vec<u8>, n: u64, digits: usize) {
-    let bytes = n.to_be_bytes();
-    let mut tmp = [0u8; 16];
-    let first = 8 - digits / 2;
-    for (i, &byte) in bytes[first..].iter().enumerate() {
-        let j = byte as usize * 2;
-        tmp[2 * i] = HEX2[j];
-        tmp[2 * i + 1] = HEX2[j + 1];
+    match digits {
+        4 => buf.extend_from_slice(&hex8(n as u32)[4..]),
+        8 => buf.extend_from_slice(&hex8(n as u32)),
+        _ => {
+            buf.extend_from_slice(&hex8((n >> 32) as u32));
+            buf.extend_from_slice(&hex8(n as u32));
+        }
     }
-    buf.extend_from_slice(&tmp[..digits]);
 }
 
 /// Appends an RFC 3339 UTC timestamp with milliseconds.
@@ -308,28 +630,44 @@ fn push_ts(buf: &mut Vec<u8>, ms: u64) {
     buf.push(b'Z');
 }
 
-/// `push_ts` with the "YYYY-MM-DDTHH:MM:" prefix cached per minute.
+/// `push_ts` with the "YYYY-MM-DDT" prefix cached per day.
 #[derive(Default)]
 struct Clock {
-    minute: u64,
+    day: u64,
     prefix: Vec<u8>,
 }
 
 impl Clock {
     fn push(&mut self, buf: &mut Vec<u8>, ms: u64) {
-        let minute = ms / 60_000;
-        if minute != self.minute || self.prefix.is_empty() {
-            self.minute = minute;
+        let day = ms / 86_400_000;
+        if day != self.day || self.prefix.is_empty() {
+            self.day = day;
             self.prefix.clear();
             push_ts(&mut self.prefix, ms);
-            self.prefix.truncate(17);
+            self.prefix.truncate(11);
         }
         buf.extend_from_slice(&self.prefix);
-        let rest = ms % 60_000;
-        push_pad(buf, rest / 1000, 2);
-        buf.push(b'.');
-        push_pad(buf, rest % 1000, 3);
-        buf.push(b'Z');
+        let r = ms % 86_400_000;
+        let h = (r / 3_600_000) as usize * 2;
+        let m = (r / 60_000 % 60) as usize * 2;
+        let s = (r / 1000 % 60) as usize * 2;
+        let milli = (r % 1000) as usize;
+        let ms2 = milli % 100 * 2;
+        buf.extend_from_slice(&[
+            DIGITS2[h],
+            DIGITS2[h + 1],
+            b':',
+            DIGITS2[m],
+            DIGITS2[m + 1],
+            b':',
+            DIGITS2[s],
+            DIGITS2[s + 1],
+            b'.',
+            b'0' + (milli / 100) as u8,
+            DIGITS2[ms2],
+            DIGITS2[ms2 + 1],
+            b'Z',
+        ]);
     }
 }
 
@@ -340,28 +678,47 @@ fn ts_string(ms: u64) -> String {
 }
 
 const AGENT_IDS: &[&str] = &[
-    "main", "research", "ops", "coder", "support", "writer", "finance", "home", "travel",
-    "scheduler", "inbox", "social", "health", "legal", "shopping", "tutor", "security", "music",
-    "garden", "archive",
+    "main",
+    "research",
+    "ops",
+    "coder",
+    "support",
+    "writer",
+    "finance",
+    "home",
+    "travel",
+    "scheduler",
+    "inbox",
+    "social",
+    "health",
+    "legal",
+    "shopping",
+    "tutor",
+    "security",
+    "music",
+    "garden",
+    "archive",
 ];
 
-const LOG_TEMPLATES: &[&str] = &[
-    "info  [gateway/ws] client connected conn=",
-    "info  [gateway/ws] client disconnected conn=",
-    "debug [gateway/rpc] chat.send ok durationMs=",
-    "info  [agent/run] run started runId=",
-    "info  [agent/run] run finished runId=",
-    "debug [agent/tools] exec exitCode=0 bytes=",
-    "warn  [agent/model] rate limited, retrying in ms=",
-    "info  [channels/whatsapp] message received chat=",
-    "info  [channels/whatsapp] message delivered id=",
-    "debug [memory] upserted memory rowid=",
-    "debug [memory] search hits=",
-    "info  [cron] job fired job=",
-    "warn  [channels/telegram] long poll timeout after ms=",
-    "error [agent/tools] browser.open failed status=",
-    "info  [sessions] compacted session entries=",
-    "debug [heartbeat] tick seq=",
+/// Log message templates and the kind of value that follows: 0 = number,
+/// 1 = hex id, 2 = phone number.
+const LOG_TEMPLATES: &[(&str, u8)] = &[
+    ("info  [gateway/ws] client connected conn=", 1),
+    ("info  [gateway/ws] client disconnected conn=", 1),
+    ("debug [gateway/rpc] chat.send ok durationMs=", 0),
+    ("info  [agent/run] run started runId=", 1),
+    ("info  [agent/run] run finished runId=", 1),
+    ("debug [agent/tools] exec exitCode=0 bytes=", 0),
+    ("warn  [agent/model] rate limited, retrying in ms=", 0),
+    ("info  [channels/whatsapp] message received chat=", 2),
+    ("info  [channels/whatsapp] message delivered id=", 1),
+    ("debug [memory] upserted memory rowid=", 1),
+    ("debug [memory] search hits=", 0),
+    ("info  [cron] job fired job=", 2),
+    ("warn  [channels/telegram] long poll timeout after ms=", 0),
+    ("error [agent/tools] browser.open failed status=", 0),
+    ("info  [sessions] compacted session entries=", 0),
+    ("debug [heartbeat] tick seq=", 0),
 ];
 
 // ---------------------------------------------------------------- plan
@@ -724,12 +1081,8 @@ impl<'a> Gen<'a> {
         b.extend_from_slice(b"\",\"toolName\":\"");
         b.extend_from_slice(tool.as_bytes());
         b.extend_from_slice(b"\",\"content\":[{\"type\":\"text\",\"text\":\"");
-        for _ in 0..self.rng.range(1, 12) {
-            let tl = t - self.rng.below(60_000);
-            self.log_line(b, tl);
-            b.pop();
-            b.extend_from_slice(b"\\n");
-        }
+        let n = self.rng.range(1, 12);
+        self.pool.tool_output(&mut self.rng, b, n);
         b.extend_from_slice(b"\"}],\"isError\":false,\"timestamp\":");
         push_u64(b, t);
         b.extend_from_slice(b"}}\n");
@@ -737,24 +1090,12 @@ impl<'a> Gen<'a> {
     }
 
     fn log_line(&mut self, b: &mut Vec<u8>, t: u64) {
-        self.clock.push(b, t);
-        b.push(b' ');
-        let tpl = self.rng.pick(LOG_TEMPLATES);
-        b.extend_from_slice(tpl.as_bytes());
-        if tpl.ends_with("conn=") || tpl.ends_with("Id=") || tpl.ends_with("id=") {
-            push_hex(b, self.rng.next(), 8);
-        } else if tpl.ends_with("chat=") || tpl.ends_with("job=") {
-            b.extend_from_slice(b"+1555555");
-            push_pad(b, self.rng.below(10_000), 4);
+        let note = if self.rng.chance(15) {
+            Some(self.pool.sentence(&mut self.rng))
         } else {
-            push_u64(b, self.rng.below(5_000));
-        }
-        if self.rng.chance(15) {
-            b.extend_from_slice(b" note=");
-            let s = self.pool.sentence(&mut self.rng);
-            b.extend_from_slice(&s[..s.len() - 1]);
-        }
-        b.push(b'\n');
+            None
+        };
+        log_line(&mut self.rng, &mut self.clock, note, b, t);
     }
 
     fn write_agent(&mut self, agent: &str, sizes: &[u64], rows: usize) -> io::Result<()> {
@@ -794,7 +1135,10 @@ impl<'a> Gen<'a> {
             let key = if i == 0 {
                 format!("agent:{agent}:main")
             } else {
-                format!("agent:{agent}:whatsapp:dm:+1555555{:04}", self.rng.below(10_000))
+                format!(
+                    "agent:{agent}:whatsapp:dm:+1555555{:04}",
+                    self.rng.below(10_000)
+                )
             };
             index.insert(
                 key,
@@ -854,7 +1198,9 @@ impl<'a> Gen<'a> {
                     self.pool.text(&mut self.rng, &mut text, n, false);
                     let mut content = String::from_utf8(text).expect("ascii");
                     if i == rows / 2 {
-                        content = format!("User shared their weather API key: {CANARY}-memory. Keep it private.");
+                        content = format!(
+                            "User shared their weather API key: {CANARY}-memory. Keep it private."
+                        );
                     }
                     let mut emb = vec![0u8; 384];
                     self.rng.fill(&mut emb);
@@ -1022,8 +1368,14 @@ impl<'a> Gen<'a> {
                 format!("workspace/media/photo-{i:04}.jpg"),
                 b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
             ),
-            1 => (format!("workspace/downloads/archive-{i:04}.zip"), b"PK\x03\x04"),
-            _ => (format!("workspace/media/recording-{i:04}.ogg"), b"OggS\x00\x02"),
+            1 => (
+                format!("workspace/downloads/archive-{i:04}.zip"),
+                b"PK\x03\x04",
+            ),
+            _ => (
+                format!("workspace/media/recording-{i:04}.ogg"),
+                b"OggS\x00\x02",
+            ),
         };
         let mut f = self.create(&rel, 0o644)?;
         let mut buf = Vec::with_capacity(MIB as usize);
@@ -1061,7 +1413,11 @@ impl<'a> Gen<'a> {
             }
             b.truncate(1023);
             b.push(b'\n');
-            self.write(&format!("workspace/many/d{:04}/f{i:07}.txt", i / 1000), 0o644, &b)?;
+            self.write(
+                &format!("workspace/many/d{:04}/f{i:07}.txt", i / 1000),
+                0o644,
+                &b,
+            )?;
         }
         Ok(())
     }
@@ -1173,7 +1529,10 @@ fn run(args: &Args) -> io::Result<(u64, u64)> {
     let text_sizes = split_or_empty(|p| (p.text_bytes, p.text_files));
     let blob_sizes = split_or_empty(|p| (p.blob_bytes, p.blobs));
     let agents: Vec<String> = match &plan {
-        Some(p) => AGENT_IDS[..p.agents].iter().map(|s| s.to_string()).collect(),
+        Some(p) => AGENT_IDS[..p.agents]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         None => vec!["main".to_string()],
     };
     let mut jobs = vec![Job::Base(&agents, plan.is_some())];
@@ -1194,7 +1553,13 @@ fn run(args: &Args) -> io::Result<(u64, u64)> {
             dirs.mkdir(d, 0o700)?;
         }
         dirs.mkdir("extensions/weather-tool/bin", 0o755)?;
-        for d in ["notes", "projects/site/src", "projects/data", "media", "downloads"] {
+        for d in [
+            "notes",
+            "projects/site/src",
+            "projects/data",
+            "media",
+            "downloads",
+        ] {
             dirs.mkdir(&format!("workspace/{d}"), 0o755)?;
         }
         // random table for the blobs, filled in parallel (deterministic per chunk)
@@ -1207,7 +1572,11 @@ fn run(args: &Args) -> io::Result<(u64, u64)> {
         });
         let spa = plan.sessions_per_agent;
         for (a, agent) in agents.iter().enumerate() {
-            jobs.push(Job::Agent(agent, &sizes[a * spa..(a + 1) * spa], plan.memory_rows));
+            jobs.push(Job::Agent(
+                agent,
+                &sizes[a * spa..(a + 1) * spa],
+                plan.memory_rows,
+            ));
         }
         jobs.extend(blob_sizes.iter().enumerate().map(|(i, &s)| Job::Blob(i, s)));
         jobs.extend(log_sizes.iter().enumerate().map(|(i, &s)| Job::Log(i, s)));

@@ -37,6 +37,8 @@ pub struct BackupOptions {
     pub threads: usize,
     /// `None` writes an unencrypted `.tar.gz` (`--insecure-plaintext`).
     pub encryptor: Option<Arc<dyn Encryptor>>,
+    /// Retention applied to this backup's type after it succeeded (`None`: `--no-prune`).
+    pub prune: Option<crate::retention::Policy>,
 }
 
 /// The result of a backup.
@@ -53,6 +55,8 @@ pub struct BackupReport {
     pub sha256: String,
     pub recipients: Vec<String>,
     pub warnings: Vec<Warning>,
+    /// Archives of this type removed by retention afterwards.
+    pub pruned: Vec<String>,
     pub seconds: f64,
 }
 
@@ -139,7 +143,6 @@ pub fn run_backup_live(opts: &BackupOptions, live: &LiveOptions, ui: &Ui) -> Res
         }
     };
     // rename into place without replacing anything
-    let mut seq = seq;
     let final_path = loop {
         let name = format!("{}{}", store::stem(opts.btype, now, seq), format.suffix());
         let candidate = opts.dest.join(&name);
@@ -158,6 +161,18 @@ pub fn run_backup_live(opts: &BackupOptions, live: &LiveOptions, ui: &Ui) -> Res
     };
     store::fsync_dir(&opts.dest)?;
     let sidecar = store::write_sidecar(&final_path, &hash)?;
+    let mut pruned = Vec::new();
+    if let Some(policy) = &opts.prune {
+        // still under the destination lock
+        let decisions =
+            crate::commands::prune::prune_type(&opts.dest, opts.btype, policy, now, false, ui)
+                .map_err(|e| e.context("the backup succeeded, but pruning old archives failed"))?;
+        pruned = decisions
+            .into_iter()
+            .filter(|d| !d.keep)
+            .map(|d| d.stem)
+            .collect();
+    }
     let files = manifest
         .entries
         .iter()
@@ -175,6 +190,7 @@ pub fn run_backup_live(opts: &BackupOptions, live: &LiveOptions, ui: &Ui) -> Res
         sha256: hash,
         recipients: manifest.recipients.clone(),
         warnings: manifest.warnings,
+        pruned,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

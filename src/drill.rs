@@ -34,8 +34,7 @@ pub struct DrillReport {
 pub fn newest_archive(dest: &Path) -> Result<PathBuf> {
     store::list_archives(dest)?
         .into_iter()
-        .filter(|a| a.btype != BackupType::PreRestore && a.container != store::Container::Directory)
-        .next_back()
+        .rfind(|a| a.btype != BackupType::PreRestore && a.container != store::Container::Directory)
         .map(|a| dest.join(a.name))
         .ok_or_else(|| {
             Error::operational(format!("no archive to drill in {}", dest.display()))

@@ -31,14 +31,20 @@ pub fn find_live(data_dir: &Path) -> Vec<Gateway> {
     let want = crate::paths::absolute(data_dir);
     let mut found = Vec::new();
     for dir in lock_dirs() {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if !(name.starts_with("gateway.") && name.ends_with(".lock")) {
                 continue;
             }
-            let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let Ok(text) = std::fs::read_to_string(e.path()) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
             let pid = v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32;
             let cfg = v.get("configPath").and_then(|c| c.as_str()).unwrap_or("");
             let cfg_dir = Path::new(cfg).parent().map(crate::paths::absolute);
@@ -56,7 +62,12 @@ pub fn find_live(data_dir: &Path) -> Vec<Gateway> {
 
 /// Refuses while a gateway uses `data_dir`, or stops it with SIGTERM (then
 /// waits up to `wait`) when `stop` is set.
-pub fn ensure_stopped(data_dir: &Path, stop: bool, wait: Duration, ui: &crate::ui::Ui) -> Result<()> {
+pub fn ensure_stopped(
+    data_dir: &Path,
+    stop: bool,
+    wait: Duration,
+    ui: &crate::ui::Ui,
+) -> Result<()> {
     let live = find_live(data_dir);
     if live.is_empty() {
         return Ok(());

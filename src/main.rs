@@ -25,7 +25,7 @@ fn main() {
             if let Some(h) = &e.hint {
                 eprintln!("hint: {h}");
             }
-            if json {
+            if json && !secureclaw_backup::ui::result_printed() {
                 println!(
                     "{}",
                     serde_json::json!({

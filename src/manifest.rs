@@ -69,10 +69,13 @@ pub struct Manifest {
 impl Manifest {
     /// Parses and checks a manifest (format tag, version, unique paths).
     pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-        let m: Manifest =
-            serde_json::from_slice(bytes).map_err(|e| format!("manifest.json is not valid: {e}"))?;
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| format!("manifest.json is not valid: {e}"))?;
         if m.format != FORMAT {
-            return Err(format!("manifest.json has format {:?}, expected {FORMAT:?}", m.format));
+            return Err(format!(
+                "manifest.json has format {:?}, expected {FORMAT:?}",
+                m.format
+            ));
         }
         if m.version != VERSION {
             return Err(format!(
@@ -91,7 +94,10 @@ impl Manifest {
                     .as_deref()
                     .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             {
-                return Err(format!("manifest.json entry {:?} has no valid sha256", e.path));
+                return Err(format!(
+                    "manifest.json entry {:?} has no valid sha256",
+                    e.path
+                ));
             }
         }
         Ok(m)
@@ -131,7 +137,10 @@ impl Manifest {
         for (name, size) in &top {
             s.push_str(&format!("  {name}  {}\n", human_bytes(*size)));
         }
-        s.push_str(&format!("\nFiles: {count}\nBackup size: {}\n", human_bytes(bytes)));
+        s.push_str(&format!(
+            "\nFiles: {count}\nBackup size: {}\n",
+            human_bytes(bytes)
+        ));
         if !self.warnings.is_empty() {
             s.push_str("\nWarnings:\n");
             for w in &self.warnings {

@@ -117,7 +117,10 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
     }
 
     fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(if last { 0 } else { BLOCK }));
+        let data = std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(if last { 0 } else { BLOCK }),
+        );
         // the next block's dictionary is this block's tail
         let dict = (!data.is_empty()).then(|| data[data.len().saturating_sub(DICT)..].to_vec());
         let job = Job {
@@ -128,7 +131,10 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
         };
         self.pending_dict = dict;
         self.seq += 1;
-        let tx = self.jobs.as_ref().ok_or_else(|| io::Error::other("compressor finished"))?;
+        let tx = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| io::Error::other("compressor finished"))?;
         if tx.send(job).is_err() {
             return Err(self.fail());
         }
@@ -228,7 +234,11 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            big.push(if i % 3 == 0 { (x % 251) as u8 } else { b'a' + (i % 7) as u8 });
+            big.push(if i % 3 == 0 {
+                (x % 251) as u8
+            } else {
+                b'a' + (i % 7) as u8
+            });
         }
         roundtrip(&big, 2);
         roundtrip(&big[..BLOCK * 2], 3);
@@ -236,7 +246,11 @@ mod tests {
 
     #[test]
     fn stock_gzip_reads_it() {
-        if std::process::Command::new("gzip").arg("--version").output().is_err() {
+        if std::process::Command::new("gzip")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("skipped: gzip not installed");
             return;
         }
@@ -247,7 +261,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.gz");
         std::fs::write(&p, &gz).unwrap();
-        let out = std::process::Command::new("gzip").arg("-dc").arg(&p).output().unwrap();
+        let out = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(&p)
+            .output()
+            .unwrap();
         assert!(out.status.success());
         assert_eq!(out.stdout, data);
     }

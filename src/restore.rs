@@ -254,6 +254,10 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
             directory_stream(&opts.archive)?,
         )
     } else {
+        // the keyless structure check `verify` makes first (age payload
+        // length, OpenPGP packet sequence): a truncated file or trailing data
+        // after the ciphertext is an integrity failure, as with `verify -i`
+        crate::crypto::inspect(&opts.archive)?;
         pipeline::open_tar_stream(&opts.archive, &opts.identities)?
     };
     if !format.is_encrypted() && !archive_meta.is_dir() {
@@ -404,6 +408,7 @@ fn stage(
                         .map(|n| n.get())
                         .unwrap_or(1),
                     encryptor: Some(enc.clone()),
+                    prune: None,
                 },
                 ui,
             )

@@ -53,8 +53,15 @@ impl Selection {
 
 /// What the walk found.
 pub enum Item<'a> {
-    Dir { rel: &'a str, meta: &'a Metadata },
-    File { rel: &'a str, path: &'a Path, meta: &'a Metadata },
+    Dir {
+        rel: &'a str,
+        meta: &'a Metadata,
+    },
+    File {
+        rel: &'a str,
+        path: &'a Path,
+        meta: &'a Metadata,
+    },
 }
 
 /// Walks `root` in sorted order, calling `visit` for each directory (before its
@@ -67,11 +74,10 @@ pub fn walk(
 ) -> Result<()> {
     let meta = fs::symlink_metadata(root).at("reading source directory", root)?;
     if !meta.is_dir() {
-        return Err(Error::operational(format!(
-            "source {} is not a directory",
-            root.display()
-        ))
-        .hint("pass the SecureClaw data directory with --source (default ~/.secureclaw)"));
+        return Err(
+            Error::operational(format!("source {} is not a directory", root.display()))
+                .hint("pass the SecureClaw data directory with --source (default ~/.secureclaw)"),
+        );
     }
     walk_dir(root, "", sel, warnings, visit)
 }
@@ -116,8 +122,11 @@ fn walk_dir(
             Err(e) => return Err(Error::io("reading", &path, e)),
         };
         let ft = meta.file_type();
-        if rel_dir.is_empty() && sel.btype != BackupType::Weekly && sel.btype != BackupType::PreRestore
-            && WEEKLY_ONLY.contains(&name) && ft.is_dir()
+        if rel_dir.is_empty()
+            && sel.btype != BackupType::Weekly
+            && sel.btype != BackupType::PreRestore
+            && WEEKLY_ONLY.contains(&name)
+            && ft.is_dir()
         {
             continue;
         }
@@ -126,7 +135,12 @@ fn walk_dir(
             .as_deref()
             .is_some_and(|d| crate::paths::absolute(&path) == d)
         {
-            warn(warnings, &rel, "excluded-destination", "the backup destination lies inside the source; not archived");
+            warn(
+                warnings,
+                &rel,
+                "excluded-destination",
+                "the backup destination lies inside the source; not archived",
+            );
             continue;
         }
         if sel.excluded_by_user(&rel) {
@@ -136,7 +150,12 @@ fn walk_dir(
             let target = fs::read_link(&path)
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();
-            warn(warnings, &rel, "symlink", format!("symbolic link to {target:?}; not followed, not archived"));
+            warn(
+                warnings,
+                &rel,
+                "symlink",
+                format!("symbolic link to {target:?}; not followed, not archived"),
+            );
         } else if ft.is_socket() {
             warn(warnings, &rel, "socket", "socket; not archived");
         } else if ft.is_fifo() {
@@ -144,14 +163,21 @@ fn walk_dir(
         } else if ft.is_block_device() || ft.is_char_device() {
             warn(warnings, &rel, "device", "device node; not archived");
         } else if ft.is_dir() {
-            visit(Item::Dir { rel: &rel, meta: &meta })?;
+            visit(Item::Dir {
+                rel: &rel,
+                meta: &meta,
+            })?;
             walk_dir(&path, &format!("{rel}/"), sel, warnings, visit)?;
         } else if ft.is_file() {
             if name.ends_with(".lock") {
                 warn(warnings, &rel, "lock-file", "lock file; not archived");
                 continue;
             }
-            visit(Item::File { rel: &rel, path: &path, meta: &meta })?;
+            visit(Item::File {
+                rel: &rel,
+                path: &path,
+                meta: &meta,
+            })?;
         }
     }
     Ok(())

@@ -88,7 +88,10 @@ pub fn remove_tree(p: &Path) -> Result<()> {
 fn link_tree(src: &Path, dst: &Path) -> Result<()> {
     let m = fs::symlink_metadata(src).at("reading", src)?;
     if m.is_dir() {
-        fs::DirBuilder::new().mode(m.mode() & 0o7777).create(dst).at("creating", dst)?;
+        fs::DirBuilder::new()
+            .mode(m.mode() & 0o7777)
+            .create(dst)
+            .at("creating", dst)?;
         for e in fs::read_dir(src).at("listing", src)? {
             let e = e.at("listing", src)?;
             link_tree(&e.path(), &dst.join(e.file_name()))?;
@@ -187,7 +190,9 @@ pub fn recover(target: &Path) -> Result<Vec<String>> {
     let jpath = journal_path(target)?;
     if let Ok(text) = fs::read(&jpath) {
         let j: Option<Journal> = serde_json::from_slice(&text).ok();
-        if let Some(j) = j.filter(|j| !crate::process::pid_alive(j.pid as i32) || j.pid == std::process::id()) {
+        if let Some(j) =
+            j.filter(|j| !crate::process::pid_alive(j.pid as i32) || j.pid == std::process::id())
+        {
             let staging = parent.join(&j.staging);
             let swapped = fs::symlink_metadata(target)
                 .map(|m| m.dev() == j.new_dev && m.ino() == j.new_ino)
@@ -209,11 +214,22 @@ pub fn recover(target: &Path) -> Result<Vec<String>> {
     if let Ok(rd) = fs::read_dir(&parent) {
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = n.strip_prefix(&prefix) else { continue };
-            let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
-            if pid != std::process::id() as i32 && !crate::process::pid_alive(pid) && !jpath.exists() {
+            let Some(rest) = n.strip_prefix(&prefix) else {
+                continue;
+            };
+            let pid = rest
+                .split('-')
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .unwrap_or(0);
+            if pid != std::process::id() as i32
+                && !crate::process::pid_alive(pid)
+                && !jpath.exists()
+            {
                 remove_tree(&e.path())?;
-                done.push(format!("removed the staging directory {n} of an interrupted restore"));
+                done.push(format!(
+                    "removed the staging directory {n} of an interrupted restore"
+                ));
             }
         }
     }

@@ -4,6 +4,16 @@
 //! when stderr is a terminal and never in `--json` mode.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a command printed its result, so that an error after it does not
+/// add a second JSON document to stdout.
+static RESULT_PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`Ui::result`] already printed the command's document.
+pub fn result_printed() -> bool {
+    RESULT_PRINTED.load(Ordering::Relaxed)
+}
 
 /// How the user wants output.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,6 +47,7 @@ impl Ui {
     /// on stdout.
     pub fn result(&self, human: impl AsRef<str>, json: serde_json::Value) {
         let mut out = std::io::stdout().lock();
+        RESULT_PRINTED.store(true, Ordering::Relaxed);
         if self.json {
             let _ = writeln!(
                 out,

@@ -63,7 +63,9 @@ fn check_sidecar_status(path: &Path, s: &SidecarStatus) -> Result<()> {
             "{}: SHA-256 {actual} does not match its sidecar ({expected})",
             path.display()
         ))
-        .hint("the archive was modified or damaged after it was written; use another archive or copy")),
+        .hint(
+            "the archive was modified or damaged after it was written; use another archive or copy",
+        )),
         SidecarStatus::Malformed => Err(Error::integrity(format!(
             "{}: the .sha256 sidecar is malformed",
             store::sidecar_path(path).display()
@@ -84,9 +86,10 @@ pub fn verify_full(path: &Path, identities: &Identities) -> Result<VerifyReport>
             report.backup_type = Some(m.backup_type.clone());
             report.created = Some(m.created.clone());
             for w in &m.warnings {
-                report
-                    .warnings
-                    .push(format!("at backup time: {} [{}] {}", w.path, w.kind, w.detail));
+                report.warnings.push(format!(
+                    "at backup time: {} [{}] {}",
+                    w.path, w.kind, w.detail
+                ));
             }
         }
         None => report

@@ -40,7 +40,13 @@ enum Variants {
 
 /// Runs restore and verify on the archive at `archive` in `sb`, checking the
 /// exit code and that the watched area is unchanged.
-fn expect_rejected(sb: &Sandbox, archive: &Path, identity: &Path, expect: &[i32], label: &str) -> i32 {
+fn expect_rejected(
+    sb: &Sandbox,
+    archive: &Path,
+    identity: &Path,
+    expect: &[i32],
+    label: &str,
+) -> i32 {
     let before = snapshot(&sb.p("w"));
     let out = sb.run(&[
         "restore".as_ref(),
@@ -57,14 +63,23 @@ fn expect_rejected(sb: &Sandbox, archive: &Path, identity: &Path, expect: &[i32]
         out.code,
         out.text()
     );
-    assert!(out.stderr.contains("error:"), "{label}: no clear error message:\n{}", out.text());
+    assert!(
+        out.stderr.contains("error:"),
+        "{label}: no clear error message:\n{}",
+        out.text()
+    );
     let after = snapshot(&sb.p("w"));
     assert!(
         before == after,
         "{label}: the target, its parent or the canary changed:\n{}",
         diff(&before, &after)
     );
-    let v = sb.run(&["verify".as_ref(), "-i".as_ref(), identity.as_os_str(), archive.as_os_str()]);
+    let v = sb.run(&[
+        "verify".as_ref(),
+        "-i".as_ref(),
+        identity.as_os_str(),
+        archive.as_os_str(),
+    ]);
     assert_eq!(
         v.code,
         out.code,
@@ -74,7 +89,11 @@ fn expect_rejected(sb: &Sandbox, archive: &Path, identity: &Path, expect: &[i32]
         v.text(),
         out.text()
     );
-    assert_eq!(snapshot(&sb.p("w")), after, "{label}: verify changed something");
+    assert_eq!(
+        snapshot(&sb.p("w")),
+        after,
+        "{label}: verify changed something"
+    );
     out.code
 }
 
@@ -133,12 +152,30 @@ fn absolute_path() {
 
 #[test]
 fn empty_and_dot_components() {
-    for (i, rel) in ["credentials//x", "./credentials/./x", "credentials/x\\..\\y"].iter().enumerate() {
-        case(&format!("components-{i}"), Variants::Both, &[REFUSED], |t, _| {
-            t.dir("credentials", 0o700);
-            t.raw(format!("{TOP}/{rel}").as_bytes(), ty::FILE, 0o600, b"", b"x");
-            t.record(rel, false, b"x");
-        });
+    for (i, rel) in [
+        "credentials//x",
+        "./credentials/./x",
+        "credentials/x\\..\\y",
+    ]
+    .iter()
+    .enumerate()
+    {
+        case(
+            &format!("components-{i}"),
+            Variants::Both,
+            &[REFUSED],
+            |t, _| {
+                t.dir("credentials", 0o700);
+                t.raw(
+                    format!("{TOP}/{rel}").as_bytes(),
+                    ty::FILE,
+                    0o600,
+                    b"",
+                    b"x",
+                );
+                t.record(rel, false, b"x");
+            },
+        );
     }
 }
 
@@ -147,7 +184,13 @@ fn more_than_one_top_level_directory() {
     case("two-tops", Variants::Both, &[REFUSED], |t, _| {
         t.file("secureclaw.json", 0o600, b"{}");
         t.raw(b"weekly_20260101_000000/", ty::DIR, 0o700, b"", b"");
-        t.raw(b"weekly_20260101_000000/secureclaw.json", ty::FILE, 0o600, b"", b"{}");
+        t.raw(
+            b"weekly_20260101_000000/secureclaw.json",
+            ty::FILE,
+            0o600,
+            b"",
+            b"{}",
+        );
     });
     case("file-at-top", Variants::Both, &[REFUSED], |t, _| {
         t.raw(b"evil.sh", ty::FILE, 0o755, b"", b"#!/bin/sh\n");
@@ -159,14 +202,38 @@ fn more_than_one_top_level_directory() {
 #[test]
 fn symlink_then_write_through_it() {
     case("symlink-write", Variants::Both, &[REFUSED], |t, sb| {
-        t.raw(format!("{TOP}/credentials").as_bytes(), ty::SYMLINK, 0o777, canary(sb).as_bytes(), b"");
-        t.raw(format!("{TOP}/credentials/evil").as_bytes(), ty::FILE, 0o600, b"", b"pwned");
+        t.raw(
+            format!("{TOP}/credentials").as_bytes(),
+            ty::SYMLINK,
+            0o777,
+            canary(sb).as_bytes(),
+            b"",
+        );
+        t.raw(
+            format!("{TOP}/credentials/evil").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"pwned",
+        );
         t.record("credentials", true, b"");
         t.record("credentials/evil", false, b"pwned");
     });
     case("symlink-relative", Variants::Both, &[REFUSED], |t, _| {
-        t.raw(format!("{TOP}/agents").as_bytes(), ty::SYMLINK, 0o777, b"../../canary", b"");
-        t.raw(format!("{TOP}/agents/evil").as_bytes(), ty::FILE, 0o600, b"", b"pwned");
+        t.raw(
+            format!("{TOP}/agents").as_bytes(),
+            ty::SYMLINK,
+            0o777,
+            b"../../canary",
+            b"",
+        );
+        t.raw(
+            format!("{TOP}/agents/evil").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"pwned",
+        );
         t.record("agents/evil", false, b"pwned");
     });
 }
@@ -176,9 +243,27 @@ fn symlink_then_write_through_it() {
 #[test]
 fn symlink_then_same_named_dir_0777() {
     case("symlink-dir-0777", Variants::Both, &[REFUSED], |t, sb| {
-        t.raw(format!("{TOP}/workspace").as_bytes(), ty::SYMLINK, 0o777, canary(sb).as_bytes(), b"");
-        t.raw(format!("{TOP}/workspace/").as_bytes(), ty::DIR, 0o777, b"", b"");
-        t.raw(format!("{TOP}/workspace/evil").as_bytes(), ty::FILE, 0o666, b"", b"pwned");
+        t.raw(
+            format!("{TOP}/workspace").as_bytes(),
+            ty::SYMLINK,
+            0o777,
+            canary(sb).as_bytes(),
+            b"",
+        );
+        t.raw(
+            format!("{TOP}/workspace/").as_bytes(),
+            ty::DIR,
+            0o777,
+            b"",
+            b"",
+        );
+        t.raw(
+            format!("{TOP}/workspace/evil").as_bytes(),
+            ty::FILE,
+            0o666,
+            b"",
+            b"pwned",
+        );
         t.record("workspace", true, b"");
         t.record("workspace/evil", false, b"pwned");
     });
@@ -203,11 +288,23 @@ fn hardlink_inside() {
 fn hardlink_outside() {
     case("hardlink-abs", Variants::Both, &[REFUSED], |t, sb| {
         let tgt = format!("{}/keep", canary(sb));
-        t.raw(format!("{TOP}/keep").as_bytes(), ty::HARDLINK, 0o600, tgt.as_bytes(), b"");
+        t.raw(
+            format!("{TOP}/keep").as_bytes(),
+            ty::HARDLINK,
+            0o600,
+            tgt.as_bytes(),
+            b"",
+        );
         t.record("keep", false, b"");
     });
     case("hardlink-dotdot", Variants::Both, &[REFUSED], |t, _| {
-        t.raw(format!("{TOP}/keep").as_bytes(), ty::HARDLINK, 0o600, b"../../w/canary/keep", b"");
+        t.raw(
+            format!("{TOP}/keep").as_bytes(),
+            ty::HARDLINK,
+            0o600,
+            b"../../w/canary/keep",
+            b"",
+        );
         t.record("keep", false, b"");
     });
 }
@@ -240,14 +337,42 @@ fn fifo() {
 
 #[test]
 fn other_typeflags() {
-    // contiguous file, GNU sparse, PAX global header, and an unknown type
-    for (i, flag) in [ty::CONTIGUOUS, ty::GNU_SPARSE, ty::PAX_GLOBAL, b'Z'].into_iter().enumerate() {
-        case(&format!("typeflag-{i}"), Variants::Both, &[REFUSED], |t, _| {
-            t.gnu = flag == ty::GNU_SPARSE;
-            t.raw(format!("{TOP}/odd").as_bytes(), flag, 0o600, b"", b"data");
-            t.record("odd", false, b"data");
-        });
+    // contiguous file, PAX global header, and an unknown type
+    for (i, flag) in [ty::CONTIGUOUS, ty::PAX_GLOBAL, b'Z']
+        .into_iter()
+        .enumerate()
+    {
+        case(
+            &format!("typeflag-{i}"),
+            Variants::Both,
+            &[REFUSED],
+            |t, _| {
+                t.raw(format!("{TOP}/odd").as_bytes(), flag, 0o600, b"", b"data");
+                t.record("odd", false, b"data");
+            },
+        );
     }
+    // a well-formed GNU sparse file (one 4-byte segment in a 1 MiB file)
+    case("typeflag-sparse", Variants::Both, &[REFUSED], |t, _| {
+        t.gnu = true;
+        t.header_patched(
+            format!("{TOP}/sparse").as_bytes(),
+            ty::GNU_SPARSE,
+            0o600,
+            4,
+            b"",
+            |h| {
+                h[386..397].copy_from_slice(format!("{:011o}", 0).as_bytes());
+                h[398..409].copy_from_slice(format!("{:011o}", 4).as_bytes());
+                // a final empty segment at the end sets the real size
+                h[410..421].copy_from_slice(format!("{:011o}", 1 << 20).as_bytes());
+                h[422..433].copy_from_slice(format!("{:011o}", 0).as_bytes());
+                h[483..494].copy_from_slice(format!("{:011o}", 1 << 20).as_bytes());
+            },
+        );
+        t.data(b"data");
+        t.record("sparse", false, b"data");
+    });
 }
 
 // ------------------------------------------------------------------ duplicates
@@ -256,7 +381,13 @@ fn other_typeflags() {
 fn duplicate_file_twice() {
     case("dup-file", Variants::Both, &[REFUSED], |t, _| {
         t.file("secureclaw.json", 0o600, b"{ first: 1 }");
-        t.raw(format!("{TOP}/secureclaw.json").as_bytes(), ty::FILE, 0o600, b"", b"{ second: 2 }");
+        t.raw(
+            format!("{TOP}/secureclaw.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"{ second: 2 }",
+        );
     });
 }
 
@@ -264,16 +395,40 @@ fn duplicate_file_twice() {
 fn duplicate_file_then_dir() {
     case("dup-file-dir", Variants::Both, &[REFUSED], |t, _| {
         t.file("credentials", 0o600, b"x");
-        t.raw(format!("{TOP}/credentials/").as_bytes(), ty::DIR, 0o700, b"", b"");
-        t.raw(format!("{TOP}/credentials/a.json").as_bytes(), ty::FILE, 0o600, b"", b"{}");
+        t.raw(
+            format!("{TOP}/credentials/").as_bytes(),
+            ty::DIR,
+            0o700,
+            b"",
+            b"",
+        );
+        t.raw(
+            format!("{TOP}/credentials/a.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"{}",
+        );
     });
     case("dup-dir-file", Variants::Both, &[REFUSED], |t, _| {
         t.dir("credentials", 0o700);
-        t.raw(format!("{TOP}/credentials").as_bytes(), ty::FILE, 0o600, b"", b"x");
+        t.raw(
+            format!("{TOP}/credentials").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"x",
+        );
     });
     case("dup-dir-dir", Variants::Both, &[REFUSED], |t, _| {
         t.dir("credentials", 0o700);
-        t.raw(format!("{TOP}/credentials/").as_bytes(), ty::DIR, 0o777, b"", b"");
+        t.raw(
+            format!("{TOP}/credentials/").as_bytes(),
+            ty::DIR,
+            0o777,
+            b"",
+            b"",
+        );
     });
     case("dup-top", Variants::Both, &[REFUSED], |t, _| {
         t.top();
@@ -286,24 +441,48 @@ fn duplicate_file_then_dir() {
 fn pax_path_override() {
     case("pax-path-dotdot", Variants::Both, &[REFUSED], |t, _| {
         t.pax(&[("path", format!("{TOP}/../../escape-pax").as_bytes())]);
-        t.raw(format!("{TOP}/benign").as_bytes(), ty::FILE, 0o600, b"", b"pwned");
+        t.raw(
+            format!("{TOP}/benign").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"pwned",
+        );
         t.record("benign", false, b"pwned");
     });
     case("pax-path-absolute", Variants::Both, &[REFUSED], |t, sb| {
         let abs = format!("{}/pax-abs", canary(sb));
         t.pax(&[("path", abs.as_bytes())]);
-        t.raw(format!("{TOP}/benign").as_bytes(), ty::FILE, 0o600, b"", b"pwned");
+        t.raw(
+            format!("{TOP}/benign").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"pwned",
+        );
         t.record("benign", false, b"pwned");
     });
     case("pax-path-other-top", Variants::Both, &[REFUSED], |t, _| {
         t.file("secureclaw.json", 0o600, b"{}");
         t.pax(&[("path", b"weekly_20260101_000000/x")]);
-        t.raw(format!("{TOP}/benign").as_bytes(), ty::FILE, 0o600, b"", b"x");
+        t.raw(
+            format!("{TOP}/benign").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"x",
+        );
         t.record("benign", false, b"x");
     });
     case("pax-path-nul", Variants::Both, &[REFUSED], |t, _| {
         t.pax(&[("path", format!("{TOP}/a\0/../../x").as_bytes())]);
-        t.raw(format!("{TOP}/benign").as_bytes(), ty::FILE, 0o600, b"", b"x");
+        t.raw(
+            format!("{TOP}/benign").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"x",
+        );
         t.record("benign", false, b"x");
     });
 }
@@ -312,15 +491,38 @@ fn pax_path_override() {
 fn pax_linkpath_override() {
     case("pax-linkpath-file", Variants::Both, &[REFUSED], |t, sb| {
         t.pax(&[("linkpath", canary(sb).as_bytes())]);
-        t.raw(format!("{TOP}/benign").as_bytes(), ty::FILE, 0o600, b"", b"x");
+        t.raw(
+            format!("{TOP}/benign").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"x",
+        );
         t.record("benign", false, b"x");
     });
-    case("pax-linkpath-symlink", Variants::Both, &[REFUSED], |t, sb| {
-        t.pax(&[("linkpath", canary(sb).as_bytes())]);
-        t.raw(format!("{TOP}/link").as_bytes(), ty::SYMLINK, 0o777, b"harmless", b"");
-        t.raw(format!("{TOP}/link/evil").as_bytes(), ty::FILE, 0o600, b"", b"pwned");
-        t.record("link/evil", false, b"pwned");
-    });
+    case(
+        "pax-linkpath-symlink",
+        Variants::Both,
+        &[REFUSED],
+        |t, sb| {
+            t.pax(&[("linkpath", canary(sb).as_bytes())]);
+            t.raw(
+                format!("{TOP}/link").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"harmless",
+                b"",
+            );
+            t.raw(
+                format!("{TOP}/link/evil").as_bytes(),
+                ty::FILE,
+                0o600,
+                b"",
+                b"pwned",
+            );
+            t.record("link/evil", false, b"pwned");
+        },
+    );
 }
 
 #[test]
@@ -328,21 +530,49 @@ fn gnu_long_name_override() {
     case("gnu-longname-dotdot", Variants::Both, &[REFUSED], |t, _| {
         t.gnu = true;
         t.gnu_longname(format!("{TOP}/../../escape-gnu").as_bytes());
-        t.raw(format!("{TOP}/benign").as_bytes(), ty::FILE, 0o600, b"", b"pwned");
+        t.raw(
+            format!("{TOP}/benign").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"pwned",
+        );
         t.record("benign", false, b"pwned");
     });
-    case("gnu-longname-absolute", Variants::Both, &[REFUSED], |t, sb| {
-        t.gnu = true;
-        t.gnu_longname(format!("{}/gnu-abs", canary(sb)).as_bytes());
-        t.raw(format!("{TOP}/benign").as_bytes(), ty::FILE, 0o600, b"", b"pwned");
-        t.record("benign", false, b"pwned");
-    });
-    case("gnu-longlink-hardlink", Variants::Both, &[REFUSED], |t, sb| {
-        t.gnu = true;
-        t.gnu_longlink(format!("{}/keep", canary(sb)).as_bytes());
-        t.raw(format!("{TOP}/keep").as_bytes(), ty::HARDLINK, 0o600, b"x", b"");
-        t.record("keep", false, b"");
-    });
+    case(
+        "gnu-longname-absolute",
+        Variants::Both,
+        &[REFUSED],
+        |t, sb| {
+            t.gnu = true;
+            t.gnu_longname(format!("{}/gnu-abs", canary(sb)).as_bytes());
+            t.raw(
+                format!("{TOP}/benign").as_bytes(),
+                ty::FILE,
+                0o600,
+                b"",
+                b"pwned",
+            );
+            t.record("benign", false, b"pwned");
+        },
+    );
+    case(
+        "gnu-longlink-hardlink",
+        Variants::Both,
+        &[REFUSED],
+        |t, sb| {
+            t.gnu = true;
+            t.gnu_longlink(format!("{}/keep", canary(sb)).as_bytes());
+            t.raw(
+                format!("{TOP}/keep").as_bytes(),
+                ty::HARDLINK,
+                0o600,
+                b"x",
+                b"",
+            );
+            t.record("keep", false, b"");
+        },
+    );
 }
 
 #[test]
@@ -351,7 +581,13 @@ fn pax_size_disagreeing_with_header() {
     // header would read the rest as further (hidden) entries
     case("pax-size", Variants::Both, &[REFUSED], |t, _| {
         let mut hidden = Tar::new();
-        hidden.raw(format!("{TOP}/hidden").as_bytes(), ty::FILE, 0o600, b"", b"smuggled");
+        hidden.raw(
+            format!("{TOP}/hidden").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"smuggled",
+        );
         let mut payload = b"abcde".to_vec();
         payload.resize(512, 0);
         payload.extend_from_slice(&hidden.buf);
@@ -363,7 +599,13 @@ fn pax_size_disagreeing_with_header() {
     });
     case("pax-size-invalid", Variants::Both, &[REFUSED], |t, _| {
         t.pax(&[("size", b"-1")]);
-        t.raw(format!("{TOP}/notes").as_bytes(), ty::FILE, 0o600, b"", b"abcde");
+        t.raw(
+            format!("{TOP}/notes").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"abcde",
+        );
         t.record("notes", false, b"abcde");
     });
 }
@@ -461,7 +703,12 @@ fn setuid_sticky_0777_modes_are_clamped() {
             let archive = write_archive(&sb.p("arch"), "modes", backend, &tar);
             let label = format!("modes [{backend:?}, manifest: {with_manifest}]");
             let id = backend.identity();
-            let v = sb.run(&["verify".as_ref(), "-i".as_ref(), id.as_os_str(), archive.as_os_str()]);
+            let v = sb.run(&[
+                "verify".as_ref(),
+                "-i".as_ref(),
+                id.as_os_str(),
+                archive.as_os_str(),
+            ]);
             assert_eq!(v.code, 0, "{label}: {}", v.text());
             let out = sb.run(&[
                 "restore".as_ref(),
@@ -474,7 +721,11 @@ fn setuid_sticky_0777_modes_are_clamped() {
             ]);
             assert_eq!(out.code, 0, "{label}: {}", out.text());
             let tree = snapshot(&sb.target());
-            let mode = |p: &str| tree.get(p).unwrap_or_else(|| panic!("{label}: {p} missing")).0;
+            let mode = |p: &str| {
+                tree.get(p)
+                    .unwrap_or_else(|| panic!("{label}: {p} missing"))
+                    .0
+            };
             assert_eq!(mode(""), 0o700, "{label}: target");
             for d in ["credentials", "agents", "agents/main", "agents/main/agent"] {
                 assert_eq!(mode(d), 0o700, "{label}: {d}");
@@ -497,12 +748,19 @@ fn setuid_sticky_0777_modes_are_clamped() {
             }
             // the components the archive lacks are kept as they were
             assert_eq!(mode("workspace"), 0o750, "{label}");
-            assert_eq!(tree["workspace/notes.md"], (0o640, Node::File(b"old notes\n".to_vec())));
+            assert_eq!(
+                tree["workspace/notes.md"],
+                (0o640, Node::File(b"old notes\n".to_vec()))
+            );
             let left: Vec<_> = fs::read_dir(sb.p("w/parent"))
                 .unwrap()
                 .map(|e| e.unwrap().file_name())
                 .collect();
-            assert_eq!(left, vec![std::ffi::OsString::from("target")], "{label}: leftovers");
+            assert_eq!(
+                left,
+                vec![std::ffi::OsString::from("target")],
+                "{label}: leftovers"
+            );
         }
     }
 }
@@ -511,7 +769,11 @@ fn setuid_sticky_0777_modes_are_clamped() {
 
 /// Peak resident memory (KiB) of a child, sampled from /proc while it runs.
 fn run_measured(mut c: Command) -> (Out, u64) {
-    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
@@ -554,7 +816,13 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(at: &Path, mb: u32) -> Result<Tmpfs, String> {
         let o = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mb}m,mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -609,7 +877,9 @@ fn gzip_bomb_1000_to_1() {
     // (a) small tmpfs target
     let sb = Sandbox::new();
     match Tmpfs::mount(&sb.p("w/parent"), 128) {
-        Err(e) => eprintln!("SKIPPED the tmpfs part of gzip_bomb_1000_to_1: cannot mount a tmpfs ({e})"),
+        Err(e) => {
+            eprintln!("SKIPPED the tmpfs part of gzip_bomb_1000_to_1: cannot mount a tmpfs ({e})")
+        }
         Ok(_m) => {
             populate_target(&sb.target());
             let archive = sb.p("arch/bomb.tar.gz.age");
@@ -626,7 +896,11 @@ fn gzip_bomb_1000_to_1() {
             let (out, peak) = run_measured(c);
             assert_eq!(out.code, REFUSED, "{}", out.text());
             assert!(peak < MEMORY_BOUND_KB, "peak RSS {peak} KiB");
-            assert!(before == snapshot(&sb.p("w")), "{}", diff(&before, &snapshot(&sb.p("w"))));
+            assert!(
+                before == snapshot(&sb.p("w")),
+                "{}",
+                diff(&before, &snapshot(&sb.p("w")))
+            );
         }
     }
 
@@ -638,7 +912,13 @@ fn gzip_bomb_1000_to_1() {
     m.manifest[0].size = N;
     let mj = m.manifest_json();
     let mut tail = Tar::new();
-    tail.raw(format!("{TOP}/manifest.json").as_bytes(), ty::FILE, 0o600, b"", &mj);
+    tail.raw(
+        format!("{TOP}/manifest.json").as_bytes(),
+        ty::FILE,
+        0o600,
+        b"",
+        &mj,
+    );
     tail.buf.extend(std::iter::repeat_n(0u8, 1024));
     // the bomb's own end-of-archive would stop the reader: rebuild without it
     let mut plain = Vec::new();
@@ -646,7 +926,13 @@ fn gzip_bomb_1000_to_1() {
         use std::io::Write;
         let mut t = Tar::new();
         t.top();
-        t.header(format!("{TOP}/bomb.bin").as_bytes(), ty::FILE, 0o600, N, b"");
+        t.header(
+            format!("{TOP}/bomb.bin").as_bytes(),
+            ty::FILE,
+            0o600,
+            N,
+            b"",
+        );
         let mut e = flate2::write::GzEncoder::new(&mut plain, flate2::Compression::best());
         e.write_all(&t.buf).unwrap();
         let zeros = vec![0u8; 1 << 20];
@@ -670,7 +956,11 @@ fn gzip_bomb_1000_to_1() {
     let (out, peak) = run_measured(c);
     assert_eq!(out.code, INTEGRITY, "{}", out.text());
     assert!(peak < MEMORY_BOUND_KB, "peak RSS {peak} KiB");
-    assert!(before == snapshot(&sb.p("w")), "{}", diff(&before, &snapshot(&sb.p("w"))));
+    assert!(
+        before == snapshot(&sb.p("w")),
+        "{}",
+        diff(&before, &snapshot(&sb.p("w")))
+    );
     let mut c = sb.cmd();
     c.arg("verify").arg("-i").arg(&id).arg(&archive);
     let (v, vpeak) = run_measured(c);
@@ -683,13 +973,25 @@ fn gzip_bomb_1000_to_1() {
 #[test]
 fn entry_claiming_exabytes() {
     case("exabytes", Variants::Both, &[REFUSED], |t, _| {
-        t.header(format!("{TOP}/huge.bin").as_bytes(), ty::FILE, 0o600, 1u64 << 60, b"");
+        t.header(
+            format!("{TOP}/huge.bin").as_bytes(),
+            ty::FILE,
+            0o600,
+            1u64 << 60,
+            b"",
+        );
         t.buf.extend(std::iter::repeat_n(0x41u8, 4096));
         t.record("huge.bin", false, b"");
     });
     case("exabytes-pax", Variants::Both, &[REFUSED], |t, _| {
         t.pax(&[("size", b"9000000000000000000")]);
-        t.header(format!("{TOP}/huge.bin").as_bytes(), ty::FILE, 0o600, 0, b"");
+        t.header(
+            format!("{TOP}/huge.bin").as_bytes(),
+            ty::FILE,
+            0o600,
+            0,
+            b"",
+        );
         t.buf.extend(std::iter::repeat_n(0x41u8, 4096));
         t.record("huge.bin", false, b"");
     });
@@ -698,7 +1000,13 @@ fn entry_claiming_exabytes() {
     populate_target(&sb.target());
     let mut t = Tar::new();
     t.top();
-    t.header(format!("{TOP}/huge.bin").as_bytes(), ty::FILE, 0o600, 1u64 << 60, b"");
+    t.header(
+        format!("{TOP}/huge.bin").as_bytes(),
+        ty::FILE,
+        0o600,
+        1u64 << 60,
+        b"",
+    );
     t.buf.extend(std::iter::repeat_n(0u8, 1 << 20));
     let archive = write_archive(&sb.p("arch"), "exa", Backend::Age, &t.buf);
     let mut c = sb.cmd();
@@ -718,42 +1026,83 @@ fn entry_claiming_exabytes() {
 
 #[test]
 fn entry_not_in_manifest() {
-    case("unlisted-file", Variants::ManifestOnly, &[INTEGRITY], |t, _| {
-        t.file("secureclaw.json", 0o600, b"{}");
-        t.raw(format!("{TOP}/extra.json").as_bytes(), ty::FILE, 0o600, b"", b"{}");
-    });
-    case("unlisted-dir", Variants::ManifestOnly, &[INTEGRITY], |t, _| {
-        t.file("secureclaw.json", 0o600, b"{}");
-        t.raw(format!("{TOP}/extra/").as_bytes(), ty::DIR, 0o700, b"", b"");
-    });
+    case(
+        "unlisted-file",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.file("secureclaw.json", 0o600, b"{}");
+            t.raw(
+                format!("{TOP}/extra.json").as_bytes(),
+                ty::FILE,
+                0o600,
+                b"",
+                b"{}",
+            );
+        },
+    );
+    case(
+        "unlisted-dir",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.file("secureclaw.json", 0o600, b"{}");
+            t.raw(format!("{TOP}/extra/").as_bytes(), ty::DIR, 0o700, b"", b"");
+        },
+    );
 }
 
 #[test]
 fn manifest_entry_missing() {
-    case("missing-file", Variants::ManifestOnly, &[INTEGRITY], |t, _| {
-        t.file("secureclaw.json", 0o600, b"{}");
-        t.record("credentials/oauth.json", false, b"{}");
-    });
-    case("missing-dir", Variants::ManifestOnly, &[INTEGRITY], |t, _| {
-        t.file("secureclaw.json", 0o600, b"{}");
-        t.record("identity", true, b"");
-    });
+    case(
+        "missing-file",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.file("secureclaw.json", 0o600, b"{}");
+            t.record("credentials/oauth.json", false, b"{}");
+        },
+    );
+    case(
+        "missing-dir",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.file("secureclaw.json", 0o600, b"{}");
+            t.record("identity", true, b"");
+        },
+    );
 }
 
 #[test]
 fn manifest_wrong_hash() {
-    case("wrong-hash", Variants::ManifestOnly, &[INTEGRITY], |t, _| {
-        t.file("secureclaw.json", 0o600, b"{ real: 1 }");
-        t.manifest[0].sha256 = sha256_hex(b"{ declared: 1 }");
-    });
-    case("wrong-size", Variants::ManifestOnly, &[INTEGRITY], |t, _| {
-        t.file("secureclaw.json", 0o600, b"{ real: 1 }");
-        t.manifest[0].size += 1;
-    });
-    case("file-listed-as-dir", Variants::ManifestOnly, &[INTEGRITY], |t, _| {
-        t.file("secureclaw.json", 0o600, b"{}");
-        t.manifest[0].dir = true;
-    });
+    case(
+        "wrong-hash",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.file("secureclaw.json", 0o600, b"{ real: 1 }");
+            t.manifest[0].sha256 = sha256_hex(b"{ declared: 1 }");
+        },
+    );
+    case(
+        "wrong-size",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.file("secureclaw.json", 0o600, b"{ real: 1 }");
+            t.manifest[0].size += 1;
+        },
+    );
+    case(
+        "file-listed-as-dir",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.file("secureclaw.json", 0o600, b"{}");
+            t.manifest[0].dir = true;
+        },
+    );
 }
 
 #[test]
@@ -768,27 +1117,60 @@ fn manifest_top_level_mismatch() {
         let mut t2 = Tar::new();
         let other = "weekly_20250101_000000";
         t2.raw(format!("{other}/").as_bytes(), ty::DIR, 0o700, b"", b"");
-        t2.raw(format!("{other}/secureclaw.json").as_bytes(), ty::FILE, 0o600, b"", b"{}");
-        t2.raw(format!("{other}/manifest.json").as_bytes(), ty::FILE, 0o600, b"", &m);
+        t2.raw(
+            format!("{other}/secureclaw.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"{}",
+        );
+        t2.raw(
+            format!("{other}/manifest.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            &m,
+        );
         let tar = t2.finish(false);
         let archive = write_archive(&sb.p("arch"), "top-mismatch", backend, &tar);
-        expect_rejected(&sb, &archive, &backend.identity(), &[INTEGRITY], &format!("top mismatch [{backend:?}]"));
+        expect_rejected(
+            &sb,
+            &archive,
+            &backend.identity(),
+            &[INTEGRITY],
+            &format!("top mismatch [{backend:?}]"),
+        );
     }
 }
 
 #[test]
 fn manifest_malformed() {
     for backend in backends() {
-        for (i, m) in [&b"{ not json"[..], br#"{"format":"other","version":1}"#].iter().enumerate() {
+        for (i, m) in [&b"{ not json"[..], br#"{"format":"other","version":1}"#]
+            .iter()
+            .enumerate()
+        {
             let sb = Sandbox::new();
             populate_target(&sb.target());
             let mut t = Tar::new();
             t.top();
             t.file("secureclaw.json", 0o600, b"{}");
-            t.raw(format!("{TOP}/manifest.json").as_bytes(), ty::FILE, 0o600, b"", m);
+            t.raw(
+                format!("{TOP}/manifest.json").as_bytes(),
+                ty::FILE,
+                0o600,
+                b"",
+                m,
+            );
             let tar = t.finish(false);
             let archive = write_archive(&sb.p("arch"), "bad-manifest", backend, &tar);
-            expect_rejected(&sb, &archive, &backend.identity(), &[INTEGRITY], &format!("malformed manifest {i} [{backend:?}]"));
+            expect_rejected(
+                &sb,
+                &archive,
+                &backend.identity(),
+                &[INTEGRITY],
+                &format!("malformed manifest {i} [{backend:?}]"),
+            );
         }
     }
 }
@@ -796,7 +1178,13 @@ fn manifest_malformed() {
 // ------------------------------------------------------------------ ciphertext damage
 
 fn benign_archive(backend: Backend, content: &[u8]) -> Vec<u8> {
-    let tar = benign_tar(&[("secureclaw.json", b"{}"), ("credentials/oauth.json", content)], true);
+    let tar = benign_tar(
+        &[
+            ("secureclaw.json", b"{}"),
+            ("credentials/oauth.json", content),
+        ],
+        true,
+    );
     backend.encrypt(&gzip(&tar))
 }
 
@@ -842,7 +1230,13 @@ fn damaged(name: &str, expect: &[i32], make: impl Fn(Backend) -> Vec<u8>) {
         populate_target(&sb.target());
         let archive = sb.p(&format!("arch/{name}.{}", backend.suffix()));
         write_mode(&archive, &make(backend), 0o600);
-        expect_rejected(&sb, &archive, &backend.identity(), expect, &format!("{name} [{backend:?}]"));
+        expect_rejected(
+            &sb,
+            &archive,
+            &backend.identity(),
+            expect,
+            &format!("{name} [{backend:?}]"),
+        );
     }
 }
 
@@ -891,13 +1285,22 @@ fn trailing_data_inside_the_payload() {
         b.encrypt(&benign_tar(&[("secureclaw.json", b"{}")], true))
     });
     damaged("truncated-gzip", &[INTEGRITY], |b| {
-        let gz = gzip(&benign_tar(&[("secureclaw.json", &Rng(3).bytes(100_000))], true));
+        let gz = gzip(&benign_tar(
+            &[("secureclaw.json", &Rng(3).bytes(100_000))],
+            true,
+        ));
         b.encrypt(&gz[..gz.len() / 2])
     });
     damaged("tar-without-end", &[INTEGRITY], |b| {
         let mut t = Tar::new();
         t.top();
-        t.header(format!("{TOP}/cut.bin").as_bytes(), ty::FILE, 0o600, 100_000, b"");
+        t.header(
+            format!("{TOP}/cut.bin").as_bytes(),
+            ty::FILE,
+            0o600,
+            100_000,
+            b"",
+        );
         t.buf.extend_from_slice(&[1u8; 5000]);
         b.encrypt(&gzip(&t.buf))
     });
@@ -911,7 +1314,9 @@ fn empty_file() {
 #[test]
 fn random_bytes() {
     for seed in 1..4u64 {
-        damaged(&format!("random-{seed}"), &[INTEGRITY], |_| Rng(seed * 7919).bytes(70_000));
+        damaged(&format!("random-{seed}"), &[INTEGRITY], |_| {
+            Rng(seed * 7919).bytes(70_000)
+        });
     }
     // random bytes behind a valid-looking magic
     damaged("random-with-magic", &[INTEGRITY], |b| {
@@ -954,7 +1359,9 @@ fn wrong_key() {
     damaged("wrong-key", &[KEY], |b| match b {
         Backend::Age => {
             let other = age::x25519::Identity::generate().to_public();
-            let enc = age::Encryptor::with_recipients(std::iter::once(&other as &dyn age::Recipient)).unwrap();
+            let enc =
+                age::Encryptor::with_recipients(std::iter::once(&other as &dyn age::Recipient))
+                    .unwrap();
             let mut out = Vec::new();
             let mut w = enc.wrap_output(&mut out).unwrap();
             std::io::Write::write_all(&mut w, &gzip(&benign_tar(&[("a", b"b")], true))).unwrap();
@@ -974,7 +1381,16 @@ fn wrong_key() {
             let plain = sb_tmp_file(&gzip(&benign_tar(&[("a", b"b")], true)));
             let o = Command::new("gpg")
                 .env("GNUPGHOME", home.path())
-                .args(["--batch", "--quiet", "--encrypt", "-z", "0", "--trust-model", "always", "-r"])
+                .args([
+                    "--batch",
+                    "--quiet",
+                    "--encrypt",
+                    "-z",
+                    "0",
+                    "--trust-model",
+                    "always",
+                    "-r",
+                ])
                 .arg("backup-protected@secureclaw.invalid")
                 .arg("-o")
                 .arg("-")
@@ -1006,7 +1422,13 @@ fn refused_before_the_pre_restore_snapshot() {
         let mut t = Tar::new();
         t.top();
         t.file("secureclaw.json", 0o600, b"{}");
-        t.raw(format!("{TOP}/credentials").as_bytes(), ty::SYMLINK, 0o777, canary(&sb).as_bytes(), b"");
+        t.raw(
+            format!("{TOP}/credentials").as_bytes(),
+            ty::SYMLINK,
+            0o777,
+            canary(&sb).as_bytes(),
+            b"",
+        );
         let tar = t.finish(true);
         let archive = write_archive(&sb.p("arch"), "snap", backend, &tar);
         let before = snapshot(&sb.p("w"));
@@ -1025,8 +1447,15 @@ fn refused_before_the_pre_restore_snapshot() {
         ]);
         assert_eq!(out.code, REFUSED, "{backend:?}: {}", out.text());
         assert!(!out.text().contains("snapshot:"), "{}", out.text());
-        assert!(!sb.p("w/dest").exists(), "{backend:?}: the snapshot destination was created");
-        assert!(before == snapshot(&sb.p("w")), "{}", diff(&before, &snapshot(&sb.p("w"))));
+        assert!(
+            !sb.p("w/dest").exists(),
+            "{backend:?}: the snapshot destination was created"
+        );
+        assert!(
+            before == snapshot(&sb.p("w")),
+            "{}",
+            diff(&before, &snapshot(&sb.p("w")))
+        );
     }
 }
 
@@ -1038,7 +1467,13 @@ fn benign_hand_made_archive_restores() {
         for with_manifest in [true, false] {
             let sb = Sandbox::new();
             populate_target(&sb.target());
-            let tar = benign_tar(&[("secureclaw.json", b"{ restored: 1 }"), ("credentials/oauth.json", b"{}")], with_manifest);
+            let tar = benign_tar(
+                &[
+                    ("secureclaw.json", b"{ restored: 1 }"),
+                    ("credentials/oauth.json", b"{}"),
+                ],
+                with_manifest,
+            );
             let archive = write_archive(&sb.p("arch"), "benign", backend, &tar);
             let out = sb.run(&[
                 "restore".as_ref(),
@@ -1049,8 +1484,16 @@ fn benign_hand_made_archive_restores() {
                 sb.target().as_os_str(),
                 "--no-snapshot".as_ref(),
             ]);
-            assert_eq!(out.code, 0, "{backend:?} manifest {with_manifest}: {}", out.text());
-            assert_eq!(fs::read(sb.target().join("secureclaw.json")).unwrap(), b"{ restored: 1 }");
+            assert_eq!(
+                out.code,
+                0,
+                "{backend:?} manifest {with_manifest}: {}",
+                out.text()
+            );
+            assert_eq!(
+                fs::read(sb.target().join("secureclaw.json")).unwrap(),
+                b"{ restored: 1 }"
+            );
             let m = fs::metadata(sb.target().join("credentials/oauth.json")).unwrap();
             assert_eq!(m.permissions().mode() & 0o777, 0o600);
         }

@@ -32,7 +32,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_entries: 2_000_000,
-            max_total_bytes: u64::MAX,
+            // 1 PiB: no real data directory comes near it, and an entry
+            // claiming more is refused at its header (verify has no disk to
+            // bound it; restore lowers this to the free space)
+            max_total_bytes: 1 << 50,
             max_path_len: 4096,
             max_component_len: 255,
         }
@@ -93,15 +96,19 @@ pub fn stream_error(e: io::Error) -> Error {
             hint: inner.hint.clone(),
         };
     }
-    Error::integrity(format!("the archive stream is corrupt, truncated or tampered with: {e}"))
-        .hint("nothing was changed; use another archive (or an intact copy of this one)")
+    Error::integrity(format!(
+        "the archive stream is corrupt, truncated or tampered with: {e}"
+    ))
+    .hint("nothing was changed; use another archive (or an intact copy of this one)")
 }
 
 /// Validates a tar path and splits it into components.
 fn check_path<'a>(raw: &'a [u8], limits: &Limits) -> Result<Vec<&'a str>> {
     let shown = String::from_utf8_lossy(raw);
     if raw.contains(&0) {
-        return Err(refuse(format!("archive entry {shown:?} contains a NUL byte")));
+        return Err(refuse(format!(
+            "archive entry {shown:?} contains a NUL byte"
+        )));
     }
     let s = std::str::from_utf8(raw)
         .map_err(|_| refuse(format!("archive entry name {shown:?} is not UTF-8")))?;
@@ -121,8 +128,16 @@ fn check_path<'a>(raw: &'a [u8], limits: &Limits) -> Result<Vec<&'a str>> {
     for c in trimmed.split('/') {
         match c {
             ".." => return Err(refuse(format!("archive entry {s:?} contains '..'"))),
-            "." => return Err(refuse(format!("archive entry {s:?} contains a '.' component"))),
-            "" => return Err(refuse(format!("archive entry {s:?} has an empty path component"))),
+            "." => {
+                return Err(refuse(format!(
+                    "archive entry {s:?} contains a '.' component"
+                )))
+            }
+            "" => {
+                return Err(refuse(format!(
+                    "archive entry {s:?} has an empty path component"
+                )))
+            }
             c if c.len() > limits.max_component_len => {
                 return Err(refuse(format!(
                     "archive entry {s:?} has a name component longer than {} bytes",
@@ -144,26 +159,44 @@ fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<()> {
         return Ok(());
     };
     for ext in exts {
-        let ext = ext.map_err(|e| refuse(format!("archive entry {path:?} has a malformed PAX header: {e}")))?;
-        let key = ext.key().map_err(|_| refuse(format!("archive entry {path:?} has a non-UTF-8 PAX key")))?;
+        let ext = ext.map_err(|e| {
+            refuse(format!(
+                "archive entry {path:?} has a malformed PAX header: {e}"
+            ))
+        })?;
+        let key = ext
+            .key()
+            .map_err(|_| refuse(format!("archive entry {path:?} has a non-UTF-8 PAX key")))?;
         match key {
-            "path" | "mtime" | "atime" | "ctime" | "uid" | "gid" | "uname" | "gname" | "comment"
-            | "charset" | "hdrcharset" => {}
-            k if k.starts_with("SCHILY.xattr.") || k.starts_with("LIBARCHIVE.xattr.") || k == "SCHILY.fflags" => {}
+            "path" | "mtime" | "atime" | "ctime" | "uid" | "gid" | "uname" | "gname"
+            | "comment" | "charset" | "hdrcharset" => {}
+            k if k.starts_with("SCHILY.xattr.")
+                || k.starts_with("LIBARCHIVE.xattr.")
+                || k == "SCHILY.fflags" => {}
             "size" => {
                 let v = ext.value().ok().and_then(|v| v.trim().parse::<u64>().ok());
                 match (v, header_size) {
-                    (None, _) => return Err(refuse(format!("archive entry {path:?} has an invalid PAX size"))),
-                    (Some(p), Some(h)) if h != 0 && p != h => {
+                    (None, _) => {
                         return Err(refuse(format!(
-                            "archive entry {path:?}: PAX size {p} disagrees with the header size {h}"
+                            "archive entry {path:?} has an invalid PAX size"
                         )))
                     }
+                    (Some(p), Some(h)) if h != 0 && p != h => return Err(refuse(format!(
+                        "archive entry {path:?}: PAX size {p} disagrees with the header size {h}"
+                    ))),
                     _ => {}
                 }
             }
-            "linkpath" => return Err(refuse(format!("archive entry {path:?} has a PAX link target"))),
-            k => return Err(refuse(format!("archive entry {path:?} has an unsupported PAX record {k:?}"))),
+            "linkpath" => {
+                return Err(refuse(format!(
+                    "archive entry {path:?} has a PAX link target"
+                )))
+            }
+            k => {
+                return Err(refuse(format!(
+                    "archive entry {path:?} has an unsupported PAX record {k:?}"
+                )))
+            }
         }
     }
     Ok(())
@@ -200,7 +233,10 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
             let mut entry = entry.map_err(stream_error)?;
             count += 1;
             if count > limits.max_entries {
-                return Err(refuse(format!("archive has more than {} entries", limits.max_entries)));
+                return Err(refuse(format!(
+                    "archive has more than {} entries",
+                    limits.max_entries
+                )));
             }
             let raw = entry.path_bytes().into_owned();
             let shown = String::from_utf8_lossy(&raw).into_owned();
@@ -208,16 +244,28 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
             let kind = match etype {
                 tar::EntryType::Regular => EntryKind::File,
                 tar::EntryType::Directory => EntryKind::Dir,
-                tar::EntryType::Symlink => return Err(refuse(format!("archive entry {shown:?} is a symbolic link"))),
-                tar::EntryType::Link => return Err(refuse(format!("archive entry {shown:?} is a hard link"))),
+                tar::EntryType::Symlink => {
+                    return Err(refuse(format!(
+                        "archive entry {shown:?} is a symbolic link"
+                    )))
+                }
+                tar::EntryType::Link => {
+                    return Err(refuse(format!("archive entry {shown:?} is a hard link")))
+                }
                 tar::EntryType::Char | tar::EntryType::Block => {
                     return Err(refuse(format!("archive entry {shown:?} is a device node")))
                 }
-                tar::EntryType::Fifo => return Err(refuse(format!("archive entry {shown:?} is a FIFO"))),
-                tar::EntryType::XGlobalHeader => {
-                    return Err(refuse("archive has a PAX global header, which could override every entry".into()))
+                tar::EntryType::Fifo => {
+                    return Err(refuse(format!("archive entry {shown:?} is a FIFO")))
                 }
-                tar::EntryType::GNUSparse => return Err(refuse(format!("archive entry {shown:?} is a sparse file"))),
+                tar::EntryType::XGlobalHeader => {
+                    return Err(refuse(
+                        "archive has a PAX global header, which could override every entry".into(),
+                    ))
+                }
+                tar::EntryType::GNUSparse => {
+                    return Err(refuse(format!("archive entry {shown:?} is a sparse file")))
+                }
                 other => {
                     return Err(refuse(format!(
                         "archive entry {shown:?} has unsupported type {:?}",
@@ -241,10 +289,14 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
             }
             if rest.is_empty() {
                 if kind != EntryKind::Dir {
-                    return Err(refuse(format!("archive entry {shown:?} is a file at the top level")));
+                    return Err(refuse(format!(
+                        "archive entry {shown:?} is a file at the top level"
+                    )));
                 }
                 if !seen.insert(String::new()) {
-                    return Err(refuse(format!("archive has the top-level directory {shown:?} twice")));
+                    return Err(refuse(format!(
+                        "archive has the top-level directory {shown:?} twice"
+                    )));
                 }
                 continue;
             }
@@ -259,7 +311,9 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                 }
             }
             if !seen.insert(rel.clone()) || (kind == EntryKind::File && out.dirs.contains(&rel)) {
-                return Err(refuse(format!("archive has the entry {shown:?} more than once")));
+                return Err(refuse(format!(
+                    "archive has the entry {shown:?} more than once"
+                )));
             }
             let is_manifest = rest.len() == 1
                 && kind == EntryKind::File
@@ -274,10 +328,16 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                 }
                 EntryKind::File if is_manifest => {
                     if size > manifest::MAX_MANIFEST_BYTES {
-                        return Err(refuse(format!("{shown:?} is larger than {} bytes", manifest::MAX_MANIFEST_BYTES)));
+                        return Err(refuse(format!(
+                            "{shown:?} is larger than {} bytes",
+                            manifest::MAX_MANIFEST_BYTES
+                        )));
                     }
                     let mut buf = Vec::with_capacity(size.min(1 << 20) as usize);
-                    let n = (&mut entry).take(size).read_to_end(&mut buf).map_err(stream_error)?;
+                    let n = (&mut entry)
+                        .take(size)
+                        .read_to_end(&mut buf)
+                        .map_err(stream_error)?;
                     if n as u64 != size {
                         return Err(truncated(&shown));
                     }
@@ -312,7 +372,14 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                         return Err(truncated(&shown));
                     }
                     let sha256 = hex::encode(h.hasher.finalize());
-                    out.files.insert(rel, FileInfo { size, sha256, executable });
+                    out.files.insert(
+                        rel,
+                        FileInfo {
+                            size,
+                            sha256,
+                            executable,
+                        },
+                    );
                 }
             }
         }
@@ -331,16 +398,20 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
             break;
         }
         if buf[..n].iter().any(|&b| b != 0) {
-            return Err(Error::integrity("the archive has data after the end of the tar stream")
-                .hint("the archive was tampered with or concatenated; nothing was changed"));
+            return Err(
+                Error::integrity("the archive has data after the end of the tar stream")
+                    .hint("the archive was tampered with or concatenated; nothing was changed"),
+            );
         }
     }
     Ok(out)
 }
 
 fn truncated(shown: &str) -> Error {
-    Error::integrity(format!("the archive ends inside entry {shown:?} (truncated)"))
-        .hint("nothing was changed; use another archive or an intact copy of this one")
+    Error::integrity(format!(
+        "the archive ends inside entry {shown:?} (truncated)"
+    ))
+    .hint("nothing was changed; use another archive or an intact copy of this one")
 }
 
 /// Compares what was read with the manifest: every file listed with the same
@@ -352,7 +423,10 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
             "the archive does not match its own manifest (tampered or damaged); nothing was changed",
         ))
     };
-    if !out.top.starts_with(&format!("{}_{}", m.backup_type, m.timestamp)) {
+    if !out
+        .top
+        .starts_with(&format!("{}_{}", m.backup_type, m.timestamp))
+    {
         return fail(format!(
             "the top-level directory {:?} does not match the manifest ({} of {})",
             out.top, m.backup_type, m.timestamp
@@ -360,12 +434,20 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
     }
     for (path, info) in &out.files {
         match listed.get(path.as_str()) {
-            None => return fail(format!("{path:?} is in the archive but not in its manifest")),
+            None => {
+                return fail(format!(
+                    "{path:?} is in the archive but not in its manifest"
+                ))
+            }
             Some(e) if e.kind != EntryKind::File => {
-                return fail(format!("{path:?} is a file in the archive but a directory in the manifest"))
+                return fail(format!(
+                    "{path:?} is a file in the archive but a directory in the manifest"
+                ))
             }
             Some(e) if e.size != info.size || e.sha256.as_deref() != Some(info.sha256.as_str()) => {
-                return fail(format!("{path:?} does not match the size/SHA-256 in the manifest"))
+                return fail(format!(
+                    "{path:?} does not match the size/SHA-256 in the manifest"
+                ))
             }
             _ => {}
         }
@@ -376,12 +458,17 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
             EntryKind::Dir => out.dirs.contains(&e.path),
         };
         if !present {
-            return fail(format!("{:?} is listed in the manifest but missing from the archive", e.path));
+            return fail(format!(
+                "{:?} is listed in the manifest but missing from the archive",
+                e.path
+            ));
         }
     }
     for d in &out.dirs {
         if !listed.contains_key(d.as_str()) {
-            return fail(format!("directory {d:?} is in the archive but not in its manifest"));
+            return fail(format!(
+                "directory {d:?} is in the archive but not in its manifest"
+            ));
         }
     }
     Ok(())
@@ -420,8 +507,20 @@ impl StagingSink {
             .recursive(true)
             .mode(0o700)
             .create(&p)
-            .map_err(|e| Error::io("creating staging directory", &p, e))
+            .map_err(|e| staging_error("creating staging directory", rel, &p, e))
     }
+}
+
+/// An I/O error while staging `rel`; a name too long for this filesystem is
+/// a name limit the archive exceeds (refused), not an operational failure.
+fn staging_error(what: &str, rel: &str, p: &Path, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) {
+        return refuse(format!(
+            "archive entry {rel:?} is too long to be restored below {}",
+            p.display().to_string().chars().take(80).collect::<String>()
+        ));
+    }
+    Error::io(what, p, e)
 }
 
 impl Sink for StagingSink {
@@ -441,7 +540,7 @@ impl Sink for StagingSink {
             .mode(mode)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&p)
-            .map_err(|e| Error::io("creating staged file", &p, e))?;
+            .map_err(|e| staging_error("creating staged file", rel, &p, e))?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("setting mode of", &p, e))?;
         let mut total = 0u64;

@@ -95,29 +95,57 @@ pub enum Failure {
     Interrupted(Error),
 }
 
-fn open_source(path: &Path) -> std::result::Result<(Connection, bool), String> {
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Opening is lazy: make SQLite read the schema (and the WAL index) now,
+/// retrying while writers hold the lock.
+fn probe(c: &Connection, deadline: Instant) -> std::result::Result<(), Failure> {
+    c.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| Failure::Sqlite(e.to_string()))?;
+    loop {
+        match c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())) {
+            Ok(()) => return Ok(()),
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                crate::process::check_interrupted().map_err(Failure::Interrupted)?;
+                std::thread::sleep(PAUSE);
+            }
+            Err(e) if is_busy(&e) => return Err(Failure::Timeout(Duration::ZERO)),
+            Err(e) => return Err(Failure::Sqlite(e.to_string())),
+        }
+    }
+}
+
+/// Opens the source read-only, else read-write with `query_only`.
+fn open_source(path: &Path, deadline: Instant) -> std::result::Result<(Connection, bool), Failure> {
     let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let probe = |c: &Connection| -> rusqlite::Result<()> {
-        c.busy_timeout(BUSY_TIMEOUT)?;
-        // opening is lazy: make SQLite read the schema (and the WAL index) now
-        c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-    };
     let first_err = match Connection::open_with_flags(path, ro) {
-        Ok(c) => match probe(&c) {
+        Ok(c) => match probe(&c, deadline) {
             Ok(()) => return Ok((c, false)),
-            Err(e) => e.to_string(),
+            Err(Failure::Sqlite(m)) => m,
+            Err(other) => return Err(other),
         },
         Err(e) => e.to_string(),
     };
     let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let c = Connection::open_with_flags(path, rw)
-        .map_err(|e| format!("read-only open failed ({first_err}); read-write open failed: {e}"))?;
-    let setup = |c: &Connection| -> rusqlite::Result<()> {
-        c.pragma_update(None, "query_only", true)?;
-        probe(c)
-    };
-    setup(&c).map_err(|e| format!("read-only open failed ({first_err}); then: {e}"))?;
-    Ok((c, true))
+    let c = Connection::open_with_flags(path, rw).map_err(|e| {
+        Failure::Sqlite(format!(
+            "read-only open failed ({first_err}); read-write open failed: {e}"
+        ))
+    })?;
+    c.pragma_update(None, "query_only", true)
+        .map_err(|e| Failure::Sqlite(e.to_string()))?;
+    match probe(&c, deadline) {
+        Ok(()) => Ok((c, true)),
+        Err(Failure::Sqlite(m)) => Err(Failure::Sqlite(format!(
+            "read-only open failed ({first_err}); then: {m}"
+        ))),
+        Err(other) => Err(other),
+    }
 }
 
 /// Copies the database at `src` into the (empty, staged) file `dest` with the
@@ -128,7 +156,10 @@ pub fn snapshot(
     timeout: Duration,
 ) -> std::result::Result<Snapshot, Failure> {
     let started = Instant::now();
-    let (source, read_write) = open_source(src).map_err(Failure::Sqlite)?;
+    let (source, read_write) = open_source(src, started + timeout).map_err(|f| match f {
+        Failure::Timeout(_) => Failure::Timeout(timeout),
+        other => other,
+    })?;
     let sql = |e: rusqlite::Error| Failure::Sqlite(e.to_string());
     let mut target = Connection::open_with_flags(
         dest,
@@ -277,11 +308,31 @@ mod tests {
             stop.store(true, Ordering::Relaxed);
             let last = writer.join().unwrap();
             let k = check_prefix(&dest);
+            eprintln!("wal={wal} k={k} last={last} {snap:?}");
             assert!(
                 k >= 3000 && k <= last,
                 "wal={wal} k={k} last={last} {snap:?}"
             );
         }
+    }
+
+    #[test]
+    fn closed_wal_database_without_shm() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("w.sqlite");
+        drop(make_db(&src, true, 20));
+        assert!(!d.path().join("w.sqlite-wal").exists());
+        let before = std::fs::read(&src).unwrap();
+        let dest = d.path().join("copy");
+        std::fs::File::create(&dest).unwrap();
+        let snap = snapshot(&src, &dest, Duration::from_secs(10)).unwrap();
+        eprintln!(
+            "{snap:?} wal={} shm={}",
+            d.path().join("w.sqlite-wal").exists(),
+            d.path().join("w.sqlite-shm").exists()
+        );
+        assert_eq!(std::fs::read(&src).unwrap(), before);
+        assert_eq!(check_prefix(&dest), 20);
     }
 
     #[test]

@@ -58,6 +58,18 @@ pub struct Args {
     /// before archiving the transcript up to its last complete line
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::capture::parse_wait)]
     pub lock_wait: std::time::Duration,
+    /// Do not apply retention to this type after the backup
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Daily archives kept by the retention that runs after a daily backup
+    #[arg(long, default_value_t = crate::retention::DEFAULT_KEEP_DAILY)]
+    pub keep_daily: usize,
+    /// Weekly archives kept after a weekly backup
+    #[arg(long, default_value_t = crate::retention::DEFAULT_KEEP_WEEKLY)]
+    pub keep_weekly: usize,
+    /// Pre-deploy archives kept after a pre-deploy backup
+    #[arg(long, default_value_t = crate::retention::DEFAULT_KEEP_PRE_DEPLOY)]
+    pub keep_pre_deploy: usize,
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
@@ -100,6 +112,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             })
             .max(1),
         encryptor,
+        prune: (!args.no_prune).then(|| crate::retention::Policy {
+            keep_daily: args.keep_daily,
+            keep_weekly: args.keep_weekly,
+            keep_pre_deploy: args.keep_pre_deploy,
+            ..crate::retention::Policy::default()
+        }),
     };
     ui.info(format!(
         "backing up {} ({})…",

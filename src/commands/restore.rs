@@ -37,7 +37,11 @@ pub struct Args {
 
 fn human(r: &RestoreReport) -> String {
     let mut s = String::new();
-    let verb = if r.dry_run { "would restore" } else { "restored" };
+    let verb = if r.dry_run {
+        "would restore"
+    } else {
+        "restored"
+    };
     s.push_str(&format!(
         "{verb} {} ({}{}) into {}: {} files, {}\n",
         r.archive.display(),
@@ -47,10 +51,24 @@ fn human(r: &RestoreReport) -> String {
         r.files,
         human_bytes(r.bytes)
     ));
-    let list = |v: &Vec<String>| if v.is_empty() { "-".to_owned() } else { v.join(", ") };
-    s.push_str(&format!("  replaced: {}\n  added:    {}\n  kept:     {}\n", list(&r.replaced), list(&r.added), list(&r.kept)));
+    let list = |v: &Vec<String>| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    s.push_str(&format!(
+        "  replaced: {}\n  added:    {}\n  kept:     {}\n",
+        list(&r.replaced),
+        list(&r.added),
+        list(&r.kept)
+    ));
     if let Some(snap) = &r.snapshot {
-        s.push_str(&format!("  snapshot of the previous tree: {}\n", snap.archive.display()));
+        s.push_str(&format!(
+            "  snapshot of the previous tree: {}\n",
+            snap.archive.display()
+        ));
     }
     for w in &r.warnings {
         s.push_str(&format!("  warning: {w}\n"));

@@ -73,7 +73,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     );
     match failures.len() {
         0 => Ok(()),
-        1 => Err(failures.pop().map(|(_, e)| e).unwrap_or_else(|| Error::integrity("verification failed"))),
+        1 => Err(failures
+            .pop()
+            .map(|(_, e)| e)
+            .unwrap_or_else(|| Error::integrity("verification failed"))),
         n => {
             // the most severe kind decides the exit code
             let kind = failures
@@ -86,7 +89,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                     _ => 1,
                 })
                 .unwrap_or(ErrorKind::Integrity);
-            Err(Error::new(kind, format!("{n} archives failed verification")).hint("see the messages above"))
+            Err(
+                Error::new(kind, format!("{n} archives failed verification"))
+                    .hint("see the messages above"),
+            )
         }
     }
 }

@@ -56,11 +56,7 @@ impl AgeEncryptor {
                         .hint("put one age1… or ssh-… public key per line"));
                     }
                 }
-                other => {
-                    return Err(Error::usage(format!(
-                        "{other:?} is not an age recipient"
-                    )))
-                }
+                other => return Err(Error::usage(format!("{other:?} is not an age recipient"))),
             }
         }
         Ok(AgeEncryptor {
@@ -134,7 +130,9 @@ impl Encryptor for AgeEncryptor {
 
     fn wrap_output(&self, out: Box<dyn Write + Send>) -> Result<Box<dyn EncryptWriter>> {
         let enc = age::Encryptor::with_recipients(
-            self.recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+            self.recipients
+                .iter()
+                .map(|r| r.as_ref() as &dyn age::Recipient),
         )
         .map_err(|e| Error::key(format!("cannot encrypt to these age recipients: {e}")))?;
         let w = enc
@@ -211,9 +209,9 @@ pub fn parse_header(data: &[u8]) -> std::result::Result<Header, String> {
                 len: after,
             });
         }
-        let line = line
-            .strip_prefix(b"-> ")
-            .ok_or_else(|| "expected a recipient stanza (-> …) or the MAC line (--- …)".to_string())?;
+        let line = line.strip_prefix(b"-> ").ok_or_else(|| {
+            "expected a recipient stanza (-> …) or the MAC line (--- …)".to_string()
+        })?;
         let line = std::str::from_utf8(line).map_err(|_| "stanza is not ASCII".to_string())?;
         let args: Vec<String> = line.split(' ').map(str::to_owned).collect();
         if args.iter().any(|a| !is_arbitrary_string(a)) {
@@ -289,7 +287,9 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
         if !payload_length_ok(p) {
             return Err(bad(
                 path,
-                &format!("payload of {p} bytes cannot be a complete age stream (truncated or padded)"),
+                &format!(
+                    "payload of {p} bytes cannot be a complete age stream (truncated or padded)"
+                ),
             ));
         }
     }
@@ -331,11 +331,7 @@ impl AgeDecryptor {
 }
 
 impl crate::crypto::Decryptor for AgeDecryptor {
-    fn decrypt(
-        &self,
-        format: Format,
-        input: Box<dyn Read + Send>,
-    ) -> Result<Box<dyn Read + Send>> {
+    fn decrypt(&self, format: Format, input: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
         if self.identities.is_empty() {
             return Err(Error::key("this archive is age-encrypted but no age identity was given")
                 .hint("pass -i with an age identity file or SSH private key (or set SECURECLAW_BACKUP_IDENTITY)"));
@@ -348,7 +344,11 @@ impl crate::crypto::Decryptor for AgeDecryptor {
         let dec = age::Decryptor::new_buffered(BufReader::with_capacity(256 * 1024, input))
             .map_err(map_decrypt_error)?;
         let reader = dec
-            .decrypt(self.identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .decrypt(
+                self.identities
+                    .iter()
+                    .map(|i| i.as_ref() as &dyn age::Identity),
+            )
             .map_err(map_decrypt_error)?;
         Ok(Box::new(reader))
     }
@@ -398,14 +398,17 @@ pub fn load_identities(
         Error::key(format!("identity file {name}: {what}"))
             .hint("pass an age identity file (AGE-SECRET-KEY-1…), a passphrase-protected one, an SSH private key, or an OpenPGP secret key")
     };
-    if data.starts_with(b"age-encryption.org/v1") || data.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") {
+    if data.starts_with(b"age-encryption.org/v1")
+        || data.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    {
         if pass.from_file().is_none() {
             eprintln!("{name} is passphrase-protected");
         }
         let dec = age::Decryptor::new(age::armor::ArmoredReader::new(data))
             .map_err(|e| key_err(&format!("not a valid encrypted identity: {e}")))?;
-        let enc = age::encrypted::EncryptedIdentity::new(dec, PassCallbacks(pass.clone()), Some(22))
-            .ok_or_else(|| key_err("is an age file but not passphrase-encrypted"))?;
+        let enc =
+            age::encrypted::EncryptedIdentity::new(dec, PassCallbacks(pass.clone()), Some(22))
+                .ok_or_else(|| key_err("is an age file but not passphrase-encrypted"))?;
         let file = enc.decrypt(Some(&name)).map_err(|e| match e {
             age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed => {
                 Error::key(format!("wrong passphrase for identity file {name}"))
@@ -413,9 +416,7 @@ pub fn load_identities(
             }
             other => key_err(&other.to_string()),
         })?;
-        return file
-            .into_identities()
-            .map_err(|e| key_err(&e.to_string()));
+        return file.into_identities().map_err(|e| key_err(&e.to_string()));
     }
     if data.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY-----")
         || data.starts_with(b"-----BEGIN RSA PRIVATE KEY-----")
@@ -439,7 +440,9 @@ pub fn load_identities(
     }
     let file = age::IdentityFile::from_buffer(data)
         .map_err(|_| key_err("holds data that is not an age identity"))?;
-    let ids = file.into_identities().map_err(|e| key_err(&e.to_string()))?;
+    let ids = file
+        .into_identities()
+        .map_err(|e| key_err(&e.to_string()))?;
     if ids.is_empty() {
         return Err(key_err("holds no identity"));
     }
@@ -474,12 +477,21 @@ mod tests {
     #[test]
     fn header_grammar() {
         let mac = "A".repeat(43);
-        let h = format!("age-encryption.org/v1\n-> X25519 abc\n{}\n--- {mac}\n", "B".repeat(43));
+        let h = format!(
+            "age-encryption.org/v1\n-> X25519 abc\n{}\n--- {mac}\n",
+            "B".repeat(43)
+        );
         let parsed = parse_header(h.as_bytes()).unwrap();
-        assert_eq!(parsed.stanzas, vec![vec!["X25519".to_string(), "abc".to_string()]]);
+        assert_eq!(
+            parsed.stanzas,
+            vec![vec!["X25519".to_string(), "abc".to_string()]]
+        );
         assert_eq!(parsed.len, h.len());
         // body of exactly 64 columns needs a following (short) line
-        let h2 = format!("age-encryption.org/v1\n-> X25519 abc\n{}\n\n--- {mac}\n", "B".repeat(64));
+        let h2 = format!(
+            "age-encryption.org/v1\n-> X25519 abc\n{}\n\n--- {mac}\n",
+            "B".repeat(64)
+        );
         assert!(parse_header(h2.as_bytes()).is_ok());
         assert!(parse_header(b"age-encryption.org/v1\n--- x\n").is_err());
         assert!(parse_header(b"age-encryption.org/v1\n-> X25519 abc\n").is_err());

@@ -66,7 +66,10 @@ impl Identities {
                     .iter()
                     .map(|(p, d)| (p.as_path(), d.as_slice()))
                     .collect();
-                Ok(Box::new(openpgp::PgpDecryptor::new(&keys, self.pass.clone())?))
+                Ok(Box::new(openpgp::PgpDecryptor::new(
+                    &keys,
+                    self.pass.clone(),
+                )?))
             }
             Format::Gzip => Ok(Box::new(PlainDecryptor)),
         }

@@ -114,8 +114,7 @@ pub trait Decryptor: Send + Sync {
     /// whole stream; an authentication failure or truncation surfaces as an
     /// `io::Error` from `read`, which callers classify as an integrity failure.
     /// Failing to find a matching key is an [`crate::error::ErrorKind::Key`] error.
-    fn decrypt(&self, format: Format, input: Box<dyn Read + Send>)
-        -> Result<Box<dyn Read + Send>>;
+    fn decrypt(&self, format: Format, input: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>>;
 }
 
 /// Inspects a ciphertext without a key: parses the age header or the OpenPGP
@@ -128,9 +127,7 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
         Some(Format::Gzip) => Ok(HeaderInfo {
             format: Format::Gzip,
             recipients: vec![],
-            length: std::fs::metadata(path)
-                .map(|m| m.len())
-                .unwrap_or_default(),
+            length: std::fs::metadata(path).map(|m| m.len()).unwrap_or_default(),
         }),
         None => Err(crate::error::Error::integrity(format!(
             "{} is not an archive this tool knows: neither age, OpenPGP nor gzip",

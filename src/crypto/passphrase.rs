@@ -64,8 +64,10 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
             .hint("write the passphrase as UTF-8 text on the first line")
     })?;
     if s.is_empty() {
-        return Err(Error::key(format!("passphrase file {} is empty", path.display()))
-            .hint("write the passphrase on the first line of the file"));
+        return Err(
+            Error::key(format!("passphrase file {} is empty", path.display()))
+                .hint("write the passphrase on the first line of the file"),
+        );
     }
     Ok(SecretString::from(s.to_owned()))
 }
@@ -75,13 +77,17 @@ pub fn prompt(text: &str) -> Result<SecretString> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::fs::File::open("/dev/tty").is_err()
     {
-        return Err(Error::key("a passphrase is needed but there is no terminal to ask on")
-            .hint("pass --passphrase-file FILE (a file of mode 0600 holding the passphrase)"));
+        return Err(
+            Error::key("a passphrase is needed but there is no terminal to ask on")
+                .hint("pass --passphrase-file FILE (a file of mode 0600 holding the passphrase)"),
+        );
     }
     rpassword::prompt_password(text)
         .map(SecretString::from)
         .map_err(|e| {
-            Error::key(format!("could not read the passphrase from the terminal: {e}"))
-                .hint("pass --passphrase-file FILE instead")
+            Error::key(format!(
+                "could not read the passphrase from the terminal: {e}"
+            ))
+            .hint("pass --passphrase-file FILE instead")
         })
 }

@@ -208,7 +208,10 @@ pub fn archives(dest: &Path) -> Vec<PathBuf> {
                 .map(|e| e.path())
                 .filter(|p| {
                     let n = p.file_name().unwrap().to_string_lossy();
-                    n.contains(".tar.gz") && !n.ends_with(".sha256")
+                    !n.starts_with('.')
+                        && (n.ends_with(".tar.gz")
+                            || n.ends_with(".tar.gz.age")
+                            || n.ends_with(".tar.gz.gpg"))
                 })
                 .collect()
         })

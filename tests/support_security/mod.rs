@@ -95,7 +95,9 @@ impl Default for Sandbox {
 impl Sandbox {
     pub fn new() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
-        for d in ["env/home", "env/run", "env/tmp", "w/parent", "w/canary", "arch"] {
+        for d in [
+            "env/home", "env/run", "env/tmp", "w/parent", "w/canary", "arch",
+        ] {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -179,7 +181,10 @@ fn snap_into(p: &Path, rel: &str, t: &mut Tree) {
     } else if ft.is_file() {
         t.insert(rel.to_owned(), (mode, Node::File(fs::read(p).unwrap())));
     } else if ft.is_symlink() {
-        t.insert(rel.to_owned(), (mode, Node::Link(fs::read_link(p).unwrap())));
+        t.insert(
+            rel.to_owned(),
+            (mode, Node::Link(fs::read_link(p).unwrap())),
+        );
     } else {
         t.insert(rel.to_owned(), (mode, Node::Other(m.mode())));
     }
@@ -195,7 +200,11 @@ pub fn diff(a: &Tree, b: &Tree) -> String {
                 "  ~ {k} (mode {:o} -> {:o}, {})\n",
                 v.0,
                 w.0,
-                if v.1 == w.1 { "same content" } else { "content differs" }
+                if v.1 == w.1 {
+                    "same content"
+                } else {
+                    "content differs"
+                }
             )),
             _ => {}
         }
@@ -234,9 +243,21 @@ pub fn populate_target(root: &Path) {
         .mode(0o700)
         .create(root)
         .unwrap();
-    write_mode(&root.join("secureclaw.json"), b"{ gateway: { port: 1 } }\n", 0o600);
-    write_mode(&root.join("credentials/oauth.json"), b"{\"old\":true}\n", 0o600);
-    write_mode(&root.join("agents/main/sessions/s1.jsonl"), b"{\"old\":1}\n", 0o644);
+    write_mode(
+        &root.join("secureclaw.json"),
+        b"{ gateway: { port: 1 } }\n",
+        0o600,
+    );
+    write_mode(
+        &root.join("credentials/oauth.json"),
+        b"{\"old\":true}\n",
+        0o600,
+    );
+    write_mode(
+        &root.join("agents/main/sessions/s1.jsonl"),
+        b"{\"old\":1}\n",
+        0o644,
+    );
     write_mode(&root.join("workspace/notes.md"), b"old notes\n", 0o640);
     fs::set_permissions(root.join("workspace"), fs::Permissions::from_mode(0o750)).unwrap();
 }
@@ -246,8 +267,14 @@ pub fn files_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(p) = stack.pop() {
-        let Ok(m) = fs::symlink_metadata(&p) else { continue };
-        if p.as_os_str().as_encoded_bytes().windows(needle.len()).any(|w| w == needle) {
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if p.as_os_str()
+            .as_encoded_bytes()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
             hits.push(p.clone());
         }
         if m.is_dir() {
@@ -321,7 +348,24 @@ impl Tar {
     /// Writes one 512-byte header. `size` is what the header claims (the
     /// caller writes the data); sizes beyond the octal field use GNU base-256.
     pub fn header(&mut self, name: &[u8], typeflag: u8, mode: u32, size: u64, link: &[u8]) {
-        assert!(name.len() <= 100 && link.len() <= 100, "use a PAX/GNU long name");
+        self.header_patched(name, typeflag, mode, size, link, |_| {});
+    }
+
+    /// Like [`Tar::header`], with `patch` applied to the raw block before the
+    /// checksum is computed (GNU sparse maps, odd fields).
+    pub fn header_patched(
+        &mut self,
+        name: &[u8],
+        typeflag: u8,
+        mode: u32,
+        size: u64,
+        link: &[u8],
+        patch: impl Fn(&mut [u8; 512]),
+    ) {
+        assert!(
+            name.len() <= 100 && link.len() <= 100,
+            "use a PAX/GNU long name"
+        );
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name);
         octal(&mut h[100..108], u64::from(mode));
@@ -344,6 +388,7 @@ impl Tar {
         }
         h[265..269].copy_from_slice(b"root");
         h[297..301].copy_from_slice(b"root");
+        patch(&mut h);
         h[148..156].copy_from_slice(b"        ");
         let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
         let s = format!("{sum:06o}\0 ");
@@ -458,7 +503,13 @@ impl Tar {
     pub fn finish(mut self, with_manifest: bool) -> Vec<u8> {
         if with_manifest {
             let m = self.manifest_json();
-            self.raw(format!("{TOP}/manifest.json").as_bytes(), ty::FILE, 0o600, b"", &m);
+            self.raw(
+                format!("{TOP}/manifest.json").as_bytes(),
+                ty::FILE,
+                0o600,
+                b"",
+                &m,
+            );
         }
         self.buf.extend(std::iter::repeat_n(0u8, 1024));
         self.buf
@@ -547,7 +598,10 @@ fn gnupg_home() -> &'static Path {
         // homes of earlier runs
         if let Ok(rd) = fs::read_dir(base) {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with("security-gnupg-") {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with("security-gnupg-")
+                {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
@@ -564,7 +618,11 @@ fn gnupg_home() -> &'static Path {
             .arg(key("openpgp-example.pub.asc"))
             .output()
             .unwrap();
-        assert!(o.status.success(), "gpg --import: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "gpg --import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         home
     })
 }
@@ -579,7 +637,17 @@ pub fn pgp_keyid() -> String {
 pub fn gpg_encrypt(plain: &[u8]) -> Vec<u8> {
     let mut child = Command::new("gpg")
         .env("GNUPGHOME", gnupg_home())
-        .args(["--batch", "--quiet", "--no-tty", "--encrypt", "-z", "0", "--trust-model", "always", "-r"])
+        .args([
+            "--batch",
+            "--quiet",
+            "--no-tty",
+            "--encrypt",
+            "-z",
+            "0",
+            "--trust-model",
+            "always",
+            "-r",
+        ])
         .arg(pgp_keyid())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -593,7 +661,11 @@ pub fn gpg_encrypt(plain: &[u8]) -> Vec<u8> {
     });
     let o = child.wait_with_output().unwrap();
     feeder.join().unwrap();
-    assert!(o.status.success(), "gpg --encrypt: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "gpg --encrypt: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o.stdout
 }
 

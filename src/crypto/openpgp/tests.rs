@@ -174,7 +174,7 @@ fn decrypt_all(dec: &dyn crate::crypto::Decryptor, data: Vec<u8>) -> Result<Vec<
     let format = Format::detect(&data).expect("an OpenPGP message");
     let mut r = dec.decrypt(format, Box::new(io::Cursor::new(data)))?;
     let mut out = Vec::new();
-    r.read_to_end(&mut out).map_err(|e| from_io_test(e))?;
+    r.read_to_end(&mut out).map_err(from_io_test)?;
     Ok(out)
 }
 

@@ -1,0 +1,328 @@
+//! Key rotation (dry run and real run, interrupted and resumed) and the
+//! restore drill.
+
+mod common;
+
+use age::secrecy::ExposeSecret;
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+struct Key {
+    file: PathBuf,
+    recipient: String,
+}
+
+fn new_key(env: &Env, name: &str) -> Key {
+    let id = age::x25519::Identity::generate();
+    let file = env.path(name);
+    write_file(
+        &file,
+        format!("{}\n", id.to_string().expose_secret()).as_bytes(),
+        0o600,
+    );
+    Key {
+        file,
+        recipient: id.to_public().to_string(),
+    }
+}
+
+fn backup_to(env: &Env, src: &Path, dest: &Path, btype: &str, rcpt: &str) {
+    let o = env.run(&[
+        "backup",
+        "--type",
+        btype,
+        "--source",
+        src.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "-r",
+        rcpt,
+    ]);
+    assert_eq!(code(&o), 0);
+}
+
+fn opens(env: &Env, archive: &Path, key: &Path) -> bool {
+    code(&env.run(&[
+        "verify",
+        archive.to_str().unwrap(),
+        "-i",
+        key.to_str().unwrap(),
+    ])) == 0
+}
+
+fn three_archives(env: &Env, rcpt: &str) -> PathBuf {
+    let src = env.path("src");
+    make_tree(&src);
+    let dest = env.path("dest");
+    for t in ["daily", "weekly", "pre-deploy"] {
+        backup_to(env, &src, &dest, t, rcpt);
+    }
+    dest
+}
+
+#[test]
+fn dry_run_proves_every_archive_opens_and_writes_nothing() {
+    let env = Env::new();
+    let old = new_key(&env, "old.key");
+    let new = new_key(&env, "new.key");
+    let dest = three_archives(&env, &old.recipient);
+    let before = snapshot(&dest);
+    let o = env.run(&[
+        "rotate",
+        "--dest",
+        dest.to_str().unwrap(),
+        "-i",
+        old.file.to_str().unwrap(),
+        "-r",
+        &new.recipient,
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rotate"]["opened"], 3);
+    assert_eq!(v["rotate"]["archives"][0]["recipients"][0], "X25519");
+    assert_eq!(
+        snapshot(&dest),
+        before,
+        "dry run left the destination byte-identical"
+    );
+}
+
+#[test]
+fn dry_run_names_the_archive_no_identity_opens() {
+    let env = Env::new();
+    let old = new_key(&env, "old.key");
+    let foreign = new_key(&env, "foreign.key");
+    let new = new_key(&env, "new.key");
+    let dest = three_archives(&env, &old.recipient);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    backup_to(&env, &env.path("src"), &dest, "daily", &foreign.recipient);
+    let foreign_name = archives(&dest)
+        .into_iter()
+        .find(|a| opens(&env, a, &foreign.file))
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let o = env.run(&[
+        "rotate",
+        "--dest",
+        dest.to_str().unwrap(),
+        "-i",
+        old.file.to_str().unwrap(),
+        "-r",
+        &new.recipient,
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 4);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rotate"]["not_opened"], serde_json::json!([foreign_name]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&foreign_name));
+}
+
+#[test]
+fn real_rotation_moves_every_archive_to_the_new_key() {
+    let env = Env::new();
+    let old = new_key(&env, "old.key");
+    let new = new_key(&env, "new.key");
+    let dest = three_archives(&env, &old.recipient);
+    let o = env.run(&[
+        "rotate",
+        "--dest",
+        dest.to_str().unwrap(),
+        "-i",
+        old.file.to_str().unwrap(),
+        "-r",
+        &new.recipient,
+    ]);
+    assert_eq!(code(&o), 0);
+    let all = archives(&dest);
+    assert_eq!(all.len(), 3);
+    for a in &all {
+        assert!(
+            !opens(&env, a, &old.file),
+            "old key still opens {}",
+            a.display()
+        );
+        assert!(
+            opens(&env, a, &new.file),
+            "new key does not open {}",
+            a.display()
+        );
+        // sidecars were rewritten
+        let o = env.run(&["verify", a.to_str().unwrap()]);
+        assert_eq!(code(&o), 0);
+    }
+    // no temp files or journals left
+    let names: Vec<String> = fs::read_dir(&dest)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
+#[test]
+fn keep_old_keeps_pre_rotate_copies() {
+    let env = Env::new();
+    let old = new_key(&env, "old.key");
+    let new = new_key(&env, "new.key");
+    let src = env.path("src");
+    make_tree(&src);
+    let dest = env.path("dest");
+    backup_to(&env, &src, &dest, "daily", &old.recipient);
+    let o = env.run(&[
+        "rotate",
+        "--dest",
+        dest.to_str().unwrap(),
+        "-i",
+        old.file.to_str().unwrap(),
+        "-r",
+        &new.recipient,
+        "--keep-old",
+    ]);
+    assert_eq!(code(&o), 0);
+    let kept: Vec<PathBuf> = fs::read_dir(&dest)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".pre-rotate"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert!(opens(&env, &kept[0], &old.file));
+}
+
+#[test]
+fn killed_rotation_resumes() {
+    let env = Env::new();
+    let old = new_key(&env, "old.key");
+    let new = new_key(&env, "new.key");
+    let src = env.path("src");
+    make_tree(&src);
+    // some bulk so that a rotation takes a moment
+    let mut x = 0x9e3779b97f4a7c15u64;
+    let blob: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    write_file(&src.join("workspace/blob.bin"), &blob, 0o600);
+    let dest = env.path("dest");
+    for _ in 0..3 {
+        backup_to(&env, &src, &dest, "weekly", &old.recipient);
+    }
+    for delay_ms in [150u64, 400, 700] {
+        let mut child = env
+            .cmd()
+            .args([
+                "rotate",
+                "--dest",
+                dest.to_str().unwrap(),
+                "-i",
+                old.file.to_str().unwrap(),
+                "-i",
+                new.file.to_str().unwrap(),
+                "-r",
+                &new.recipient,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // every archive is old or new: it opens with one of the keys
+        for a in archives(&dest) {
+            assert!(
+                opens(&env, &a, &old.file) || opens(&env, &a, &new.file),
+                "{} broken",
+                a.display()
+            );
+        }
+    }
+    let o = env.run(&[
+        "rotate",
+        "--dest",
+        dest.to_str().unwrap(),
+        "-i",
+        old.file.to_str().unwrap(),
+        "-i",
+        new.file.to_str().unwrap(),
+        "-r",
+        &new.recipient,
+    ]);
+    assert_eq!(code(&o), 0);
+    let all = archives(&dest);
+    assert_eq!(all.len(), 3);
+    for a in &all {
+        assert!(opens(&env, a, &new.file));
+        assert!(!opens(&env, a, &old.file));
+        assert_eq!(
+            code(&env.run(&["verify", a.to_str().unwrap()])),
+            0,
+            "sidecar matches"
+        );
+    }
+}
+
+#[test]
+fn drill_restores_into_scratch_and_reports_phases() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    let dest = env.path("dest");
+    backup_to(&env, &src, &dest, "daily", &age_recipient());
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+    let o = env.run(&[
+        "drill",
+        "--dest",
+        dest.to_str().unwrap(),
+        "-i",
+        example_key("age-example.key").to_str().unwrap(),
+        "--scratch",
+        scratch.to_str().unwrap(),
+        "--rto",
+        "15m",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["drill"]["within_rto"], true);
+    let phases: Vec<&str> = v["drill"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert!(
+        phases.contains(&"decrypt+extract") && phases.contains(&"swap"),
+        "{phases:?}"
+    );
+    assert_eq!(
+        fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "scratch tree removed"
+    );
+    // an impossible RTO fails the drill
+    let o = env.run(&[
+        "drill",
+        "--dest",
+        dest.to_str().unwrap(),
+        "-i",
+        example_key("age-example.key").to_str().unwrap(),
+        "--scratch",
+        scratch.to_str().unwrap(),
+        "--rto",
+        "0s",
+    ]);
+    assert_eq!(code(&o), 1);
+}
