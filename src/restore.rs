@@ -227,7 +227,13 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
         .hint("pass -r RECIPIENT or set SECURECLAW_BACKUP_KEY so the current tree is saved encrypted first, or pass --no-snapshot to skip that safety net"));
     }
     let archive_meta = fs::metadata(&opts.archive).at("opening archive", &opts.archive)?;
-    let target = crate::paths::absolute(&opts.target);
+    // a data directory reached through a symlink is restored where it really is
+    let target = match fs::symlink_metadata(&opts.target) {
+        Ok(m) if m.file_type().is_symlink() => {
+            fs::canonicalize(&opts.target).at("resolving the target symlink", &opts.target)?
+        }
+        _ => crate::paths::absolute(&opts.target),
+    };
     let _lock = crate::lock::lock_dir(&target, "restore target")?;
     let mut recovered = Vec::new();
     if opts.dry_run {

@@ -174,8 +174,7 @@ fn extract(archive: &Path, into: &Path) -> PathBuf {
         .status()
         .unwrap();
     assert!(st.success());
-    let top = fs::read_dir(into).unwrap().flatten().next().unwrap().path();
-    top
+    fs::read_dir(into).unwrap().flatten().next().unwrap().path()
 }
 
 fn manifest(top: &Path) -> serde_json::Value {

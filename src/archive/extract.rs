@@ -181,9 +181,11 @@ fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<()> {
                             "archive entry {path:?} has an invalid PAX size"
                         )))
                     }
-                    (Some(p), Some(h)) if h != 0 && p != h => return Err(refuse(format!(
+                    (Some(p), Some(h)) if h != 0 && p != h => {
+                        return Err(refuse(format!(
                         "archive entry {path:?}: PAX size {p} disagrees with the header size {h}"
-                    ))),
+                    )))
+                    }
                     _ => {}
                 }
             }

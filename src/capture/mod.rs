@@ -240,6 +240,67 @@ pub fn parse_wait(s: &str) -> std::result::Result<Duration, String> {
 mod tests {
     use super::*;
 
+    fn capture_all(dir: &Path, opts: LiveOptions) -> ArchiveWriter<Vec<u8>> {
+        let base = dir.join("rt");
+        let mut c = Capturer::with_staging_base(opts, base.clone(), &Ui::default());
+        let mut aw = ArchiveWriter::new(Vec::new(), "top");
+        let mut names: Vec<_> = std::fs::read_dir(dir.join("src"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        for n in names {
+            c.archive_file(&mut aw, &n, &dir.join("src").join(&n))
+                .unwrap();
+        }
+        c.finish().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&base)
+            .map(|r| r.flatten().collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "staging removed: {left:?}");
+        aw
+    }
+
+    fn wal_db(path: &Path) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .unwrap();
+        c.execute_batch(
+            "CREATE TABLE t(v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<3000) INSERT INTO t SELECT zeroblob(1000) FROM n;",
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn sqlite_is_snapshotted_and_sidecars_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("src")).unwrap();
+        let _open = wal_db(&d.path().join("src/m.sqlite"));
+        assert!(d.path().join("src/m.sqlite-wal").exists());
+        let aw = capture_all(d.path(), LiveOptions::default());
+        let paths: Vec<_> = aw.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["m.sqlite"]);
+        assert!(aw.warnings.is_empty(), "{:?}", aw.warnings);
+    }
+
+    #[test]
+    fn sqlite_timeout_falls_back_to_a_plain_read_with_a_warning() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("src")).unwrap();
+        drop(wal_db(&d.path().join("src/m.db")));
+        let opts = LiveOptions {
+            sqlite_timeout: Duration::ZERO,
+            ..LiveOptions::default()
+        };
+        let aw = capture_all(d.path(), opts);
+        assert_eq!(aw.entries.len(), 1);
+        assert_eq!(aw.warnings.len(), 1);
+        assert_eq!(aw.warnings[0].kind, "sqlite-fallback");
+        assert!(aw.warnings[0].detail.contains("did not finish"));
+    }
+
     #[test]
     fn waits() {
         assert_eq!(parse_wait("500ms").unwrap(), Duration::from_millis(500));

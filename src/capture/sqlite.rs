@@ -9,6 +9,12 @@
 //! one step copies the whole database inside a single read transaction (which
 //! never blocks writers in WAL mode). The result is always a consistent
 //! database: the state of one commit.
+//!
+//! Side effects on the source are those of any SQLite reader: a WAL database
+//! that nobody has open gets (empty) `-wal`/`-shm` files, and in the
+//! read-write fallback a hot journal left by a crashed writer is rolled back,
+//! as the application itself would do on its next open. Logical content is
+//! never changed.
 
 use std::fs::File;
 use std::io::Read;

@@ -61,6 +61,16 @@ impl Identities {
                 Ok(Box::new(agebk::AgeDecryptor::new(all)))
             }
             Format::OpenPgp | Format::OpenPgpArmored => {
+                // gpg-agent only when no identity file was given at all: an
+                // operator who names identities means exactly those
+                if self.pgp.is_empty() && !self.age.is_empty() {
+                    return Err(Error::key(
+                        "this archive is OpenPGP-encrypted but only age identities were given",
+                    )
+                    .hint(
+                        "pass the OpenPGP secret key with -i, or no -i at all to use gpg-agent",
+                    ));
+                }
                 let keys: Vec<(&Path, &[u8])> = self
                     .pgp
                     .iter()

@@ -138,9 +138,10 @@ pub fn make_tree(root: &Path) {
         b"{\"role\":\"user\",\"content\":\"hi\"}\n{\"role\":\"assistant\",\"content\":\"hello\"}\n",
         0o600,
     );
+    // a stale session lock (its pid cannot exist): not archived, not waited for
     write_file(
         &root.join("agents/main/sessions/abc.jsonl.lock"),
-        b"{\"pid\":1}",
+        b"{\"pid\":2147483647}",
         0o600,
     );
     write_file(

@@ -262,8 +262,53 @@ pub fn populate_target(root: &Path) {
     fs::set_permissions(root.join("workspace"), fs::Permissions::from_mode(0o750)).unwrap();
 }
 
-/// Every file under `root` whose content contains `needle` (or whose name does).
+/// Every file under `root` whose content contains `needle` (or whose name
+/// does). Uses `grep -F` (fast) where it exists, else a scan in-process.
 pub fn files_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    if let Ok(text) = std::str::from_utf8(needle) {
+        let o = Command::new("grep")
+            .args(["-rlaF", "--", text])
+            .arg(root)
+            .stderr(Stdio::null())
+            .output();
+        if let Ok(o) = o {
+            if o.status.code() == Some(0) || o.status.code() == Some(1) {
+                let mut hits: Vec<PathBuf> = String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(PathBuf::from)
+                    .collect();
+                hits.extend(names_containing(root, needle));
+                return hits;
+            }
+        }
+    }
+    files_containing_slow(root, needle)
+}
+
+fn names_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        if p.as_os_str()
+            .as_encoded_bytes()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            hits.push(p.clone());
+        }
+        if fs::symlink_metadata(&p)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
+            if let Ok(rd) = fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    hits
+}
+
+fn files_containing_slow(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(p) = stack.pop() {
