@@ -71,6 +71,10 @@ pub struct Args {
     /// Data directory (default $SECURECLAW_STATE_DIR, $SECURECLAW_DIR, ~/.secureclaw)
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
+    /// Schedule the restore drill instead of a backup (weekly by default; the env
+    /// file must then name an identity: SECURECLAW_BACKUP_IDENTITY=/path/to/key)
+    #[arg(long)]
+    pub drill: bool,
 }
 
 /// When to run.
@@ -249,21 +253,42 @@ pub fn shell_quote_cron(s: &str) -> String {
 }
 
 /// Builds the units and crontab lines.
+/// What a schedule runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Backup(BackupType),
+    /// The weekly restore drill (needs an identity: `SECURECLAW_BACKUP_IDENTITY`
+    /// in the env file, so only on a host allowed to hold one).
+    Drill,
+}
+
 pub fn plan(exe: &Path, btype: BackupType, when: &When, source: &Path, dest: &Path) -> Plan {
-    let t = btype.as_str();
+    plan_job(exe, Job::Backup(btype), when, source, dest)
+}
+
+/// Builds the units and crontab lines for a backup or a drill.
+pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -> Plan {
+    let t = match job {
+        Job::Backup(b) => b.as_str(),
+        Job::Drill => "drill",
+    };
     let unit_base = format!("secureclaw-backup-{t}");
-    let exec = [
-        systemd_quote(&exe.to_string_lossy()),
-        "-q".into(),
-        "backup".into(),
-        "--type".into(),
-        t.into(),
-        "--source".into(),
-        systemd_quote(&source.to_string_lossy()),
-        "--dest".into(),
-        systemd_quote(&dest.to_string_lossy()),
-    ]
-    .join(" ");
+    let job_args: Vec<String> = match job {
+        Job::Backup(_) => vec![
+            "backup".into(),
+            "--type".into(),
+            t.into(),
+            "--source".into(),
+            systemd_quote(&source.to_string_lossy()),
+        ],
+        Job::Drill => vec!["drill".into()],
+    };
+    let exec = [systemd_quote(&exe.to_string_lossy()), "-q".into()]
+        .into_iter()
+        .chain(job_args)
+        .chain(["--dest".into(), systemd_quote(&dest.to_string_lossy())])
+        .collect::<Vec<String>>()
+        .join(" ");
     let service = format!(
         "# Written by secureclaw-backup schedule. Recipients come from the\n\
          # EnvironmentFile (mode 0600): SECURECLAW_BACKUP_KEY=<public recipients>.\n\
@@ -303,12 +328,19 @@ pub fn plan(exe: &Path, btype: BackupType, when: &When, source: &Path, dest: &Pa
         desc = when.describe(),
         cal = when.on_calendar(),
     );
-    let cmd = format!(
-        "{} -q backup --type {t} --source {} --dest {}",
-        shell_quote_cron(&exe.to_string_lossy()),
-        shell_quote_cron(&source.to_string_lossy()),
-        shell_quote_cron(&dest.to_string_lossy()),
-    );
+    let cmd = match job {
+        Job::Backup(_) => format!(
+            "{} -q backup --type {t} --source {} --dest {}",
+            shell_quote_cron(&exe.to_string_lossy()),
+            shell_quote_cron(&source.to_string_lossy()),
+            shell_quote_cron(&dest.to_string_lossy()),
+        ),
+        Job::Drill => format!(
+            "{} -q drill --dest {}",
+            shell_quote_cron(&exe.to_string_lossy()),
+            shell_quote_cron(&dest.to_string_lossy()),
+        ),
+    };
     let cron = format!(
         "# secureclaw-backup: {t} backup, {desc}. Errors are mailed by cron (MAILTO);\n\
          # the recipients come from the env file (mode 0600).\n\
@@ -403,7 +435,13 @@ fn install_env_file(path: &Path, template: &str, ui: &Ui) -> Result<bool> {
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let btype: BackupType = args.btype.into();
-    let when = When::parse(btype, args.at.as_deref(), args.every.as_deref())?;
+    // a drill runs weekly (Sundays) unless told otherwise
+    let when_type = if args.drill {
+        BackupType::Weekly
+    } else {
+        btype
+    };
+    let when = When::parse(when_type, args.at.as_deref(), args.every.as_deref())?;
     let exe = std::env::current_exe().map_err(|e| {
         Error::operational(format!("cannot find this program's path: {e}"))
             .hint("run secureclaw-backup by its absolute path")
@@ -413,7 +451,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         Some(d) => d.clone(),
         None => crate::store::default_dest()?,
     });
-    let p = plan(&exe, btype, &when, &source, &dest);
+    let job = if args.drill {
+        Job::Drill
+    } else {
+        Job::Backup(btype)
+    };
+    let p = plan_job(&exe, job, &when, &source, &dest);
     let env_path = crate::paths::home()?.join(ENV_FILE_REL);
     let service_name = format!("{}.service", p.unit_base);
     let timer_name = format!("{}.timer", p.unit_base);
@@ -439,6 +482,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         "put your PUBLIC recipient(s) in {} as SECURECLAW_BACKUP_KEY=… (mode 0600)",
         env_path.display()
     ));
+    if args.drill {
+        next.push(format!(
+            "the drill decrypts: add SECURECLAW_BACKUP_IDENTITY=/path/to/identity to {} (only on a host allowed to hold the key)",
+            env_path.display()
+        ));
+    }
     match args.scheduler {
         Scheduler::Systemd => {
             if !args.install {
@@ -684,5 +733,25 @@ mod tests {
                 cal
             );
         }
+    }
+
+    #[test]
+    fn drill_job_runs_the_drill_weekly() {
+        let when = When::parse(BackupType::Weekly, None, None).unwrap();
+        let p = plan_job(
+            Path::new("/usr/bin/secureclaw-backup"),
+            Job::Drill,
+            &when,
+            Path::new("/home/u/.secureclaw"),
+            Path::new("/home/u/backups"),
+        );
+        assert_eq!(p.unit_base, "secureclaw-backup-drill");
+        assert!(p
+            .service
+            .contains("ExecStart=/usr/bin/secureclaw-backup -q drill --dest /home/u/backups"));
+        assert!(
+            p.cron.contains("0 3 * * 0") && p.cron.contains(" -q drill --dest /home/u/backups")
+        );
+        assert_eq!(p.timer.matches("OnCalendar=").count(), 1);
     }
 }
