@@ -352,6 +352,14 @@ pub fn check_sidecar(archive: &Path) -> Result<SidecarStatus> {
     }
 }
 
+/// `--dest` if given, else [`default_dest`].
+pub fn dest_or_default(dest: Option<&Path>) -> Result<PathBuf> {
+    match dest {
+        Some(d) => Ok(d.to_owned()),
+        None => default_dest(),
+    }
+}
+
 /// The default destination: `$BACKUP_ROOT`, else `~/backups/secureclaw`.
 pub fn default_dest() -> Result<PathBuf> {
     if let Some(r) = std::env::var_os("BACKUP_ROOT").filter(|v| !v.is_empty()) {

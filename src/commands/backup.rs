@@ -9,7 +9,7 @@ use crate::manifest::human_bytes;
 use crate::store::{self, BackupType};
 use crate::ui::Ui;
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TypeArg {
     Daily,
     Weekly,
@@ -74,10 +74,7 @@ pub struct Args {
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let source = crate::paths::data_dir(args.source.clone())?;
-    let dest = match &args.dest {
-        Some(d) => d.clone(),
-        None => store::default_dest()?,
-    };
+    let dest = store::dest_or_default(args.dest.as_deref())?;
     let encryptor = if args.insecure_plaintext {
         if !args.recipients.recipients.is_empty() {
             return Err(

@@ -27,10 +27,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let dest = match &args.dest {
-        Some(d) => d.clone(),
-        None => store::default_dest()?,
-    };
+    let dest = store::dest_or_default(args.dest.as_deref())?;
     let rto = crate::retention::parse_duration(&args.rto)?
         .to_std()
         .map_err(|_| Error::usage("--rto must be positive"))?;

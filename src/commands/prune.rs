@@ -216,10 +216,7 @@ pub fn human(dest: &Path, decisions: &[Decision], dry_run: bool) -> String {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let dest = match &args.dest {
-        Some(d) => d.clone(),
-        None => store::default_dest()?,
-    };
+    let dest = store::dest_or_default(args.dest.as_deref())?;
     let policy = args.policy();
     let _lock = crate::lock::lock_dir(&dest, "prune")?;
     let (decisions, removed) = prune_dest(&dest, None, &policy, Utc::now(), args.dry_run, ui)?;

@@ -88,10 +88,7 @@ fn human(r: &RestoreReport) -> String {
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let target = crate::paths::data_dir(args.target.clone())?;
-    let dest = match &args.dest {
-        Some(d) => d.clone(),
-        None => store::default_dest()?,
-    };
+    let dest = store::dest_or_default(args.dest.as_deref())?;
     let snapshot_to = if args.no_snapshot || args.dry_run {
         None
     } else {

@@ -69,10 +69,7 @@ fn human(r: &RotateReport) -> String {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let dest = match &args.dest {
-        Some(d) => d.clone(),
-        None => store::default_dest()?,
-    };
+    let dest = store::dest_or_default(args.dest.as_deref())?;
     let new = args.recipients.encryptor()?.ok_or_else(|| {
         Error::usage("rotate needs the NEW recipients: -r RECIPIENT")
             .hint("e.g. secureclaw-backup rotate -i old.key -r age1new… --dry-run")

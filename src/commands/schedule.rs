@@ -31,22 +31,7 @@ pub enum Scheduler {
     Cron,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TypeArg {
-    Daily,
-    Weekly,
-    PreDeploy,
-}
-
-impl From<TypeArg> for BackupType {
-    fn from(t: TypeArg) -> Self {
-        match t {
-            TypeArg::Daily => BackupType::Daily,
-            TypeArg::Weekly => BackupType::Weekly,
-            TypeArg::PreDeploy => BackupType::PreDeploy,
-        }
-    }
-}
+use super::backup::TypeArg;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -447,10 +432,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             .hint("run secureclaw-backup by its absolute path")
     })?;
     let source = crate::paths::absolute(&crate::paths::data_dir(args.source.clone())?);
-    let dest = crate::paths::absolute(&match &args.dest {
-        Some(d) => d.clone(),
-        None => crate::store::default_dest()?,
-    });
+    let dest = crate::paths::absolute(&crate::store::dest_or_default(args.dest.as_deref())?);
     let job = if args.drill {
         Job::Drill
     } else {

@@ -289,10 +289,7 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let dest = match &args.dest {
-        Some(d) => d.clone(),
-        None => store::default_dest()?,
-    };
+    let dest = store::dest_or_default(args.dest.as_deref())?;
     let max_age = parse_duration(&args.max_age).map_err(|e| e.context("--max-age"))?;
     let r = report(&dest, max_age, Utc::now(), ui)?;
     if let Some(p) = &args.prometheus {
