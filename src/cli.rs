@@ -65,6 +65,8 @@ pub enum Command {
     Rotate(commands::rotate::Args),
     /// Timed test restore into a scratch directory, checked against the RTO
     Drill(commands::drill::Args),
+    /// Copy archives to offsite tiers (NAS directory, S3), verify, apply their retention
+    Push(commands::push::Args),
 }
 
 impl Cli {
@@ -93,5 +95,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Completions(a) => commands::completions::run(a, &ui),
         Command::Rotate(a) => commands::rotate::run(a, &ui),
         Command::Drill(a) => commands::drill::run(a, &ui),
+        Command::Push(a) => commands::push::run(a, &ui),
     }
 }

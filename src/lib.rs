@@ -23,6 +23,7 @@ pub mod rotate;
 pub mod source;
 pub mod store;
 pub mod swap;
+pub mod tier;
 pub mod ui;
 pub mod validate;
 pub mod verify;

@@ -40,10 +40,20 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     pub path: String,
-    /// `symlink`, `socket`, `fifo`, `device`, `lock-file`, `changed-while-read`,
-    /// `non-utf8-name`, `excluded-destination`, `unreadable`…
+    /// Warnings: `symlink`, `socket`, `fifo`, `device`, `non-utf8-name`,
+    /// `changed-while-read`, `partial-line`, `live-lock`, `sqlite-fallback`,
+    /// `vanished`, `replaced`. Notes (expected, not counted by `--strict`):
+    /// `lock-file`, `excluded-destination`.
     pub kind: String,
     pub detail: String,
+}
+
+impl Warning {
+    /// Whether this is an expected skip (a lock file, the destination inside
+    /// the source) rather than something that may need a retry.
+    pub fn is_note(&self) -> bool {
+        matches!(self.kind.as_str(), "lock-file" | "excluded-destination")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,11 @@
 //! deflated on all cores (each primed with the previous block's last 32 KiB as
 //! a dictionary, as pigz does) and written in order as ONE standard gzip member,
 //! so `gzip -d` and `tar xz` read it. Memory is bounded by the queue depth.
+//!
+//! A block that looks incompressible (byte entropy near 8 bits and a trial
+//! deflate of a sample saving under 3 %: encrypted or already compressed
+//! workspace blobs) is written as deflate *stored* blocks instead: searching
+//! random data for matches is where most of the CPU went, for no gain.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -38,8 +43,74 @@ pub struct ParGzWriter<W: Write + Send + 'static> {
     writer: Option<JoinHandle<io::Result<W>>>,
 }
 
-fn compress_block(level: u32, job: &Job) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(Compression::new(level), false);
+/// Largest payload of one deflate stored block.
+const STORED_MAX: usize = 65_535;
+/// Sample trial-compressed before a block is stored.
+const SAMPLE: usize = 64 * 1024;
+
+/// Whether `data` is not worth deflating: order-0 entropy above 7.9 bits per
+/// byte (Huffman coding cannot gain 1.3 %) and no repeats either (a level-1
+/// deflate of a sample saves less than 3 %). Wrong answers cost size, never
+/// correctness.
+fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < SAMPLE {
+        return false;
+    }
+    let mut hist = [[0u32; 256]; 4];
+    let mut quads = data.chunks_exact(4);
+    for q in &mut quads {
+        hist[0][q[0] as usize] += 1;
+        hist[1][q[1] as usize] += 1;
+        hist[2][q[2] as usize] += 1;
+        hist[3][q[3] as usize] += 1;
+    }
+    for &b in quads.remainder() {
+        hist[0][b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    let mut bits = 0.0f64;
+    for i in 0..256 {
+        let c = (hist[0][i] + hist[1][i] + hist[2][i] + hist[3][i]) as f64;
+        if c > 0.0 {
+            let p = c / n;
+            bits -= p * p.log2();
+        }
+    }
+    if bits < 7.9 {
+        return false;
+    }
+    let mid = (data.len() - SAMPLE) / 2;
+    let sample = &data[mid..mid + SAMPLE];
+    let mut c = Compress::new(Compression::new(1), false);
+    let mut out = Vec::with_capacity(SAMPLE + SAMPLE / 8);
+    match c.compress_vec(sample, &mut out, FlushCompress::Finish) {
+        Ok(Status::StreamEnd) => out.len() * 100 >= SAMPLE * 97,
+        _ => false,
+    }
+}
+
+/// `data` as deflate stored blocks, the last one final when `last`.
+/// Expects (and leaves) the stream byte-aligned, as a sync flush does.
+fn stored_blocks(data: &[u8], last: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + (data.len() / STORED_MAX + 1) * 5);
+    let mut chunks = data.chunks(STORED_MAX).peekable();
+    while let Some(chunk) = chunks.next() {
+        let fin = last && chunks.peek().is_none();
+        let len = chunk.len() as u16;
+        // BFINAL, BTYPE=00, then padding to the byte boundary
+        out.push(u8::from(fin));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+fn compress_block(c: &mut Compress, job: &Job) -> io::Result<Vec<u8>> {
+    if !job.data.is_empty() && looks_incompressible(&job.data) {
+        return Ok(stored_blocks(&job.data, job.last));
+    }
+    c.reset();
     if let Some(d) = &job.dict {
         c.set_dictionary(d).map_err(io::Error::other)?;
     }
@@ -83,6 +154,8 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
         for _ in 0..threads {
             let rx = job_rx.clone();
             let tx = done_tx.clone();
+            // one compressor per worker, reset for each block
+            let mut c = Compress::new(Compression::new(level), false);
             workers.push(std::thread::spawn(move || loop {
                 let job = {
                     let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -91,7 +164,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
                 let Ok(job) = job else { return };
                 let mut crc = crc32fast::Hasher::new();
                 crc.update(&job.data);
-                let res = compress_block(level, &job).map(|out| Done {
+                let res = compress_block(&mut c, &job).map(|out| Done {
                     seq: job.seq,
                     out,
                     crc,
@@ -242,6 +315,67 @@ mod tests {
         }
         roundtrip(&big, 2);
         roundtrip(&big[..BLOCK * 2], 3);
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_blocks_are_stored() {
+        let random = noise(BLOCK, 7);
+        assert!(looks_incompressible(&random));
+        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog\n"
+            .iter()
+            .cycle()
+            .take(BLOCK)
+            .copied()
+            .collect();
+        assert!(!looks_incompressible(&text));
+        // high entropy but repeating: deflate it
+        let page = noise(4096, 9);
+        let pages: Vec<u8> = page.iter().cycle().take(BLOCK).copied().collect();
+        assert!(!looks_incompressible(&pages));
+        // random, text, random ending in a stored final block, and odd sizes
+        let mut mixed = noise(BLOCK * 2 + 12_345, 3);
+        mixed.extend_from_slice(&text[..BLOCK / 2]);
+        mixed.extend_from_slice(&noise(BLOCK + 70_000, 5));
+        roundtrip(&mixed, 2);
+        roundtrip(&mixed[..BLOCK * 3], 1);
+        let mut w = ParGzWriter::new(Vec::new(), 3, 2).unwrap();
+        w.write_all(&mixed).unwrap();
+        let gz = w.finish().unwrap();
+        assert!(gz.len() < mixed.len() + mixed.len() / 100);
+        gunzip_with_stock_gzip(&gz, &mixed);
+    }
+
+    fn gunzip_with_stock_gzip(gz: &[u8], want: &[u8]) {
+        if std::process::Command::new("gzip")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: gzip not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.gz");
+        std::fs::write(&p, gz).unwrap();
+        let out = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(out.stdout == want);
     }
 
     #[test]

@@ -185,6 +185,10 @@ fn fix_legacy_transcripts(staging: &Path, ui: &Ui) -> Result<Vec<String>> {
             continue;
         }
         let sessions = a.path().join("sessions");
+        if fs::symlink_metadata(&sessions).is_ok_and(|m| !m.is_dir()) {
+            // `sessions` is not a directory in this archive: leave it as it is
+            continue;
+        }
         {
             use std::os::unix::fs::DirBuilderExt;
             fs::DirBuilder::new()
@@ -219,6 +223,24 @@ fn free_bytes(dir: &Path) -> u64 {
 
 /// Runs a restore (or a dry run) end to end.
 pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
+    run_restore_from(opts, None, ui)
+}
+
+/// Restores from an archive in an offsite tier, streamed through the same
+/// authenticated path (no local copy); `opts.archive` is its URL, for messages.
+pub fn run_restore_remote(
+    opts: &RestoreOptions,
+    remote: &crate::tier::Remote,
+    ui: &Ui,
+) -> Result<RestoreReport> {
+    run_restore_from(opts, Some(remote), ui)
+}
+
+fn run_restore_from(
+    opts: &RestoreOptions,
+    remote: Option<&crate::tier::Remote>,
+    ui: &Ui,
+) -> Result<RestoreReport> {
     let started = Instant::now();
     if !opts.dry_run && !opts.no_snapshot && opts.snapshot_to.is_none() {
         return Err(Error::refused(
@@ -226,7 +248,12 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
         )
         .hint("pass -r RECIPIENT or set SECURECLAW_BACKUP_KEY so the current tree is saved encrypted first, or pass --no-snapshot to skip that safety net"));
     }
-    let archive_meta = fs::metadata(&opts.archive).at("opening archive", &opts.archive)?;
+    let is_dir = match remote {
+        Some(_) => false,
+        None => fs::metadata(&opts.archive)
+            .at("opening archive", &opts.archive)?
+            .is_dir(),
+    };
     // a data directory reached through a symlink is restored where it really is
     let target = match fs::symlink_metadata(&opts.target) {
         Ok(m) if m.file_type().is_symlink() => {
@@ -250,7 +277,11 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
         }
         crate::gateway::ensure_stopped(&target, opts.stop_gateway, Duration::from_secs(30), ui)?;
     }
-    let (format, stream) = if archive_meta.is_dir() {
+    let (format, stream) = if let Some(r) = remote {
+        // the same keyless structure check, on the stored object
+        crate::tier::inspect(r)?;
+        crate::tier::open_tar_stream(r, &opts.identities)?
+    } else if is_dir {
         ui.warn(format!(
             "{} is an unencrypted legacy backup directory",
             opts.archive.display()
@@ -266,7 +297,7 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
         crate::crypto::inspect(&opts.archive)?;
         pipeline::open_tar_stream(&opts.archive, &opts.identities)?
     };
-    if !format.is_encrypted() && !archive_meta.is_dir() {
+    if !format.is_encrypted() && !is_dir {
         ui.warn(format!("{} is not encrypted", opts.archive.display()));
     }
     let staging = if opts.dry_run {

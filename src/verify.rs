@@ -77,8 +77,27 @@ fn check_sidecar_status(path: &Path, s: &SidecarStatus) -> Result<()> {
 
 /// Full verification with identities: everything restore checks, nothing written.
 pub fn verify_full(path: &Path, identities: &Identities) -> Result<VerifyReport> {
-    let mut report = verify_keyless(path)?;
+    let report = verify_keyless(path)?;
     let (_format, stream) = pipeline::open_tar_stream(path, identities)?;
+    check_tar_stream(report, stream)
+}
+
+/// Full verification of an archive in an offsite tier: the keyless checks
+/// (sidecar object, header), then the object streamed again through the same
+/// decrypt → gunzip → entry checks as a local file. Nothing is written.
+pub fn verify_full_remote(
+    remote: &crate::tier::Remote,
+    identities: &Identities,
+) -> Result<VerifyReport> {
+    let report = crate::tier::verify_keyless(remote)?;
+    let (_format, stream) = crate::tier::open_tar_stream(remote, identities)?;
+    check_tar_stream(report, stream)
+}
+
+fn check_tar_stream(
+    mut report: VerifyReport,
+    stream: pipeline::StageReader,
+) -> Result<VerifyReport> {
     let outcome = extract::extract(stream, &mut Discard as &mut dyn Sink, &Limits::default())?;
     match &outcome.manifest {
         Some(m) => {

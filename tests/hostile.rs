@@ -1499,3 +1499,102 @@ fn benign_hand_made_archive_restores() {
         }
     }
 }
+
+/// A legacy archive (no manifest) where the old daily script's misplaced
+/// transcripts would be moved under `agents/<id>/sessions/`, but
+/// `sessions` is a file: not an operational failure.
+#[test]
+fn legacy_transcript_fix_with_sessions_as_a_file() {
+    for backend in backends() {
+        let sb = Sandbox::new();
+        populate_target(&sb.target());
+        let tar = benign_tar(
+            &[("agents/main/sessions", b"not a directory"), ("agents/main/t1.jsonl", b"{\"t\":1}\n")],
+            false,
+        );
+        let archive = write_archive(&sb.p("arch"), "legacy-sessions", backend, &tar);
+        let out = sb.run(&[
+            "restore".as_ref(),
+            archive.as_os_str(),
+            "-i".as_ref(),
+            backend.identity().as_os_str(),
+            "--target".as_ref(),
+            sb.target().as_os_str(),
+            "--no-snapshot".as_ref(),
+        ]);
+        assert_eq!(out.code, 0, "{backend:?}: {}", out.text());
+        let t = snapshot(&sb.target());
+        assert_eq!(t["agents/main/sessions"].1, Node::File(b"not a directory".to_vec()));
+        assert_eq!(t["agents/main/t1.jsonl"].1, Node::File(b"{\"t\":1}\n".to_vec()));
+    }
+}
+
+/// ASCII-armored ciphertexts (both backends read them): bytes after the armor
+/// footer, and a truncated armor, are integrity failures too.
+#[test]
+fn armored_ciphertext_with_trailing_data_or_truncated() {
+    let plain = gzip(&benign_tar(&[("secureclaw.json", b"{}")], true));
+    let armored = |b: Backend| -> Vec<u8> {
+        match b {
+            Backend::Age => {
+                let r: age::x25519::Recipient = age_pub().parse().unwrap();
+                let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
+                let mut out = Vec::new();
+                let aw = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).unwrap();
+                let mut w = enc.wrap_output(aw).unwrap();
+                std::io::Write::write_all(&mut w, &plain).unwrap();
+                w.finish().unwrap().finish().unwrap();
+                out
+            }
+            Backend::Pgp => gpg_encrypt_armored(&plain),
+        }
+    };
+    // the intact armored archive restores
+    for backend in backends() {
+        let sb = Sandbox::new();
+        let archive = sb.p(&format!("arch/armored.{}", backend.suffix()));
+        write_mode(&archive, &armored(backend), 0o600);
+        let v = sb.run(&["verify".as_ref(), "-i".as_ref(), backend.identity().as_os_str(), archive.as_os_str()]);
+        assert_eq!(v.code, 0, "{backend:?}: {}", v.text());
+    }
+    // text after the footer: age's armor is strict. (An OpenPGP armor, made
+    // to sit inside text such as an e-mail, tolerates text after its footer;
+    // the message itself is still authenticated to its end, so that is not
+    // checked here.)
+    {
+        let sb = Sandbox::new();
+        populate_target(&sb.target());
+        let mut a = armored(Backend::Age);
+        a.extend_from_slice(b"\nappended line after the armor\n");
+        let archive = sb.p("arch/armored-trailing.tar.gz.age");
+        write_mode(&archive, &a, 0o600);
+        expect_rejected(&sb, &archive, &Backend::Age.identity(), &[INTEGRITY], "armored-trailing [Age]");
+    }
+    damaged("armored-truncated", &[INTEGRITY], |b| {
+        let a = armored(b);
+        a[..a.len() * 2 / 3].to_vec()
+    });
+}
+
+fn gpg_encrypt_armored(plain: &[u8]) -> Vec<u8> {
+    let f = sb_tmp_file(plain);
+    let home = tempfile::tempdir().unwrap();
+    let imp = Command::new("gpg")
+        .env("GNUPGHOME", home.path())
+        .args(["--batch", "--quiet", "--import"])
+        .arg(key("openpgp-example.pub.asc"))
+        .output()
+        .unwrap();
+    assert!(imp.status.success());
+    let o = Command::new("gpg")
+        .env("GNUPGHOME", home.path())
+        .args(["--batch", "--quiet", "--armor", "--encrypt", "-z", "0", "--trust-model", "always", "-r"])
+        .arg(pgp_keyid())
+        .arg("-o")
+        .arg("-")
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}

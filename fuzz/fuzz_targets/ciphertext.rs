@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = Format::detect(data);
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("archive");
-    std::fs::File::create(&p).and_then(|mut f| f.write_all(data)).expect("write");
+    std::fs::File::create(&p)
+        .and_then(|mut f| f.write_all(data))
+        .expect("write");
     if let Ok(info) = crypto::inspect(&p) {
         assert_eq!(info.length, data.len() as u64);
     }

@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(id) = normalize_key_id(&s) {
         assert!(id.len() == 16 || id.len() == 40);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
     }
 
     // identity files: skip scrypt-protected inputs, whose work factor is the
@@ -28,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let id = dir.path().join("identity");
-    std::fs::File::create(&id).and_then(|mut f| f.write_all(data)).expect("write");
+    std::fs::File::create(&id)
+        .and_then(|mut f| f.write_all(data))
+        .expect("write");
     let pass = dir.path().join("pass");
     std::fs::write(&pass, b"fuzz-passphrase\n").expect("write");
     if let Ok(ids) = Identities::load(&[id], PassphraseSource::new(Some(pass))) {

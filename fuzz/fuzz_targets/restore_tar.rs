@@ -15,12 +15,25 @@ use libfuzzer_sys::fuzz_target;
 use secureclaw_backup::archive::extract::{extract, Limits, Sink, StagingSink};
 use secureclaw_backup::ErrorKind;
 
-fn walk(root: &Path, rel: &str, files: &mut BTreeMap<String, (u64, u32)>, dirs: &mut BTreeSet<String>) {
-    let dir = if rel.is_empty() { root.to_owned() } else { root.join(rel) };
+fn walk(
+    root: &Path,
+    rel: &str,
+    files: &mut BTreeMap<String, (u64, u32)>,
+    dirs: &mut BTreeSet<String>,
+) {
+    let dir = if rel.is_empty() {
+        root.to_owned()
+    } else {
+        root.join(rel)
+    };
     for e in fs::read_dir(&dir).expect("staging is readable") {
         let e = e.expect("readdir");
         let name = e.file_name().into_string().expect("staged names are UTF-8");
-        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         let m = fs::symlink_metadata(e.path()).expect("lstat");
         let mode = m.permissions().mode() & 0o7777;
         let ft = m.file_type();
@@ -40,7 +53,10 @@ fn walk(root: &Path, rel: &str, files: &mut BTreeMap<String, (u64, u32)>, dirs: 
 fuzz_target!(|data: &[u8]| {
     let base = tempfile::tempdir().expect("tempdir");
     let stage = base.path().join("stage");
-    fs::DirBuilder::new().mode(0o700).create(&stage).expect("mkdir");
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&stage)
+        .expect("mkdir");
     let limits = Limits {
         max_entries: 256,
         max_total_bytes: 1 << 20,
@@ -54,8 +70,16 @@ fuzz_target!(|data: &[u8]| {
         .expect("readdir")
         .map(|e| e.expect("readdir").file_name())
         .collect();
-    assert_eq!(beside, vec![std::ffi::OsString::from("stage")], "something was created beside the staging dir");
-    let mode = fs::symlink_metadata(&stage).expect("lstat").permissions().mode() & 0o7777;
+    assert_eq!(
+        beside,
+        vec![std::ffi::OsString::from("stage")],
+        "something was created beside the staging dir"
+    );
+    let mode = fs::symlink_metadata(&stage)
+        .expect("lstat")
+        .permissions()
+        .mode()
+        & 0o7777;
     assert_eq!(mode, 0o700);
 
     let mut files = BTreeMap::new();
@@ -67,12 +91,22 @@ fuzz_target!(|data: &[u8]| {
             assert!(out.bytes <= limits.max_total_bytes);
             let staged: BTreeSet<&String> = files.keys().collect();
             let reported: BTreeSet<&String> = out.files.keys().collect();
-            assert_eq!(staged, reported, "staged files differ from the reported ones");
-            assert_eq!(dirs, out.dirs, "staged directories differ from the reported ones");
+            assert_eq!(
+                staged, reported,
+                "staged files differ from the reported ones"
+            );
+            assert_eq!(
+                dirs, out.dirs,
+                "staged directories differ from the reported ones"
+            );
             for (p, info) in &out.files {
                 let (size, mode) = files[p];
                 assert_eq!(size, info.size, "{p}: staged size");
-                assert_eq!(mode, if info.executable { 0o700 } else { 0o600 }, "{p}: mode");
+                assert_eq!(
+                    mode,
+                    if info.executable { 0o700 } else { 0o600 },
+                    "{p}: mode"
+                );
             }
         }
         Err(e) => assert!(

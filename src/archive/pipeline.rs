@@ -6,7 +6,7 @@
 
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 const CHUNK: usize = 256 * 1024;
 const DEPTH: usize = 8;
@@ -14,6 +14,9 @@ const DEPTH: usize = 8;
 /// The consuming end of a stage.
 pub struct StageReader {
     rx: Receiver<io::Result<Vec<u8>>>,
+    /// Consumed chunks go back to the producer, which refills them instead of
+    /// allocating and zeroing a new one per chunk.
+    back: Option<SyncSender<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
     done: bool,
@@ -22,8 +25,10 @@ pub struct StageReader {
 /// Runs `src` on a new thread; the returned reader yields its bytes.
 pub fn spawn_stage(mut src: Box<dyn Read + Send>) -> StageReader {
     let (tx, rx) = sync_channel(DEPTH);
+    let (back_tx, back_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
     std::thread::spawn(move || loop {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = back_rx.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
         let mut filled = 0;
         let res = loop {
             match src.read(&mut buf[filled..]) {
@@ -59,6 +64,7 @@ pub fn spawn_stage(mut src: Box<dyn Read + Send>) -> StageReader {
     });
     StageReader {
         rx,
+        back: Some(back_tx),
         cur: Vec::new(),
         pos: 0,
         done: false,
@@ -73,8 +79,12 @@ impl Read for StageReader {
             }
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.cur = chunk;
+                    let used = std::mem::replace(&mut self.cur, chunk);
                     self.pos = 0;
+                    if let Some(back) = &self.back {
+                        // full or producer gone: just drop it
+                        let _ = back.try_send(used);
+                    }
                 }
                 Ok(Err(e)) => {
                     self.done = true;
@@ -155,6 +165,42 @@ pub fn open_tar_stream(
     identities: &crate::crypto::Identities,
 ) -> crate::error::Result<(crate::crypto::Format, StageReader)> {
     let (format, plain) = open_payload(path, identities)?;
+    // the bufread decoder reads straight from this buffer (the read:: one
+    // would copy through a second, 32 KiB one)
+    let gunzip =
+        flate2::bufread::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, plain));
+    Ok((format, spawn_stage(Box::new(gunzip))))
+}
+
+/// Like [`open_tar_stream`] for an archive read from any stream (an object
+/// in an offsite tier): the first bytes decide the format, then the same
+/// decrypt → gunzip stages run. `label` names the source in messages.
+pub fn open_tar_reader(
+    mut src: Box<dyn Read + Send>,
+    label: &Path,
+    identities: &crate::crypto::Identities,
+) -> crate::error::Result<(crate::crypto::Format, StageReader)> {
+    use crate::crypto::Format;
+    use crate::error::{Error, IoContext};
+    let mut head = Vec::with_capacity(64);
+    (&mut src)
+        .take(64)
+        .read_to_end(&mut head)
+        .at("reading archive", label)?;
+    let format = Format::detect(&head).ok_or_else(|| {
+        Error::integrity(format!(
+            "{} is not an archive: neither age, OpenPGP nor gzip",
+            label.display()
+        ))
+        .hint("name the archive itself (not its .sha256 sidecar); if it is, it is damaged")
+    })?;
+    let src: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(src));
+    let plain: Box<dyn Read + Send> = if format.is_encrypted() {
+        let dec = identities.decryptor(format)?;
+        Box::new(spawn_stage(dec.decrypt(format, src)?))
+    } else {
+        src
+    };
     let gunzip = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, plain));
     Ok((format, spawn_stage(Box::new(gunzip))))
 }
@@ -208,6 +254,7 @@ pub fn pipe() -> (PipeWriter, StageReader) {
         },
         StageReader {
             rx,
+            back: None,
             cur: Vec::new(),
             pos: 0,
             done: false,

@@ -267,7 +267,7 @@ mod tests {
         c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
             .unwrap();
         c.execute_batch(
-            "CREATE TABLE t(v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<3000) INSERT INTO t SELECT zeroblob(1000) FROM n;",
+            "CREATE TABLE t(v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<8000) INSERT INTO t SELECT zeroblob(1000) FROM n;",
         )
         .unwrap();
         c

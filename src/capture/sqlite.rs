@@ -33,8 +33,8 @@ pub const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 pub const EXTENSIONS: [&str; 3] = [".sqlite", ".sqlite3", ".db"];
 /// Sibling files of a database that are never archived on their own.
 pub const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
-/// First step size, in pages.
-const FIRST_STEP: i32 = 256;
+/// First step size, in pages (4 MiB at the default page size).
+const FIRST_STEP: i32 = 1024;
 /// Pause between steps, so writers can commit.
 const PAUSE: Duration = Duration::from_millis(2);
 /// Busy timeout of the source connection.

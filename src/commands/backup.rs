@@ -70,6 +70,11 @@ pub struct Args {
     /// Pre-deploy archives kept after a pre-deploy backup
     #[arg(long, default_value_t = crate::retention::DEFAULT_KEEP_PRE_DEPLOY)]
     pub keep_pre_deploy: usize,
+    /// Then push the destination to every configured offsite tier (see `push`)
+    #[arg(long)]
+    pub push: bool,
+    #[command(flatten)]
+    pub config: super::push::ConfigArgs,
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
@@ -127,8 +132,13 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     };
     let r = run_backup_live(&opts, &live, ui)?;
     for w in &r.warnings {
-        ui.warn(format!("{} [{}] {}", w.path, w.kind, w.detail));
+        if w.is_note() {
+            ui.info(format!("note: {} [{}] {}", w.path, w.kind, w.detail));
+        } else {
+            ui.warn(format!("{} [{}] {}", w.path, w.kind, w.detail));
+        }
     }
+    let serious = r.warnings.iter().filter(|w| !w.is_note()).count();
     let mb_s = r.bytes as f64 / 1e6 / r.seconds.max(1e-6);
     let human = format!(
         "archive:  {}\nsidecar:  {}\nformat:   {} to {}\nsize:     {} ({} of data)\nfiles:    {} in {} directories\nwarnings: {}\nduration: {:.2} s ({mb_s:.0} MB/s)",
@@ -140,14 +150,35 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         human_bytes(r.bytes),
         r.files,
         r.directories,
-        r.warnings.len(),
+        serious,
         r.seconds,
     );
-    ui.result(human, serde_json::json!({"ok": true, "backup": r}));
-    if args.strict && !r.warnings.is_empty() {
+    let mut human = human;
+    let mut json = serde_json::json!({"ok": true, "backup": r});
+    let mut push_err = None;
+    if args.push {
+        match super::push::push_all(&args.config, &[], &opts.dest, ui) {
+            Ok((reports, err)) => {
+                for p in &reports {
+                    human.push_str(&format!("\npush:     {}", p.human()));
+                }
+                json["push"] = serde_json::json!(reports);
+                push_err = err;
+            }
+            Err(e) => push_err = Some(e),
+        }
+        if let Some(e) = &push_err {
+            json["ok"] = serde_json::json!(false);
+            json["push_error"] = serde_json::json!(e.message);
+        }
+    }
+    ui.result(human, json);
+    if let Some(e) = push_err {
+        return Err(e.context("the backup was written, but the push failed"));
+    }
+    if args.strict && serious > 0 {
         return Err(Error::operational(format!(
-            "--strict: the backup has {} warning(s) (the archive was written and is valid)",
-            r.warnings.len()
+            "--strict: the backup has {serious} warning(s) (the archive was written and is valid)"
         ))
         .hint("run again later, or drop --strict to accept warnings"));
     }

@@ -23,6 +23,11 @@ pub struct Args {
     /// Check every archive against its .sha256 sidecar (reads all archives)
     #[arg(long)]
     pub check: bool,
+    /// List an offsite tier of the configuration instead (names, sizes, sidecars)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["dest", "check"])]
+    pub tier: Option<String>,
+    #[command(flatten)]
+    pub config: super::push::ConfigArgs,
 }
 
 /// One archive as `list` shows it.
@@ -325,6 +330,9 @@ pub fn human(l: &Listing) -> String {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    if let Some(name) = &args.tier {
+        return super::push::list_tier(name, &args.config, ui);
+    }
     let dest = match args.dest {
         Some(d) => d,
         None => store::default_dest()?,

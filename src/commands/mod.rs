@@ -8,6 +8,7 @@ pub mod drill;
 pub mod keygen;
 pub mod list;
 pub mod prune;
+pub mod push;
 pub mod restore;
 pub mod rotate;
 pub mod schedule;

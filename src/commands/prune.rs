@@ -38,6 +38,12 @@ pub struct Args {
     /// Show what would be removed; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Prune an offsite tier of the configuration with its own policy
+    /// (keep_within, keep_yearly, keep_last) instead of the local destination
+    #[arg(long, value_name = "NAME", conflicts_with = "dest")]
+    pub tier: Option<String>,
+    #[command(flatten)]
+    pub config: super::push::ConfigArgs,
 }
 
 fn parse_duration_arg(s: &str) -> std::result::Result<chrono::TimeDelta, String> {
@@ -216,6 +222,9 @@ pub fn human(dest: &Path, decisions: &[Decision], dry_run: bool) -> String {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    if let Some(name) = &args.tier {
+        return super::push::prune_tier(name, &args.config, args.dry_run, ui);
+    }
     let dest = store::dest_or_default(args.dest.as_deref())?;
     let policy = args.policy();
     let _lock = crate::lock::lock_dir(&dest, "prune")?;

@@ -10,9 +10,15 @@ use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Archive (.tar.gz.age, .tar.gz.gpg, legacy .tar.gz) or legacy backup directory
+    /// Archive (.tar.gz.age, .tar.gz.gpg, legacy .tar.gz), legacy backup directory,
+    /// s3://bucket/prefix/ARCHIVE, or an archive name with --tier
     #[arg(value_name = "ARCHIVE")]
     pub archive: PathBuf,
+    /// ARCHIVE is a name in this offsite tier of the configuration (streamed, no local copy)
+    #[arg(long, value_name = "NAME")]
+    pub tier: Option<String>,
+    #[command(flatten)]
+    pub config: super::push::ConfigArgs,
     #[command(flatten)]
     pub identity: super::IdentityArgs,
     /// Data directory to restore into (default as for backup's --source)
@@ -94,8 +100,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     } else {
         args.recipients.encryptor()?
     };
+    let src = super::push::resolve(&args.archive, args.tier.as_deref(), &args.config)?;
     let opts = RestoreOptions {
-        archive: args.archive.clone(),
+        archive: match &src {
+            super::push::ArchiveRef::Local(p) => p.clone(),
+            super::push::ArchiveRef::Remote(r) => PathBuf::from(r.url()),
+        },
         target,
         dest,
         dry_run: args.dry_run,
@@ -104,7 +114,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         stop_gateway: args.stop_gateway,
         identities: args.identity.load()?,
     };
-    let r = run_restore(&opts, ui)?;
+    let r = match &src {
+        super::push::ArchiveRef::Remote(remote) => {
+            crate::restore::run_restore_remote(&opts, remote, ui)?
+        }
+        super::push::ArchiveRef::Local(_) => run_restore(&opts, ui)?,
+    };
     ui.result(human(&r), serde_json::json!({"ok": true, "restore": r}));
     Ok(())
 }

@@ -9,9 +9,14 @@ use crate::verify::{verify_full, verify_keyless, VerifyReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Archives to verify
+    /// Archives to verify (local paths, s3://bucket/prefix/ARCHIVE, or names with --tier)
     #[arg(required = true, value_name = "ARCHIVE")]
     pub archives: Vec<PathBuf>,
+    /// The archives are names in this offsite tier of the configuration
+    #[arg(long, value_name = "NAME")]
+    pub tier: Option<String>,
+    #[command(flatten)]
+    pub config: super::push::ConfigArgs,
     #[command(flatten)]
     pub identity: super::IdentityArgs,
 }
@@ -46,11 +51,16 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let mut reports = Vec::new();
     let mut failures: Vec<(PathBuf, crate::Error)> = Vec::new();
     for a in &args.archives {
-        let r = if args.identity.paths().is_empty() {
-            verify_keyless(a)
-        } else {
-            verify_full(a, &ids)
-        };
+        let keyless = args.identity.paths().is_empty();
+        use super::push::ArchiveRef;
+        let r = super::push::resolve(a, args.tier.as_deref(), &args.config).and_then(|src| {
+            match src {
+                ArchiveRef::Local(p) if keyless => verify_keyless(&p),
+                ArchiveRef::Local(p) => verify_full(&p, &ids),
+                ArchiveRef::Remote(r) if keyless => crate::tier::verify_keyless(&r),
+                ArchiveRef::Remote(r) => crate::verify::verify_full_remote(&r, &ids),
+            }
+        });
         match r {
             Ok(r) => {
                 ui.info(human(&r));

@@ -104,7 +104,7 @@ impl Sandbox {
                 .create(dir.path().join(d))
                 .unwrap();
         }
-        fs::write(dir.path().join("w/canary/keep"), b"canary").unwrap();
+        write_mode(&dir.path().join("w/canary/keep"), b"canary", 0o600);
         Sandbox { dir }
     }
     pub fn p(&self, rel: &str) -> PathBuf {

@@ -1,0 +1,487 @@
+//! S3-compatible object storage through the `object_store` crate, driven by a
+//! small current-thread tokio runtime owned by the tier: the rest of the
+//! program stays synchronous.
+//!
+//! Credentials come only from the standard AWS environment variables
+//! (`AmazonS3Builder::from_env`) or, when none are set there, from the shared
+//! credentials file (`$AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`,
+//! profile `$AWS_PROFILE` or `default`). They are never read from the tier
+//! configuration and are scrubbed from every error message.
+//!
+//! Uploads above [`MULTIPART_THRESHOLD`] are multipart, [`PART_SIZE`] parts,
+//! at most [`MAX_IN_FLIGHT`] parts in flight (bounded memory); the upload is
+//! completed only after the last byte was sent and the SHA-256 of what was
+//! sent matched the sidecar, so an interrupted push never makes a partial
+//! object visible (the bucket should abort incomplete multipart uploads after
+//! a day by a lifecycle rule; see the README).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use super::{Object, Tier};
+use crate::error::{Error, IoContext, Result};
+
+/// Files larger than this are uploaded in parts.
+pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
+/// Part size of multipart uploads (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts uploaded concurrently (memory: about (1 + this) × [`PART_SIZE`]).
+pub const MAX_IN_FLIGHT: usize = 2;
+
+pub struct S3Tier {
+    rt: Arc<tokio::runtime::Runtime>,
+    store: Arc<AmazonS3>,
+    bucket: String,
+    prefix: String,
+    /// Secret values to scrub from messages.
+    secrets: Vec<String>,
+}
+
+/// `[section]` → key/value pairs of an AWS ini-style file.
+fn ini_section(text: &str, section: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('#') || l.starts_with(';') || l.is_empty() {
+            continue;
+        }
+        if let Some(s) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            inside = s.trim() == section;
+            continue;
+        }
+        if inside {
+            if let Some((k, v)) = l.split_once('=') {
+                out.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn env_set(k: &str) -> bool {
+    std::env::var_os(k).is_some_and(|v| !v.is_empty())
+}
+
+fn aws_dir_file(var: &str, name: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    crate::paths::home().ok().map(|h| h.join(".aws").join(name))
+}
+
+/// Applies the shared credentials/config files when the environment names
+/// no credentials (resp. no region). Returns the secret values used.
+fn apply_profile(mut b: AmazonS3Builder, region_given: bool) -> (AmazonS3Builder, Vec<String>) {
+    let mut secrets = Vec::new();
+    let profile = std::env::var("AWS_PROFILE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let env_creds = env_set("AWS_ACCESS_KEY_ID")
+        || env_set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || env_set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || env_set("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    if !env_creds {
+        if let Some(text) = aws_dir_file("AWS_SHARED_CREDENTIALS_FILE", "credentials")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
+            for (k, v) in ini_section(&text, &profile) {
+                match k.as_str() {
+                    "aws_access_key_id" => b = b.with_access_key_id(v),
+                    "aws_secret_access_key" => {
+                        secrets.push(v.clone());
+                        b = b.with_secret_access_key(v)
+                    }
+                    "aws_session_token" => {
+                        secrets.push(v.clone());
+                        b = b.with_token(v)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if !region_given && !env_set("AWS_REGION") && !env_set("AWS_DEFAULT_REGION") {
+        let section = if profile == "default" {
+            "default".to_owned()
+        } else {
+            format!("profile {profile}")
+        };
+        let region = aws_dir_file("AWS_CONFIG_FILE", "config")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| {
+                ini_section(&t, &section)
+                    .into_iter()
+                    .find(|(k, _)| k == "region")
+                    .map(|(_, v)| v)
+            });
+        b = b.with_region(region.unwrap_or_else(|| "us-east-1".into()));
+    }
+    (b, secrets)
+}
+
+impl S3Tier {
+    pub fn new(
+        bucket: &str,
+        prefix: &str,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<S3Tier> {
+        // TLS: rustls with the ring provider (no C toolchain beyond cc, no cmake)
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::operational(format!("starting the I/O runtime: {e}")))?;
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_virtual_hosted_style_request(false)
+            .with_retry(RetryConfig {
+                backoff: Default::default(),
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(60),
+            })
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(15))
+                    .with_timeout(Duration::from_secs(300)),
+            );
+        if let Some(e) = endpoint {
+            b = b.with_endpoint(e);
+            if e.starts_with("http://") && !env_set("AWS_ALLOW_HTTP") {
+                b = b.with_allow_http(true);
+            }
+        }
+        if let Some(r) = region {
+            b = b.with_region(r);
+        }
+        let (b, mut secrets) = apply_profile(b, region.is_some());
+        for k in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            if let Ok(v) = std::env::var(k) {
+                if !v.is_empty() {
+                    secrets.push(v);
+                }
+            }
+        }
+        let url = super::Location::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+        .url();
+        let store = b.build().map_err(|e| {
+            Error::usage(format!(
+                "S3 tier {url}: {}",
+                scrub(&e.to_string(), &secrets)
+            ))
+            .hint("check the endpoint and region in the tier configuration or AWS_ENDPOINT_URL / AWS_REGION")
+        })?;
+        Ok(S3Tier {
+            rt: Arc::new(rt),
+            store: Arc::new(store),
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            secrets,
+        })
+    }
+
+    fn key(&self, name: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(name)
+        } else {
+            ObjPath::from(format!("{}/{name}", self.prefix))
+        }
+    }
+
+    fn obj_url(&self, name: &str) -> String {
+        format!("{}/{name}", self.url())
+    }
+
+    /// Our error for an object-store failure: what, where, and a hint;
+    /// never a secret.
+    fn err(&self, what: &str, name: Option<&str>, e: object_store::Error) -> Error {
+        let at = match name {
+            Some(n) => self.obj_url(n),
+            None => self.url(),
+        };
+        let msg = scrub(&format!("{e}"), &self.secrets);
+        let detail = std::error::Error::source(&e)
+            .map(|s| {
+                let mut chain = Vec::new();
+                let mut cur: Option<&dyn std::error::Error> = Some(s);
+                while let Some(c) = cur {
+                    chain.push(c.to_string());
+                    cur = c.source();
+                }
+                scrub(&chain.join(": "), &self.secrets)
+            })
+            .unwrap_or_default();
+        let hint = match &e {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws/credentials) and the bucket policy"
+            }
+            object_store::Error::NotFound { .. } => {
+                "check the bucket, prefix and archive name (`list --tier NAME`)"
+            }
+            _ if detail.contains("InvalidAccessKeyId")
+                || detail.contains("SignatureDoesNotMatch")
+                || msg.contains("InvalidAccessKeyId")
+                || msg.contains("SignatureDoesNotMatch") =>
+            {
+                "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws/credentials)"
+            }
+            _ => "check the endpoint (AWS_ENDPOINT_URL or the tier's endpoint; AWS_ALLOW_HTTP=true for plain http), the bucket and the network, then run again",
+        };
+        let text = if detail.is_empty() || msg.contains(&detail) {
+            msg
+        } else {
+            format!("{msg} ({detail})")
+        };
+        Error::operational(format!("{what} {at}: {text}")).hint(hint)
+    }
+
+    async fn upload_async(
+        &self,
+        name: &str,
+        local: &Path,
+        expected: &str,
+        ui: &crate::ui::Ui,
+    ) -> Result<String> {
+        let key = self.key(name);
+        let mut f = File::open(local).at("opening", local)?;
+        let size = f.metadata().at("reading", local)?.len();
+        let pb = ui.progress(size, name);
+        let mismatch = |actual: &str| {
+            Error::integrity(format!(
+                "{}: SHA-256 {actual} does not match its sidecar ({expected}); nothing was stored",
+                local.display()
+            ))
+            .hint("the local archive changed or is damaged: check it with `verify`")
+        };
+        if size <= MULTIPART_THRESHOLD {
+            let mut data = Vec::with_capacity(size as usize);
+            f.read_to_end(&mut data).at("reading", local)?;
+            let digest = hex::encode(Sha256::digest(&data));
+            if digest != expected {
+                return Err(mismatch(&digest));
+            }
+            pb.inc(data.len() as u64);
+            self.store
+                .put(&key, PutPayload::from(Bytes::from(data)))
+                .await
+                .map_err(|e| self.err("uploading to", Some(name), e))?;
+            pb.finish_and_clear();
+            return Ok(digest);
+        }
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| self.err("starting a multipart upload of", Some(name), e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut sent: u64 = 0;
+        let parts = size.div_ceil(PART_SIZE as u64);
+        let res: Result<()> = async {
+            loop {
+                let n = f.read(&mut buf).at("reading", local)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                w.wait_for_capacity(MAX_IN_FLIGHT)
+                    .await
+                    .map_err(|e| self.err("uploading a part of", Some(name), e))?;
+                w.write(&buf[..n]);
+                let before = sent / PART_SIZE as u64;
+                sent += n as u64;
+                pb.inc(n as u64);
+                if sent / PART_SIZE as u64 > before {
+                    ui.detail(format!(
+                        "{name}: part {}/{parts} queued ({sent} of {size} bytes)",
+                        sent / PART_SIZE as u64
+                    ));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let digest = hex::encode(h.finalize());
+        let res = res.and_then(|_| {
+            if digest != expected {
+                Err(mismatch(&digest))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = res {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        w.finish()
+            .await
+            .map_err(|e| self.err("completing the multipart upload of", Some(name), e))?;
+        pb.finish_and_clear();
+        ui.detail(format!("{name}: multipart upload completed ({parts} parts)"));
+        Ok(digest)
+    }
+}
+
+/// Replaces every secret value in `s`.
+fn scrub(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_owned();
+    for sec in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(sec.as_str(), "[redacted]");
+    }
+    out
+}
+
+/// A synchronous reader over an object's byte stream.
+struct S3Reader {
+    rt: Arc<tokio::runtime::Runtime>,
+    stream: BoxStream<'static, object_store::Result<Bytes>>,
+    cur: Bytes,
+    url: String,
+    secrets: Vec<String>,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rt.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => {
+                    return Err(crate::error::into_io(
+                        Error::operational(format!(
+                            "reading {}: {}",
+                            self.url,
+                            scrub(&e.to_string(), &self.secrets)
+                        ))
+                        .hint("check the network and the endpoint, then run again"),
+                    ))
+                }
+            }
+        }
+        let n = out.len().min(self.cur.len());
+        out[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Tier for S3Tier {
+    fn url(&self) -> String {
+        super::Location::S3 {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+        }
+        .url()
+    }
+
+    fn list(&self) -> Result<Vec<Object>> {
+        let prefix = (!self.prefix.is_empty()).then(|| ObjPath::from(self.prefix.as_str()));
+        let res = self
+            .rt
+            .block_on(self.store.list_with_delimiter(prefix.as_ref()))
+            .map_err(|e| self.err("listing", None, e))?;
+        let mut out: Vec<Object> = res
+            .objects
+            .into_iter()
+            .filter_map(|m| {
+                Some(Object {
+                    name: m.location.filename()?.to_owned(),
+                    size: m.size,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn size(&self, name: &str) -> Result<Option<u64>> {
+        match self.rt.block_on(self.store.head(&self.key(name))) {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("reading the metadata of", Some(name), e)),
+        }
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>> {
+        let r = self
+            .rt
+            .block_on(self.store.get(&self.key(name)))
+            .map_err(|e| self.err("downloading", Some(name), e))?;
+        Ok(Box::new(S3Reader {
+            rt: self.rt.clone(),
+            stream: r.into_stream(),
+            cur: Bytes::new(),
+            url: self.obj_url(name),
+            secrets: self.secrets.clone(),
+        }))
+    }
+
+    fn read_range(&self, name: &str, start: u64, len: u64) -> Result<Vec<u8>> {
+        let size = self.size(name)?.ok_or_else(|| {
+            Error::operational(format!("{}: no such object", self.obj_url(name)))
+                .hint("check the name with `list --tier NAME`")
+        })?;
+        let end = start.saturating_add(len).min(size);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.rt
+            .block_on(self.store.get_range(&self.key(name), start..end))
+            .map(|b| b.to_vec())
+            .map_err(|e| self.err("downloading", Some(name), e))
+    }
+
+    fn read_small(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.key(name);
+        let res = self.rt.block_on(async {
+            let r = self.store.get(&key).await?;
+            r.bytes().await
+        });
+        match res {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("downloading", Some(name), e)),
+        }
+    }
+
+    fn upload(&self, name: &str, local: &Path, expected: &str, ui: &crate::ui::Ui) -> Result<String> {
+        self.rt.block_on(self.upload_async(name, local, expected, ui))
+    }
+
+    fn put_small(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.rt
+            .block_on(
+                self.store
+                    .put(&self.key(name), PutPayload::from(Bytes::from(data.to_vec()))),
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("uploading to", Some(name), e))
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        match self.rt.block_on(self.store.delete(&self.key(name))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("deleting", Some(name), e)),
+        }
+    }
+
+    fn lock_key(&self) -> PathBuf {
+        PathBuf::from(format!("/secureclaw-backup-s3/{}/{}", self.bucket, self.prefix))
+    }
+}
