@@ -147,8 +147,8 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
     /// Starts the workers. `level` is 1..=9, `threads` ≥ 1.
     pub fn new(mut inner: W, level: u32, threads: usize) -> io::Result<Self> {
         let threads = threads.max(1);
-        let (job_tx, job_rx) = sync_channel::<Job>(threads * 2);
-        let (done_tx, done_rx) = sync_channel::<io::Result<Done>>(threads * 2);
+        let (job_tx, job_rx) = sync_channel::<Job>(threads);
+        let (done_tx, done_rx) = sync_channel::<io::Result<Done>>(threads);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let mut workers = Vec::new();
         for _ in 0..threads {

@@ -1509,7 +1509,10 @@ fn legacy_transcript_fix_with_sessions_as_a_file() {
         let sb = Sandbox::new();
         populate_target(&sb.target());
         let tar = benign_tar(
-            &[("agents/main/sessions", b"not a directory"), ("agents/main/t1.jsonl", b"{\"t\":1}\n")],
+            &[
+                ("agents/main/sessions", b"not a directory"),
+                ("agents/main/t1.jsonl", b"{\"t\":1}\n"),
+            ],
             false,
         );
         let archive = write_archive(&sb.p("arch"), "legacy-sessions", backend, &tar);
@@ -1524,8 +1527,14 @@ fn legacy_transcript_fix_with_sessions_as_a_file() {
         ]);
         assert_eq!(out.code, 0, "{backend:?}: {}", out.text());
         let t = snapshot(&sb.target());
-        assert_eq!(t["agents/main/sessions"].1, Node::File(b"not a directory".to_vec()));
-        assert_eq!(t["agents/main/t1.jsonl"].1, Node::File(b"{\"t\":1}\n".to_vec()));
+        assert_eq!(
+            t["agents/main/sessions"].1,
+            Node::File(b"not a directory".to_vec())
+        );
+        assert_eq!(
+            t["agents/main/t1.jsonl"].1,
+            Node::File(b"{\"t\":1}\n".to_vec())
+        );
     }
 }
 
@@ -1538,9 +1547,15 @@ fn armored_ciphertext_with_trailing_data_or_truncated() {
         match b {
             Backend::Age => {
                 let r: age::x25519::Recipient = age_pub().parse().unwrap();
-                let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
+                let enc =
+                    age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+                        .unwrap();
                 let mut out = Vec::new();
-                let aw = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).unwrap();
+                let aw = age::armor::ArmoredWriter::wrap_output(
+                    &mut out,
+                    age::armor::Format::AsciiArmor,
+                )
+                .unwrap();
                 let mut w = enc.wrap_output(aw).unwrap();
                 std::io::Write::write_all(&mut w, &plain).unwrap();
                 w.finish().unwrap().finish().unwrap();
@@ -1554,7 +1569,12 @@ fn armored_ciphertext_with_trailing_data_or_truncated() {
         let sb = Sandbox::new();
         let archive = sb.p(&format!("arch/armored.{}", backend.suffix()));
         write_mode(&archive, &armored(backend), 0o600);
-        let v = sb.run(&["verify".as_ref(), "-i".as_ref(), backend.identity().as_os_str(), archive.as_os_str()]);
+        let v = sb.run(&[
+            "verify".as_ref(),
+            "-i".as_ref(),
+            backend.identity().as_os_str(),
+            archive.as_os_str(),
+        ]);
         assert_eq!(v.code, 0, "{backend:?}: {}", v.text());
     }
     // text after the footer: age's armor is strict. (An OpenPGP armor, made
@@ -1568,7 +1588,13 @@ fn armored_ciphertext_with_trailing_data_or_truncated() {
         a.extend_from_slice(b"\nappended line after the armor\n");
         let archive = sb.p("arch/armored-trailing.tar.gz.age");
         write_mode(&archive, &a, 0o600);
-        expect_rejected(&sb, &archive, &Backend::Age.identity(), &[INTEGRITY], "armored-trailing [Age]");
+        expect_rejected(
+            &sb,
+            &archive,
+            &Backend::Age.identity(),
+            &[INTEGRITY],
+            "armored-trailing [Age]",
+        );
     }
     damaged("armored-truncated", &[INTEGRITY], |b| {
         let a = armored(b);
@@ -1588,7 +1614,17 @@ fn gpg_encrypt_armored(plain: &[u8]) -> Vec<u8> {
     assert!(imp.status.success());
     let o = Command::new("gpg")
         .env("GNUPGHOME", home.path())
-        .args(["--batch", "--quiet", "--armor", "--encrypt", "-z", "0", "--trust-model", "always", "-r"])
+        .args([
+            "--batch",
+            "--quiet",
+            "--armor",
+            "--encrypt",
+            "-z",
+            "0",
+            "--trust-model",
+            "always",
+            "-r",
+        ])
         .arg(pgp_keyid())
         .arg("-o")
         .arg("-")

@@ -24,12 +24,8 @@ fn s(p: &Path) -> &str {
 }
 
 fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&o.stdout)
-        )
-    })
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 /// Incompressible bytes (xorshift), so the archive is about as large.
@@ -191,7 +187,10 @@ fn nas_tier_push_list_verify_restore_prune() {
     assert!(on_nas.contains(&recent) && on_nas.contains(&format!("{recent}.sha256")));
     assert!(on_nas.contains(&newest));
     assert!(!on_nas.contains(&old));
-    assert!(!on_nas.iter().any(|n| n.ends_with(".tar.gz")), "no plaintext on the NAS");
+    assert!(
+        !on_nas.iter().any(|n| n.ends_with(".tar.gz")),
+        "no plaintext on the NAS"
+    );
     assert!(!on_nas.iter().any(|n| n.ends_with(".tmp")));
     // the sidecar on the tier is the sha256sum line
     let side = fs::read_to_string(nas.join(format!("{newest}.sha256"))).unwrap();
@@ -218,7 +217,11 @@ fn nas_tier_push_list_verify_restore_prune() {
     fs::write(nas.join(&recent), &bytes).unwrap();
     let o = h.run(&[], &["verify", "--config", &cfg, "--tier", "nas", &recent]);
     assert_eq!(code(&o), 3);
-    fs::write(nas.join(format!("{recent}.sha256")), "0".repeat(64) + "  x\n").unwrap();
+    fs::write(
+        nas.join(format!("{recent}.sha256")),
+        "0".repeat(64) + "  x\n",
+    )
+    .unwrap();
     let o = h.run(&[], &["push", "--config", &cfg, "--dest", &dest, "--json"]);
     assert_eq!(code(&o), 0);
     assert_eq!(json(&o)["push"][0]["uploaded"][0], recent.as_str());
@@ -230,11 +233,25 @@ fn nas_tier_push_list_verify_restore_prune() {
     assert_eq!(v["archives"].as_array().unwrap().len(), 2);
     assert_eq!(v["archives"][0]["name"], newest.as_str());
     assert_eq!(v["archives"][0]["sidecar"], "present");
-    let o = h.run(&[], &["verify", "--config", &cfg, "--tier", "nas", &newest, &recent]);
+    let o = h.run(
+        &[],
+        &[
+            "verify", "--config", &cfg, "--tier", "nas", &newest, &recent,
+        ],
+    );
     assert_eq!(code(&o), 0);
     let o = h.run(
         &[],
-        &["verify", "--config", &cfg, "--tier", "nas", &newest, "-i", &key()],
+        &[
+            "verify",
+            "--config",
+            &cfg,
+            "--tier",
+            "nas",
+            &newest,
+            "-i",
+            &key(),
+        ],
     );
     assert_eq!(code(&o), 0);
 
@@ -243,8 +260,17 @@ fn nas_tier_push_list_verify_restore_prune() {
     let o = h.run(
         &[],
         &[
-            "restore", "--config", &cfg, "--tier", "nas", &newest, "-i", &key(), "--target",
-            s(&target), "--no-snapshot",
+            "restore",
+            "--config",
+            &cfg,
+            "--tier",
+            "nas",
+            &newest,
+            "-i",
+            &key(),
+            "--target",
+            s(&target),
+            "--no-snapshot",
         ],
     );
     assert_eq!(code(&o), 0);
@@ -263,7 +289,18 @@ fn nas_tier_push_list_verify_restore_prune() {
     )
     .unwrap();
     fs::write(nas.join("notes.txt"), "mine").unwrap();
-    let o = h.run(&[], &["prune", "--config", &cfg, "--tier", "nas", "--dry-run", "--json"]);
+    let o = h.run(
+        &[],
+        &[
+            "prune",
+            "--config",
+            &cfg,
+            "--tier",
+            "nas",
+            "--dry-run",
+            "--json",
+        ],
+    );
     assert_eq!(code(&o), 0);
     assert_eq!(json(&o)["would_remove"].as_array().unwrap().len(), 2);
     assert!(nas.join(&aged).exists());
@@ -272,7 +309,38 @@ fn nas_tier_push_list_verify_restore_prune() {
     assert!(!nas.join(&aged).exists());
     assert!(!nas.join(format!("{aged}.sha256")).exists());
     assert!(nas.join(&newest).exists());
-    assert!(nas.join("notes.txt").exists(), "unrecognised files untouched");
+    assert!(
+        nas.join("notes.txt").exists(),
+        "unrecognised files untouched"
+    );
+    // backup --push: one backup, then every tier
+    let o = h.run(
+        &[],
+        &[
+            "backup",
+            "--source",
+            s(&h.src),
+            "--dest",
+            &dest,
+            "-r",
+            &age_recipient(),
+            "--no-prune",
+            "--push",
+            "--config",
+            &cfg,
+            "--json",
+        ],
+    );
+    assert_eq!(code(&o), 0);
+    let v = json(&o);
+    let made = v["backup"]["archive"].as_str().unwrap();
+    let made = Path::new(made).file_name().unwrap().to_str().unwrap();
+    // (the 3-day-old archive whose NAS copy was pruned above is copied again)
+    assert!(v["push"][0]["uploaded"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(made)));
+    assert!(nas.join(made).exists() && nas.join(format!("{made}.sha256")).exists());
     // unknown tier: usage error
     let o = h.run(&[], &["list", "--config", &cfg, "--tier", "cloud"]);
     assert_eq!(code(&o), 2);
@@ -398,13 +466,20 @@ fn s3_multipart_push_verify_restore_and_retention() {
     let Some(m) = moto() else { return };
     let env = m.env();
     let h = Host::new(12 << 20);
-    s3_config(&h, "fleet/host-a", "keep_within = \"30d\"\nkeep_yearly = \"forever\"\n");
+    s3_config(
+        &h,
+        "fleet/host-a",
+        "keep_within = \"30d\"\nkeep_yearly = \"forever\"\n",
+    );
     let cfg = s(&h.config).to_owned();
     let dest = s(&h.dest).to_owned();
     let big = h.backup("weekly");
     assert!(fs::metadata(h.dest.join(&big)).unwrap().len() > 8 << 20);
     // > 8 MiB: multipart, verified by reading back
-    let o = h.run(&env, &["push", "--config", &cfg, "--dest", &dest, "--json", "-v"]);
+    let o = h.run(
+        &env,
+        &["push", "--config", &cfg, "--dest", &dest, "--json", "-v"],
+    );
     assert_eq!(code(&o), 0);
     let v = json(&o);
     assert_eq!(v["push"][0]["uploaded"][0], big.as_str());
@@ -413,7 +488,10 @@ fn s3_multipart_push_verify_restore_and_retention() {
     let o = h.run(&env, &["push", "--config", &cfg, "--dest", &dest, "--json"]);
     assert_eq!(code(&o), 0);
     assert_eq!(json(&o)["push"][0]["present"][0], big.as_str());
-    let o = h.run(&env, &["list", "--config", &cfg, "--tier", "cloud", "--json"]);
+    let o = h.run(
+        &env,
+        &["list", "--config", &cfg, "--tier", "cloud", "--json"],
+    );
     assert_eq!(code(&o), 0);
     let v = json(&o);
     assert_eq!(v["archives"].as_array().unwrap().len(), 1);
@@ -433,7 +511,15 @@ fn s3_multipart_push_verify_restore_and_retention() {
     let target = h.env.path("restored");
     let o = h.run(
         &env,
-        &["restore", &url, "-i", &key(), "--target", s(&target), "--no-snapshot"],
+        &[
+            "restore",
+            &url,
+            "-i",
+            &key(),
+            "--target",
+            s(&target),
+            "--no-snapshot",
+        ],
     );
     assert_eq!(code(&o), 0);
     assert_eq!(
@@ -468,7 +554,10 @@ fn s3_multipart_push_verify_restore_and_retention() {
         &["push", "--config", s(&h2.config), "--dest", s(&h2.dest)],
     );
     assert_eq!(code(&o), 0);
-    let o = h.run(&env, &["prune", "--config", &cfg, "--tier", "cloud", "--json"]);
+    let o = h.run(
+        &env,
+        &["prune", "--config", &cfg, "--tier", "cloud", "--json"],
+    );
     assert_eq!(code(&o), 0);
     let removed: Vec<String> = json(&o)["removed"]
         .as_array()
@@ -482,14 +571,20 @@ fn s3_multipart_push_verify_restore_and_retention() {
     } else {
         assert!(removed.is_empty(), "newest of last year kept");
     }
-    let o = h.run(&env, &["list", "--config", &cfg, "--tier", "cloud", "--json"]);
+    let o = h.run(
+        &env,
+        &["list", "--config", &cfg, "--tier", "cloud", "--json"],
+    );
     let names: Vec<String> = json(&o)["archives"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v["name"].as_str().unwrap().to_owned())
         .collect();
-    assert!(names.contains(&lastyear), "keep_yearly keeps last year's newest");
+    assert!(
+        names.contains(&lastyear),
+        "keep_yearly keeps last year's newest"
+    );
     assert!(names.contains(&big));
     assert!(names.contains(&d3));
     assert_eq!(names.contains(&d1), d1_year != chrono::Datelike::year(&now));
@@ -527,7 +622,10 @@ fn s3_interrupted_push_resumes_and_wrong_credentials_fail_clearly() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // nothing visible: the multipart upload was never completed
-    let o = h.run(&env, &["list", "--config", &cfg, "--tier", "cloud", "--json"]);
+    let o = h.run(
+        &env,
+        &["list", "--config", &cfg, "--tier", "cloud", "--json"],
+    );
     assert_eq!(code(&o), 0);
     assert_eq!(json(&o)["archives"].as_array().unwrap().len(), 0);
     // run again: completes, verifies
@@ -560,11 +658,25 @@ fn s3_interrupted_push_resumes_and_wrong_credentials_fail_clearly() {
             String::from_utf8_lossy(&o.stderr)
         );
         assert!(!all.contains(secret), "secret leaked: {all}");
-        assert!(all.contains("credentials"), "no hint about credentials: {all}");
+        assert!(
+            all.contains("credentials"),
+            "no hint about credentials: {all}"
+        );
     }
     // the real secret never shows either
-    let real = &m.creds.iter().find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY").unwrap().1;
-    let o = h.run(&env, &["verify", "s3://secureclaw-test/fleet/host-b/daily_20200101_000000.tar.gz.age"]);
+    let real = &m
+        .creds
+        .iter()
+        .find(|(k, _)| k == "AWS_SECRET_ACCESS_KEY")
+        .unwrap()
+        .1;
+    let o = h.run(
+        &env,
+        &[
+            "verify",
+            "s3://secureclaw-test/fleet/host-b/daily_20200101_000000.tar.gz.age",
+        ],
+    );
     assert_eq!(code(&o), 1);
     assert!(!String::from_utf8_lossy(&o.stderr).contains(real.as_str()));
 }

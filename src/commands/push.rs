@@ -157,7 +157,10 @@ pub fn resolve(arg: &Path, tier_name: Option<&str>, config: &ConfigArgs) -> Resu
     if tier::is_remote(arg) {
         let url = arg.to_str().unwrap_or_default();
         let cfg = config.load_optional()?;
-        return Ok(ArchiveRef::Remote(tier::Remote::from_url(url, cfg.as_ref())?));
+        return Ok(ArchiveRef::Remote(tier::Remote::from_url(
+            url,
+            cfg.as_ref(),
+        )?));
     }
     Ok(ArchiveRef::Local(arg.to_owned()))
 }
@@ -225,7 +228,10 @@ pub fn list_tier(name: &str, config: &ConfigArgs, ui: &Ui) -> Result<()> {
         ));
     }
     if !other.is_empty() {
-        human.push_str(&format!("  not recognised (never touched): {}\n", other.join(", ")));
+        human.push_str(&format!(
+            "  not recognised (never touched): {}\n",
+            other.join(", ")
+        ));
     }
     let missing = entries.iter().filter(|e| e.sidecar == "missing").count();
     if missing > 0 {
@@ -245,7 +251,9 @@ pub fn prune_tier(name: &str, config: &ConfigArgs, dry_run: bool, ui: &Ui) -> Re
     let (tc, t) = config.tier(name)?;
     let Some(policy) = tc.policy()? else {
         ui.result(
-            format!("{name}: no retention configured (keep_within / keep_yearly): nothing to prune"),
+            format!(
+                "{name}: no retention configured (keep_within / keep_yearly): nothing to prune"
+            ),
             serde_json::json!({"tier": name, "dry_run": dry_run, "decisions": [], "removed": []}),
         );
         return Ok(());

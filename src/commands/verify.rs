@@ -53,14 +53,13 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     for a in &args.archives {
         let keyless = args.identity.paths().is_empty();
         use super::push::ArchiveRef;
-        let r = super::push::resolve(a, args.tier.as_deref(), &args.config).and_then(|src| {
-            match src {
+        let r =
+            super::push::resolve(a, args.tier.as_deref(), &args.config).and_then(|src| match src {
                 ArchiveRef::Local(p) if keyless => verify_keyless(&p),
                 ArchiveRef::Local(p) => verify_full(&p, &ids),
                 ArchiveRef::Remote(r) if keyless => crate::tier::verify_keyless(&r),
                 ArchiveRef::Remote(r) => crate::verify::verify_full_remote(&r, &ids),
-            }
-        });
+            });
         match r {
             Ok(r) => {
                 ui.info(human(&r));

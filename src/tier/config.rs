@@ -94,9 +94,9 @@ impl TierConfig {
         let yearly = match &self.keep_yearly {
             None => None,
             Some(toml::Value::String(s)) if s == "forever" => Some(Yearly::Forever),
-            Some(toml::Value::String(s)) => Some(Yearly::Years(
-                s.parse().map_err(|_| bad("keep_yearly"))?,
-            )),
+            Some(toml::Value::String(s)) => {
+                Some(Yearly::Years(s.parse().map_err(|_| bad("keep_yearly"))?))
+            }
             Some(toml::Value::Integer(n)) if *n >= 0 => Some(Yearly::Years(*n as u32)),
             Some(_) => return Err(bad("keep_yearly")),
         };
@@ -193,7 +193,9 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config)> {
                 path.display(),
                 t.name
             ))
-            .hint("set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE in the environment"));
+            .hint(
+                "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE in the environment",
+            ));
         }
         super::Location::parse(&t.url)?;
         t.policy()?;
@@ -251,7 +253,10 @@ mod tests {
             "daily_20260210_020000.tar.gz.age",
             "daily_20260228_020000.tar.gz.age",
         ];
-        let a: Vec<_> = names.iter().map(|n| parse_name(n, false).unwrap()).collect();
+        let a: Vec<_> = names
+            .iter()
+            .map(|n| parse_name(n, false).unwrap())
+            .collect();
         let p = tc(Some("7d"), Some(toml::Value::String("forever".into())))
             .policy()
             .unwrap()

@@ -104,7 +104,13 @@ impl Tier for DirTier {
         }
     }
 
-    fn upload(&self, name: &str, local: &Path, expected: &str, ui: &crate::ui::Ui) -> Result<String> {
+    fn upload(
+        &self,
+        name: &str,
+        local: &Path,
+        expected: &str,
+        ui: &crate::ui::Ui,
+    ) -> Result<String> {
         store::ensure_private_dir(&self.root)?;
         let size = fs::metadata(local).at("reading", local)?.len();
         let mut src = File::open(local).at("opening", local)?;

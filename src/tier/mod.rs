@@ -90,8 +90,13 @@ pub trait Tier: Send + Sync {
     /// Copies the local file to `name`, all or nothing: the object becomes
     /// visible only complete, and only when the SHA-256 of the bytes sent is
     /// `expected` (the local sidecar). Returns that digest.
-    fn upload(&self, name: &str, local: &Path, expected: &str, ui: &crate::ui::Ui)
-        -> Result<String>;
+    fn upload(
+        &self,
+        name: &str,
+        local: &Path,
+        expected: &str,
+        ui: &crate::ui::Ui,
+    ) -> Result<String>;
     /// Writes a small object (a sidecar) atomically.
     fn put_small(&self, name: &str, data: &[u8]) -> Result<()>;
     /// Removes `name`; absent is fine.
@@ -278,7 +283,8 @@ pub fn verify_keyless(remote: &Remote) -> Result<crate::verify::VerifyReport> {
     }
     let mut warnings = Vec::new();
     if sidecar == SidecarStatus::Missing {
-        warnings.push("no .sha256 sidecar on the tier: an interrupted push? run push again".to_owned());
+        warnings
+            .push("no .sha256 sidecar on the tier: an interrupted push? run push again".to_owned());
     }
     if !info.format.is_encrypted() {
         warnings.push("the archive is not encrypted".to_owned());
@@ -311,12 +317,11 @@ pub fn inspect(remote: &Remote) -> Result<crate::crypto::HeaderInfo> {
         Error::operational(format!("{url}: no such object"))
             .hint("check the name with `list --tier NAME`")
     })?;
-    let head = remote
-        .tier
-        .read_range(&remote.name, 0, 1 << 20)?;
+    let head = remote.tier.read_range(&remote.name, 0, 1 << 20)?;
     let bad = |what: String| {
-        Error::integrity(format!("{url}: {what}"))
-            .hint("the stored copy is damaged or was replaced; push it again or use another archive")
+        Error::integrity(format!("{url}: {what}")).hint(
+            "the stored copy is damaged or was replaced; push it again or use another archive",
+        )
     };
     match Format::detect(&head) {
         Some(Format::Age) => {
@@ -357,7 +362,13 @@ pub fn inspect(remote: &Remote) -> Result<crate::crypto::HeaderInfo> {
             let dir = tempfile::Builder::new()
                 .prefix(".secureclaw-backup-inspect")
                 .tempdir_in(crate::paths::tmp_dir())
-                .map_err(|e| Error::io("creating a temporary directory in", &crate::paths::tmp_dir(), e))?;
+                .map_err(|e| {
+                    Error::io(
+                        "creating a temporary directory in",
+                        &crate::paths::tmp_dir(),
+                        e,
+                    )
+                })?;
             let path = dir.path().join(&remote.name);
             {
                 let mut f = store::create_private(&path)?;

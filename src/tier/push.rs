@@ -168,7 +168,10 @@ pub fn push(
         let path = dest.join(&a.name);
         match a.container {
             Container::Directory => {
-                ui.detail(format!("{}: legacy plaintext directory, not pushed", a.name));
+                ui.detail(format!(
+                    "{}: legacy plaintext directory, not pushed",
+                    a.name
+                ));
                 continue;
             }
             Container::TarGz => {
@@ -189,7 +192,13 @@ pub fn push(
             r.beyond_retention.push(a.name.clone());
             continue;
         }
-        match push_one(tier, &a.name, &path, sizes.get(a.name.as_str()).copied(), ui) {
+        match push_one(
+            tier,
+            &a.name,
+            &path,
+            sizes.get(a.name.as_str()).copied(),
+            ui,
+        ) {
             Ok(Outcome::Present) => r.present.push(a.name.clone()),
             Ok(Outcome::Completed) => r.completed.push(a.name.clone()),
             Ok(Outcome::Uploaded(n)) => {
@@ -262,7 +271,9 @@ fn push_one(
     let side_name = format!("{name}.sha256");
     let url = format!("{}/{name}", tier.url());
     if remote_size == Some(size) {
-        let remote_digest = tier.read_small(&side_name)?.map(|b| super::parse_sidecar(&b));
+        let remote_digest = tier
+            .read_small(&side_name)?
+            .map(|b| super::parse_sidecar(&b));
         if remote_digest.as_deref() == Some(expected.as_str()) {
             ui.detail(format!("{name}: already on the tier"));
             return Ok(Outcome::Present);
@@ -271,7 +282,9 @@ fn push_one(
         let (actual, _) = super::sha256_remote(tier, name)?;
         if actual == expected {
             tier.put_small(&side_name, sidecar_line(&expected, name).as_bytes())?;
-            ui.info(format!("{name}: verified the copy on the tier, sidecar written"));
+            ui.info(format!(
+                "{name}: verified the copy on the tier, sidecar written"
+            ));
             return Ok(Outcome::Completed);
         }
     }

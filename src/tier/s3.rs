@@ -157,9 +157,13 @@ impl S3Tier {
                     .with_connect_timeout(Duration::from_secs(15))
                     .with_timeout(Duration::from_secs(300)),
             );
+        if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+            b = b.with_allow_http(true);
+        }
         if let Some(e) = endpoint {
             b = b.with_endpoint(e);
-            if e.starts_with("http://") && !env_set("AWS_ALLOW_HTTP") {
+            // an http:// endpoint written in the configuration is explicit
+            if e.starts_with("http://") {
                 b = b.with_allow_http(true);
             }
         }
@@ -215,16 +219,13 @@ impl S3Tier {
             None => self.url(),
         };
         let msg = scrub(&format!("{e}"), &self.secrets);
-        let detail = std::error::Error::source(&e)
-            .map(|s| {
-                let mut chain = Vec::new();
-                let mut cur: Option<&dyn std::error::Error> = Some(s);
-                while let Some(c) = cur {
-                    chain.push(c.to_string());
-                    cur = c.source();
-                }
-                scrub(&chain.join(": "), &self.secrets)
-            })
+        // the root cause (the display repeats the intermediate ones)
+        let mut root: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+        while let Some(next) = root.and_then(|r| r.source()) {
+            root = Some(next);
+        }
+        let detail = root
+            .map(|r| scrub(&r.to_string(), &self.secrets))
             .unwrap_or_default();
         let hint = match &e {
             object_store::Error::PermissionDenied { .. }
@@ -334,7 +335,9 @@ impl S3Tier {
             .await
             .map_err(|e| self.err("completing the multipart upload of", Some(name), e))?;
         pb.finish_and_clear();
-        ui.detail(format!("{name}: multipart upload completed ({parts} parts)"));
+        ui.detail(format!(
+            "{name}: multipart upload completed ({parts} parts)"
+        ));
         Ok(digest)
     }
 }
@@ -460,16 +463,23 @@ impl Tier for S3Tier {
         }
     }
 
-    fn upload(&self, name: &str, local: &Path, expected: &str, ui: &crate::ui::Ui) -> Result<String> {
-        self.rt.block_on(self.upload_async(name, local, expected, ui))
+    fn upload(
+        &self,
+        name: &str,
+        local: &Path,
+        expected: &str,
+        ui: &crate::ui::Ui,
+    ) -> Result<String> {
+        self.rt
+            .block_on(self.upload_async(name, local, expected, ui))
     }
 
     fn put_small(&self, name: &str, data: &[u8]) -> Result<()> {
         self.rt
-            .block_on(
-                self.store
-                    .put(&self.key(name), PutPayload::from(Bytes::from(data.to_vec()))),
-            )
+            .block_on(self.store.put(
+                &self.key(name),
+                PutPayload::from(Bytes::from(data.to_vec())),
+            ))
             .map(|_| ())
             .map_err(|e| self.err("uploading to", Some(name), e))
     }
@@ -482,6 +492,9 @@ impl Tier for S3Tier {
     }
 
     fn lock_key(&self) -> PathBuf {
-        PathBuf::from(format!("/secureclaw-backup-s3/{}/{}", self.bucket, self.prefix))
+        PathBuf::from(format!(
+            "/secureclaw-backup-s3/{}/{}",
+            self.bucket, self.prefix
+        ))
     }
 }
