@@ -214,7 +214,7 @@ fn write_archive(
     let sync_handle = file.try_clone().at("opening", temp)?;
     let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
     let sink = BufWriter::with_capacity(
-        1024 * 1024,
+        256 * 1024,
         HashingFile {
             file,
             state: state.clone(),

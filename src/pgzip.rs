@@ -1,4 +1,4 @@
-//! Parallel gzip compression: the tar stream is cut into 1 MiB blocks that are
+//! Parallel gzip compression: the tar stream is cut into 512 KiB blocks that are
 //! deflated on all cores (each primed with the previous block's last 32 KiB as
 //! a dictionary, as pigz does) and written in order as ONE standard gzip member,
 //! so `gzip -d` and `tar xz` read it. Memory is bounded by the queue depth.
@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-const BLOCK: usize = 1024 * 1024;
+const BLOCK: usize = 512 * 1024;
 const DICT: usize = 32 * 1024;
 
 struct Job {
@@ -39,6 +39,8 @@ pub struct ParGzWriter<W: Write + Send + 'static> {
     seq: u64,
     pending_dict: Option<Vec<u8>>,
     jobs: Option<SyncSender<Job>>,
+    /// Input buffers the workers are done with, for reuse.
+    spare: Receiver<Vec<u8>>,
     workers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<io::Result<W>>>,
 }
@@ -47,30 +49,42 @@ pub struct ParGzWriter<W: Write + Send + 'static> {
 const STORED_MAX: usize = 65_535;
 /// Sample trial-compressed before a block is stored.
 const SAMPLE: usize = 64 * 1024;
+/// Capacity of every output buffer: a block's worst case (stored, or deflate
+/// plus a sync flush), so that they are all one size class for the allocator
+/// and freed buffers are reused instead of growing the heap.
+const OUT_CAP: usize = BLOCK + BLOCK / 64 + 1024;
 
-/// Whether `data` is not worth deflating: order-0 entropy above 7.9 bits per
-/// byte (Huffman coding cannot gain 1.3 %) and no repeats either (a level-1
-/// deflate of a sample saves less than 3 %). Wrong answers cost size, never
-/// correctness.
+/// Whether `data` is not worth deflating: order-0 entropy of a sample above
+/// 7.9 bits per byte (Huffman coding cannot gain 1.3 %) and no repeats
+/// either (a level-1 deflate of a 64 KiB sample saves less than 3 %). Wrong
+/// answers cost size, never correctness.
 fn looks_incompressible(data: &[u8]) -> bool {
     if data.len() < SAMPLE {
         return false;
     }
+    // the histogram of 16 slices of 4 KiB spread over the block
     let mut hist = [[0u32; 256]; 4];
-    let mut quads = data.chunks_exact(4);
-    for q in &mut quads {
-        hist[0][q[0] as usize] += 1;
-        hist[1][q[1] as usize] += 1;
-        hist[2][q[2] as usize] += 1;
-        hist[3][q[3] as usize] += 1;
+    let step = data.len() / 16;
+    let mut n = 0usize;
+    for i in 0..16 {
+        let slice = &data[i * step..(i * step + 4096).min(data.len())];
+        n += slice.len();
+        let mut quads = slice.chunks_exact(4);
+        for q in &mut quads {
+            hist[0][q[0] as usize] += 1;
+            hist[1][q[1] as usize] += 1;
+            hist[2][q[2] as usize] += 1;
+            hist[3][q[3] as usize] += 1;
+        }
+        for &b in quads.remainder() {
+            hist[0][b as usize] += 1;
+        }
     }
-    for &b in quads.remainder() {
-        hist[0][b as usize] += 1;
-    }
-    let n = data.len() as f64;
+    let n = n as f64;
     let mut bits = 0.0f64;
-    for i in 0..256 {
-        let c = (hist[0][i] + hist[1][i] + hist[2][i] + hist[3][i]) as f64;
+    let [h0, h1, h2, h3] = &hist;
+    for (((&a, &b), &c), &d) in h0.iter().zip(h1).zip(h2).zip(h3) {
+        let c = (a + b + c + d) as f64;
         if c > 0.0 {
             let p = c / n;
             bits -= p * p.log2();
@@ -91,8 +105,8 @@ fn looks_incompressible(data: &[u8]) -> bool {
 
 /// `data` as deflate stored blocks, the last one final when `last`.
 /// Expects (and leaves) the stream byte-aligned, as a sync flush does.
-fn stored_blocks(data: &[u8], last: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + (data.len() / STORED_MAX + 1) * 5);
+fn stored_blocks(data: &[u8], last: bool, mut out: Vec<u8>) -> Vec<u8> {
+    out.reserve(data.len() + (data.len() / STORED_MAX + 1) * 5);
     let mut chunks = data.chunks(STORED_MAX).peekable();
     while let Some(chunk) = chunks.next() {
         let fin = last && chunks.peek().is_none();
@@ -106,15 +120,16 @@ fn stored_blocks(data: &[u8], last: bool) -> Vec<u8> {
     out
 }
 
-fn compress_block(c: &mut Compress, job: &Job) -> io::Result<Vec<u8>> {
+/// Compresses `job` into `out` (an empty buffer, recycled).
+fn compress_block(c: &mut Compress, job: &Job, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     if !job.data.is_empty() && looks_incompressible(&job.data) {
-        return Ok(stored_blocks(&job.data, job.last));
+        return Ok(stored_blocks(&job.data, job.last, out));
     }
     c.reset();
     if let Some(d) = &job.dict {
         c.set_dictionary(d).map_err(io::Error::other)?;
     }
-    let mut out = Vec::with_capacity(job.data.len() / 2 + 1024);
+    out.reserve(OUT_CAP);
     let flush = if job.last {
         FlushCompress::Finish
     } else {
@@ -149,11 +164,17 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
         let threads = threads.max(1);
         let (job_tx, job_rx) = sync_channel::<Job>(threads);
         let (done_tx, done_rx) = sync_channel::<io::Result<Done>>(threads);
+        let (spare_tx, spare) = sync_channel::<Vec<u8>>(threads * 2 + 2);
+        // written output buffers go back to the workers
+        let (out_tx, out_rx) = sync_channel::<Vec<u8>>(threads * 2 + 2);
+        let out_rx = Arc::new(Mutex::new(out_rx));
         let job_rx = Arc::new(Mutex::new(job_rx));
         let mut workers = Vec::new();
         for _ in 0..threads {
             let rx = job_rx.clone();
+            let out_rx = out_rx.clone();
             let tx = done_tx.clone();
+            let spare_tx = spare_tx.clone();
             // one compressor per worker, reset for each block
             let mut c = Compress::new(Compression::new(level), false);
             workers.push(std::thread::spawn(move || loop {
@@ -164,12 +185,21 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
                 let Ok(job) = job else { return };
                 let mut crc = crc32fast::Hasher::new();
                 crc.update(&job.data);
-                let res = compress_block(&mut c, &job).map(|out| Done {
+                let out = {
+                    let guard = out_rx.lock().unwrap_or_else(|p| p.into_inner());
+                    guard.try_recv().map(|mut v| {
+                        v.clear();
+                        v
+                    })
+                };
+                let out = out.unwrap_or_else(|_| Vec::with_capacity(OUT_CAP));
+                let res = compress_block(&mut c, &job, out).map(|out| Done {
                     seq: job.seq,
                     out,
                     crc,
                     len: job.data.len() as u64,
                 });
+                let _ = spare_tx.try_send(job.data);
                 if tx.send(res).is_err() {
                     return;
                 }
@@ -178,22 +208,31 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
         drop(done_tx);
         // gzip header: magic, deflate, no flags, mtime 0, xfl 0, OS unix
         inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])?;
-        let writer = std::thread::spawn(move || write_in_order(inner, done_rx));
+        let writer = std::thread::spawn(move || write_in_order(inner, done_rx, out_tx));
         Ok(ParGzWriter {
             buf: Vec::with_capacity(BLOCK),
             seq: 0,
             pending_dict: None,
             jobs: Some(job_tx),
+            spare,
             workers,
             writer: Some(writer),
         })
     }
 
     fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(if last { 0 } else { BLOCK }),
-        );
+        let next = if last {
+            Vec::new()
+        } else {
+            match self.spare.try_recv() {
+                Ok(mut v) => {
+                    v.clear();
+                    v
+                }
+                Err(_) => Vec::with_capacity(BLOCK),
+            }
+        };
+        let data = std::mem::replace(&mut self.buf, next);
         // the next block's dictionary is this block's tail
         let dict = (!data.is_empty()).then(|| data[data.len().saturating_sub(DICT)..].to_vec());
         let job = Job {
@@ -237,7 +276,11 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
     }
 }
 
-fn write_in_order<W: Write>(mut inner: W, rx: Receiver<io::Result<Done>>) -> io::Result<W> {
+fn write_in_order<W: Write>(
+    mut inner: W,
+    rx: Receiver<io::Result<Done>>,
+    spare: SyncSender<Vec<u8>>,
+) -> io::Result<W> {
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
     let mut crc = crc32fast::Hasher::new();
@@ -250,6 +293,7 @@ fn write_in_order<W: Write>(mut inner: W, rx: Receiver<io::Result<Done>>) -> io:
             crc.combine(&d.crc);
             len += d.len;
             next += 1;
+            let _ = spare.try_send(d.out);
         }
     }
     if !pending.is_empty() {
