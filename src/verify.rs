@@ -64,7 +64,7 @@ fn check_sidecar_status(path: &Path, s: &SidecarStatus) -> Result<()> {
             path.display()
         ))
         .hint(
-            "the archive was modified or damaged after it was written; use another archive or copy",
+            "the archive was modified or damaged after it was written (or a `rotate` was interrupted: run it again); use another archive or copy",
         )),
         SidecarStatus::Malformed => Err(Error::integrity(format!(
             "{}: the .sha256 sidecar is malformed",

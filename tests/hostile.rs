@@ -1373,7 +1373,7 @@ fn wrong_key() {
             let home = tempfile::tempdir().unwrap();
             let imp = Command::new("gpg")
                 .env("GNUPGHOME", home.path())
-                .args(["--batch", "--quiet", "--import"])
+                .args(["--batch", "--no-autostart", "--quiet", "--import"])
                 .arg(key("openpgp-example-protected.pub.asc"))
                 .output()
                 .unwrap();
@@ -1383,6 +1383,7 @@ fn wrong_key() {
                 .env("GNUPGHOME", home.path())
                 .args([
                     "--batch",
+                    "--no-autostart",
                     "--quiet",
                     "--encrypt",
                     "-z",
@@ -1607,7 +1608,7 @@ fn gpg_encrypt_armored(plain: &[u8]) -> Vec<u8> {
     let home = tempfile::tempdir().unwrap();
     let imp = Command::new("gpg")
         .env("GNUPGHOME", home.path())
-        .args(["--batch", "--quiet", "--import"])
+        .args(["--batch", "--no-autostart", "--quiet", "--import"])
         .arg(key("openpgp-example.pub.asc"))
         .output()
         .unwrap();
@@ -1616,6 +1617,7 @@ fn gpg_encrypt_armored(plain: &[u8]) -> Vec<u8> {
         .env("GNUPGHOME", home.path())
         .args([
             "--batch",
+            "--no-autostart",
             "--quiet",
             "--armor",
             "--encrypt",
@@ -1633,4 +1635,44 @@ fn gpg_encrypt_armored(plain: &[u8]) -> Vec<u8> {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     o.stdout
+}
+
+/// Ambiguous overrides that parsers resolve differently (tar-rs takes the
+/// first PAX `path` and prefers a GNU long name over PAX; GNU tar takes the
+/// last record and prefers PAX): an archive that is harmless for us could be
+/// hostile for `age -d | tar xz`. Refused.
+#[test]
+fn ambiguous_pax_and_gnu_overrides() {
+    case("pax-path-twice", Variants::Both, &[REFUSED], |t, _| {
+        t.pax(&[
+            ("path", format!("{TOP}/benign").as_bytes()),
+            ("path", format!("{TOP}/../../escape-second").as_bytes()),
+        ]);
+        t.raw(
+            format!("{TOP}/benign").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"x",
+        );
+        t.record("benign", false, b"x");
+    });
+    case(
+        "gnu-longname-and-pax-path",
+        Variants::Both,
+        &[REFUSED],
+        |t, _| {
+            t.gnu = true;
+            t.pax(&[("path", format!("{TOP}/../../escape-pax").as_bytes())]);
+            t.gnu_longname(format!("{TOP}/benign").as_bytes());
+            t.raw(
+                format!("{TOP}/benign").as_bytes(),
+                ty::FILE,
+                0o600,
+                b"",
+                b"x",
+            );
+            t.record("benign", false, b"x");
+        },
+    );
 }

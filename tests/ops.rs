@@ -301,14 +301,13 @@ fn status_exit_codes_and_metrics() {
         ],
     );
     assert_eq!(code(&o), 6);
-    // The report comes first; the error document follows it.
+    // Exactly one JSON document: the report (the exit code carries the verdict).
     let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&o.stdout)
         .into_iter()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(docs.len(), 2, "{}", stdout(&o));
+    assert_eq!(docs.len(), 1, "{}", stdout(&o));
     let j = &docs[0];
-    assert_eq!(docs[1]["error"]["exit_code"], 6);
     assert_eq!(j["stale"], true);
     assert!(fs::read_to_string(&prom)
         .unwrap()

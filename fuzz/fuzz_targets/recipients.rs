@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data).into_owned();
     for part in split_specs(std::slice::from_ref(&s)) {
         assert!(!part.is_empty() && part == part.trim());
-        assert!(!part.contains([',', '\n']));
+        // (a comma may stay inside an SSH key's comment)
+        assert!(!part.contains('\n'));
         let _ = classify(&part);
     }
     if let Some(id) = normalize_key_id(&s) {

@@ -155,9 +155,12 @@ fn check_path<'a>(raw: &'a [u8], limits: &Limits) -> Result<Vec<&'a str>> {
 
 fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<()> {
     let header_size = entry.header().size().ok();
+    // the name in effect (a GNU long name wins over PAX `path` in tar-rs)
+    let effective = entry.path_bytes().into_owned();
     let Ok(Some(exts)) = entry.pax_extensions() else {
         return Ok(());
     };
+    let mut keys = BTreeSet::new();
     for ext in exts {
         let ext = ext.map_err(|e| {
             refuse(format!(
@@ -167,7 +170,18 @@ fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<()> {
         let key = ext
             .key()
             .map_err(|_| refuse(format!("archive entry {path:?} has a non-UTF-8 PAX key")))?;
+        // parsers disagree on which of two records wins: refuse ambiguity
+        if !keys.insert(key.to_owned()) {
+            return Err(refuse(format!(
+                "archive entry {path:?} has the PAX record {key:?} twice"
+            )));
+        }
         match key {
+            "path" if ext.value_bytes() != effective.as_slice() => {
+                return Err(refuse(format!(
+                    "archive entry {path:?} has a PAX path that disagrees with its GNU long name"
+                )))
+            }
             "path" | "mtime" | "atime" | "ctime" | "uid" | "gid" | "uname" | "gname"
             | "comment" | "charset" | "hdrcharset" => {}
             k if k.starts_with("SCHILY.xattr.")

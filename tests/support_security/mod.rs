@@ -659,7 +659,7 @@ fn gnupg_home() -> &'static Path {
             .unwrap();
         let o = Command::new("gpg")
             .env("GNUPGHOME", &home)
-            .args(["--batch", "--quiet", "--import"])
+            .args(["--batch", "--no-autostart", "--quiet", "--import"])
             .arg(key("openpgp-example.pub.asc"))
             .output()
             .unwrap();
@@ -684,6 +684,7 @@ pub fn gpg_encrypt(plain: &[u8]) -> Vec<u8> {
         .env("GNUPGHOME", gnupg_home())
         .args([
             "--batch",
+            "--no-autostart",
             "--quiet",
             "--no-tty",
             "--encrypt",
