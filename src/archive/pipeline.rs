@@ -50,7 +50,10 @@ pub fn spawn_stage(mut src: Box<dyn Read + Send>) -> StageReader {
                     return;
                 }
                 if eof {
-                    return; // dropping tx signals EOF
+                    // an explicit end marker: a stage that dies (panics)
+                    // without it is an error downstream, never a clean EOF
+                    let _ = tx.send(Ok(Vec::new()));
+                    return;
                 }
             }
             Err(e) => {
@@ -78,6 +81,10 @@ impl Read for StageReader {
                 return Ok(0);
             }
             match self.rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => {
+                    self.done = true;
+                    return Ok(0);
+                }
                 Ok(Ok(chunk)) => {
                     let used = std::mem::replace(&mut self.cur, chunk);
                     self.pos = 0;
@@ -92,7 +99,9 @@ impl Read for StageReader {
                 }
                 Err(_) => {
                     self.done = true;
-                    return Ok(0);
+                    return Err(io::Error::other(
+                        "a stage of the read pipeline stopped before the end of the stream",
+                    ));
                 }
             }
         }
@@ -241,6 +250,11 @@ impl io::Write for PipeWriter {
 impl Drop for PipeWriter {
     fn drop(&mut self) {
         let _ = io::Write::flush(self);
+        // the end marker; a producer that panics never sends it, so the
+        // reader reports an error instead of a clean end of stream
+        if !std::thread::panicking() {
+            let _ = self.tx.send(Ok(Vec::new()));
+        }
     }
 }
 
@@ -260,4 +274,44 @@ pub fn pipe() -> (PipeWriter, StageReader) {
             done: false,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panics(usize);
+    impl Read for Panics {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                panic!("stage failure (expected by the test)");
+            }
+            self.0 -= 1;
+            buf[0] = 7;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_dying_stage_is_an_error_not_an_end() {
+        let mut r = spawn_stage(Box::new(Panics(3)));
+        let mut out = Vec::new();
+        assert!(r.read_to_end(&mut out).is_err());
+    }
+
+    #[test]
+    fn clean_end_and_pipe() {
+        let mut r = spawn_stage(Box::new(io::Cursor::new(vec![1u8; 600_000])));
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len(), 600_000);
+        let (mut w, mut r) = pipe();
+        let t = std::thread::spawn(move || {
+            io::Write::write_all(&mut w, &[2u8; 300_000]).unwrap();
+        });
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        t.join().unwrap();
+        assert_eq!(out, vec![2u8; 300_000]);
+    }
 }
