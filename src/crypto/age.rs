@@ -361,7 +361,25 @@ fn map_decrypt_error(e: age::DecryptError) -> Error {
             .hint("use the identity whose public key the archive was encrypted to (`verify` without -i lists its recipients)"),
         D::KeyDecryptionFailed => Error::key("could not decrypt the identity: wrong passphrase?")
             .hint("check the passphrase (or --passphrase-file) for the identity file"),
-        D::Io(e) => Error::operational(format!("reading the archive: {e}")),
+        // our own errors (the archive file's I/O) keep their kind; a header
+        // that ends early or is not text is damage, not an I/O problem
+        D::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+            Some(ours) => Error {
+                kind: ours.kind,
+                message: ours.message.clone(),
+                hint: ours.hint.clone(),
+            },
+            None if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
+            {
+                Error::integrity(format!("the archive's age header is truncated or malformed: {e}"))
+                    .hint("the archive is damaged or was tampered with; use another archive or copy")
+            }
+            None => Error::operational(format!("reading the archive: {e}"))
+                .hint("check the file and the filesystem, then run again"),
+        },
         other => Error::integrity(format!("the archive's age header is invalid: {other}"))
             .hint("the archive is damaged or was tampered with; use another archive or copy"),
     }
@@ -521,5 +539,30 @@ mod tests {
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, vec![7u8; 200_000]);
+    }
+
+    #[test]
+    fn truncated_header_is_an_integrity_failure() {
+        let key = age::x25519::Identity::generate();
+        let enc =
+            AgeEncryptor::new(&[RecipientSpec::AgeX25519(key.to_public().to_string())]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.age");
+        let mut w = enc
+            .wrap_output(Box::new(std::fs::File::create(&p).unwrap()))
+            .unwrap();
+        w.write_all(b"payload").unwrap();
+        w.finish().unwrap();
+        let out = std::fs::read(&p).unwrap();
+        let cut = out.iter().position(|&b| b == b'\n').unwrap() + 10;
+        let dec = AgeDecryptor::new(vec![Box::new(key)]);
+        let e = crate::crypto::Decryptor::decrypt(
+            &dec,
+            Format::Age,
+            Box::new(io::Cursor::new(out[..cut].to_vec())),
+        )
+        .err()
+        .expect("a truncated header must not decrypt");
+        assert_eq!(e.kind, crate::error::ErrorKind::Integrity, "{}", e.message);
     }
 }
