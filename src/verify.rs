@@ -29,6 +29,35 @@ pub struct VerifyReport {
     pub warnings: Vec<String>,
 }
 
+impl VerifyReport {
+    /// The report of a keyless check: header `info` and sidecar state, plus a
+    /// warning when the archive is not encrypted.
+    pub fn keyless(
+        archive: PathBuf,
+        info: crypto::HeaderInfo,
+        sidecar: SidecarStatus,
+        mut warnings: Vec<String>,
+    ) -> Self {
+        if !info.format.is_encrypted() {
+            warnings.push("the archive is not encrypted".to_owned());
+        }
+        VerifyReport {
+            archive,
+            format: info.format,
+            size: info.length,
+            recipients: info.recipients,
+            sidecar,
+            full: false,
+            files: None,
+            bytes: None,
+            legacy: None,
+            backup_type: None,
+            created: None,
+            warnings,
+        }
+    }
+}
+
 /// Keyless verification; a sidecar mismatch is an integrity error.
 pub fn verify_keyless(path: &Path) -> Result<VerifyReport> {
     let info = crypto::inspect(path)?;
@@ -38,23 +67,12 @@ pub fn verify_keyless(path: &Path) -> Result<VerifyReport> {
     if sidecar == SidecarStatus::Missing {
         warnings.push("no .sha256 sidecar: the file's checksum could not be compared".to_owned());
     }
-    if info.format == crypto::Format::Gzip {
-        warnings.push("the archive is not encrypted".to_owned());
-    }
-    Ok(VerifyReport {
-        archive: path.to_owned(),
-        format: info.format,
-        size: info.length,
-        recipients: info.recipients,
+    Ok(VerifyReport::keyless(
+        path.to_owned(),
+        info,
         sidecar,
-        full: false,
-        files: None,
-        bytes: None,
-        legacy: None,
-        backup_type: None,
-        created: None,
         warnings,
-    })
+    ))
 }
 
 fn check_sidecar_status(path: &Path, s: &SidecarStatus) -> Result<()> {

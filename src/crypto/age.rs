@@ -170,6 +170,26 @@ pub struct Header {
     pub len: usize,
 }
 
+impl Header {
+    /// One line per recipient stanza, as `verify` and `list` show them. age
+    /// adds a random "grease" stanza (`<random>-grease`) to keep parsers
+    /// honest; it is not a recipient.
+    pub fn recipients(&self) -> Vec<String> {
+        self.stanzas
+            .iter()
+            .filter(|args| !args[0].ends_with("-grease"))
+            .map(|args| match args[0].as_str() {
+                "X25519" => "X25519".to_owned(),
+                "scrypt" => "scrypt (passphrase)".to_owned(),
+                "ssh-ed25519" | "ssh-rsa" => {
+                    format!("{} {}", args[0], args.get(1).cloned().unwrap_or_default())
+                }
+                other => other.to_owned(),
+            })
+            .collect()
+    }
+}
+
 fn is_b64_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
 }
@@ -293,20 +313,7 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
             ));
         }
     }
-    // age adds a random "grease" stanza (`<random>-grease`) to keep parsers honest
-    let recipients = header
-        .stanzas
-        .iter()
-        .filter(|args| !args[0].ends_with("-grease"))
-        .map(|args| match args[0].as_str() {
-            "X25519" => "X25519".to_owned(),
-            "scrypt" => "scrypt (passphrase)".to_owned(),
-            "ssh-ed25519" | "ssh-rsa" => {
-                format!("{} {}", args[0], args.get(1).cloned().unwrap_or_default())
-            }
-            other => other.to_owned(),
-        })
-        .collect();
+    let recipients = header.recipients();
     Ok(HeaderInfo {
         format,
         recipients,

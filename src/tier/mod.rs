@@ -286,23 +286,12 @@ pub fn verify_keyless(remote: &Remote) -> Result<crate::verify::VerifyReport> {
         warnings
             .push("no .sha256 sidecar on the tier: an interrupted push? run push again".to_owned());
     }
-    if !info.format.is_encrypted() {
-        warnings.push("the archive is not encrypted".to_owned());
-    }
-    Ok(crate::verify::VerifyReport {
-        archive: PathBuf::from(url),
-        format: info.format,
-        size: info.length,
-        recipients: info.recipients,
+    Ok(crate::verify::VerifyReport::keyless(
+        PathBuf::from(url),
+        info,
         sidecar,
-        full: false,
-        files: None,
-        bytes: None,
-        legacy: None,
-        backup_type: None,
-        created: None,
         warnings,
-    })
+    ))
 }
 
 /// The keyless header check of a stored archive, as [`crate::crypto::inspect`]
@@ -333,19 +322,7 @@ pub fn inspect(remote: &Remote) -> Result<crate::crypto::HeaderInfo> {
                     "not a valid age file: payload of {payload} bytes cannot be a complete age stream (truncated or padded)"
                 )));
             }
-            let recipients = header
-                .stanzas
-                .iter()
-                .filter(|args| !args[0].ends_with("-grease"))
-                .map(|args| match args[0].as_str() {
-                    "X25519" => "X25519".to_owned(),
-                    "scrypt" => "scrypt (passphrase)".to_owned(),
-                    "ssh-ed25519" | "ssh-rsa" => {
-                        format!("{} {}", args[0], args.get(1).cloned().unwrap_or_default())
-                    }
-                    other => other.to_owned(),
-                })
-                .collect();
+            let recipients = header.recipients();
             Ok(crypto::HeaderInfo {
                 format: Format::Age,
                 recipients,
