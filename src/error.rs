@@ -41,6 +41,20 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// What to do when an error carries no more specific hint.
+    pub fn default_hint(self) -> &'static str {
+        match self {
+            ErrorKind::Operational => "check the path named above, its permissions and free space, then run again",
+            ErrorKind::Usage => "see `secureclaw-backup --help` and the command's --help",
+            ErrorKind::Integrity => "nothing was changed; use another archive or an intact copy of this one",
+            ErrorKind::Key => "check the identities (-i), recipients (-r, SECURECLAW_BACKUP_KEY) and the passphrase",
+            ErrorKind::Refused => "nothing was changed; read the reason above before retrying",
+            ErrorKind::Stale => "check the backup schedule (`systemctl --user list-timers`, cron) and its logs",
+        }
+    }
+}
+
 /// A user-facing error: kind, message and a recommendation.
 #[derive(Debug)]
 pub struct Error {

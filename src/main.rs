@@ -22,15 +22,17 @@ fn main() {
         Ok(()) => {}
         Err(e) => {
             eprintln!("error: {}", e.message);
-            if let Some(h) = &e.hint {
-                eprintln!("hint: {h}");
-            }
+            let hint = e
+                .hint
+                .clone()
+                .unwrap_or_else(|| e.kind.default_hint().to_owned());
+            eprintln!("hint: {hint}");
             if json && !secureclaw_backup::ui::result_printed() {
                 println!(
                     "{}",
                     serde_json::json!({
                         "ok": false,
-                        "error": {"kind": e.kind, "exit_code": e.kind.exit_code(), "message": e.message, "hint": e.hint}
+                        "error": {"kind": e.kind, "exit_code": e.kind.exit_code(), "message": e.message, "hint": hint}
                     })
                 );
             }

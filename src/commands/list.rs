@@ -333,10 +333,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     if let Some(name) = &args.tier {
         return super::push::list_tier(name, &args.config, ui);
     }
-    let dest = match args.dest {
-        Some(d) => d,
-        None => store::default_dest()?,
-    };
+    let dest = store::dest_or_default(args.dest.as_deref())?;
     let l = scan(&dest, args.check, ui)?;
     let bad = l
         .archives
