@@ -82,6 +82,19 @@ pub fn run_drill(
     ui: &Ui,
 ) -> Result<DrillReport> {
     let started = Instant::now();
+    // plaintext scratch trees of drills that were killed: shred them first
+    if let Ok(rd) = fs::read_dir(scratch_parent) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("secureclaw-drill-")
+                .and_then(|p| p.parse::<i32>().ok());
+            if pid.is_some_and(|p| !crate::process::pid_alive(p)) {
+                shred_tree(&e.path())?;
+                ui.warn(format!("shredded {name}, left by an interrupted drill"));
+            }
+        }
+    }
     let scratch = scratch_parent.join(format!("secureclaw-drill-{}", std::process::id()));
     fs::DirBuilder::new()
         .recursive(true)

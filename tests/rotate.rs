@@ -302,6 +302,12 @@ fn drill_restores_into_scratch_and_reports_phases() {
     backup_to(&env, &src, &dest, "daily", &age_recipient());
     let scratch = env.path("scratch");
     fs::create_dir(&scratch).unwrap();
+    // what a killed drill leaves behind is shredded by the next one
+    write_file(
+        &scratch.join("secureclaw-drill-2147483647/data/.env"),
+        CANARY.as_bytes(),
+        0o600,
+    );
     let o = env.run(&[
         "drill",
         "--dest",
