@@ -8,7 +8,9 @@
 //! without armor. We read that, and what `gpg --encrypt` writes (compressed or
 //! not, armored or not).
 
+mod framing;
 mod keyring;
+mod seipd;
 #[cfg(test)]
 mod tests;
 
@@ -31,9 +33,8 @@ use openpgp::parse::stream::{
 };
 use openpgp::parse::{Dearmor, PacketParserBuilder, PacketParserResult, Parse};
 use openpgp::policy::StandardPolicy;
-use openpgp::serialize::stream::{Encryptor as MessageEncryptor, LiteralWriter, Message};
 use openpgp::serialize::Serialize;
-use openpgp::types::{DataFormat, RevocationStatus, SymmetricAlgorithm};
+use openpgp::types::{RevocationStatus, SymmetricAlgorithm};
 use openpgp::{KeyHandle, KeyID};
 
 use crate::crypto::recipients::RecipientSpec;
@@ -97,23 +98,27 @@ fn bad_message(path: &Path, what: &str) -> Error {
     .hint("the file is damaged, truncated or was replaced; restore from another archive or copy")
 }
 
-/// Keyless inspection of an OpenPGP archive (binary or armored), by parsing its
-/// packets with a streaming reader: one or more PKESK (or SKESK) packets, then
-/// exactly one SEIPDv1 packet reaching the end of the file, and nothing else.
-/// The encrypted body is read through (to check its framing) but never kept.
+/// Keyless inspection of an OpenPGP archive (binary or armored): one or more
+/// PKESK (or SKESK) packets, then exactly one SEIPDv1 packet reaching the end
+/// of the file, and nothing else. Binary messages: framing.rs follows the
+/// length headers. Armored ones: a streaming parser reads the body through
+/// (to check its framing) but never keeps it.
 pub fn inspect(path: &Path) -> Result<HeaderInfo> {
     let file = File::open(path).at("opening", path)?;
     let length = file.metadata().at("reading metadata of", path)?.len();
     let head = crate::crypto::read_head(path)?;
     let armored = head.starts_with(b"-----BEGIN PGP MESSAGE-----");
-    let (format, dearmor) = if armored {
-        (
-            Format::OpenPgpArmored,
-            Dearmor::Enabled(armor::ReaderMode::Tolerant(Some(armor::Kind::Message))),
-        )
-    } else {
-        (Format::OpenPgp, Dearmor::Disabled)
-    };
+    if !armored {
+        // binary: follow the length headers without reading the body
+        let recipients = framing::walk(&file, length).map_err(|e| bad_message(path, &e))?;
+        return Ok(HeaderInfo {
+            format: Format::OpenPgp,
+            recipients,
+            length,
+        });
+    }
+    let format = Format::OpenPgpArmored;
+    let dearmor = Dearmor::Enabled(armor::ReaderMode::Tolerant(Some(armor::Kind::Message)));
     let reader = BufReader::with_capacity(256 * 1024, file);
     let parse_err = |e: anyhow::Error| bad_message(path, &format!("{e:#}"));
     let mut ppr = PacketParserBuilder::from_reader(reader)
@@ -410,34 +415,9 @@ fn select_keys(cert: &Cert, label: &str) -> Result<Vec<PubKey>> {
     Ok(keys)
 }
 
-/// The caller's sink, shared so that `finish` can flush it after sequoia has
-/// finalized (and dropped) its writer stack. The mutex makes it `Sync`, which
-/// sequoia's writer stack requires; it is never contended.
-#[derive(Clone)]
-struct SharedSink(Arc<Mutex<Box<dyn Write + Send>>>);
-
-impl SharedSink {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Write + Send>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Write for SharedSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.lock().write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.lock().flush()
-    }
-}
-
-/// `Message → Encryptor (SEIPDv1) → LiteralWriter`, plus the sink to flush.
+/// The SEIPDv1 writer behind the PKESKs.
 struct PgpWriter {
-    message: Option<Message<'static>>,
-    sink: SharedSink,
+    seipd: Option<seipd::SeipdWriter<Box<dyn Write + Send>>>,
 }
 
 fn gone() -> io::Error {
@@ -446,25 +426,20 @@ fn gone() -> io::Error {
 
 impl Write for PgpWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.message.as_mut().ok_or_else(gone)?.write(buf)
+        self.seipd.as_mut().ok_or_else(gone)?.write(buf)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.message.as_mut().ok_or_else(gone)?.write_all(buf)
+        self.seipd.as_mut().ok_or_else(gone)?.write_all(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        // Flushing sequoia's stack would cut partial-body chunks early; the data
-        // is complete only after `finish` anyway.
+        // the data is complete only after `finish` anyway
         Ok(())
     }
 }
 
 impl EncryptWriter for PgpWriter {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
-        let message = self.message.take().ok_or_else(gone)?;
-        message
-            .finalize()
-            .map_err(|e| io::Error::other(format!("finishing the OpenPGP message: {e:#}")))?;
-        self.sink.flush()
+        self.seipd.take().ok_or_else(gone)?.finish()
     }
 }
 
@@ -483,13 +458,11 @@ impl Encryptor for PgpEncryptor {
                 "cannot encrypt to these OpenPGP recipients ({what}): {e:#}"
             ))
         };
-        let sink = SharedSink(Arc::new(Mutex::new(out)));
+        let mut out = out;
         let sk = SessionKey::new(SYM.key_size().map_err(|e| crypt("cipher", e))?)
             .map_err(|e| crypt("session key", e))?;
-        // One PKESKv3 per subkey. Written by hand (rather than by sequoia's
-        // Encryptor from `Recipient`s) so that the writer owns everything it
-        // needs ('static) and so that the packet versions are fixed: PKESKv3 +
-        // SEIPDv1 whatever features the certificates advertise.
+        // One PKESKv3 per subkey, then SEIPDv1 (seipd.rs): the packet
+        // versions are fixed whatever features the certificates advertise.
         let mut head = Vec::new();
         for key in &self.keys {
             let pkesk = PKESK3::for_recipient(SYM, &sk, key)
@@ -499,23 +472,10 @@ impl Encryptor for PgpEncryptor {
                 .map_err(|e| crypt("PKESK", e))?;
         }
         let write_err =
-            |e: anyhow::Error| Error::operational(format!("writing the OpenPGP message: {e:#}"));
-        sink.clone()
-            .write_all(&head)
-            .map_err(|e| write_err(e.into()))?;
-        let message = Message::new(sink.clone());
-        let message = MessageEncryptor::with_session_key(message, SYM, sk)
-            .map_err(write_err)?
-            .build()
-            .map_err(write_err)?;
-        let message = LiteralWriter::new(message)
-            .format(DataFormat::Binary)
-            .build()
-            .map_err(write_err)?;
-        Ok(Box::new(PgpWriter {
-            message: Some(message),
-            sink,
-        }))
+            |e: io::Error| Error::operational(format!("writing the OpenPGP message: {e}"));
+        out.write_all(&head).map_err(write_err)?;
+        let seipd = seipd::SeipdWriter::new(out, &sk).map_err(write_err)?;
+        Ok(Box::new(PgpWriter { seipd: Some(seipd) }))
     }
 
     fn verify_written(&self, path: &Path) -> Result<HeaderInfo> {

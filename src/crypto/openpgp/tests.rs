@@ -2,6 +2,7 @@
 //! own temporary GNUPGHOME passed explicitly (no process-wide env changes).
 
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -237,6 +238,44 @@ fn ours_decrypts_with_gpg() {
     assert!(g.ok(&["--decrypt", p2.to_str().unwrap()], b"").is_empty());
 }
 
+/// (1b) seipd.rs framing at every boundary: payload sizes where the literal
+/// body or the SEIPD body ends just before, on and after a partial-body
+/// chunk, read back by sequoia (in process) and by `gpg --decrypt`.
+#[test]
+fn chunk_boundaries_decrypt_everywhere() {
+    const C: usize = 1 << 20;
+    let mut sizes = vec![0, 1, 100, 191, 192, 8383, 8384, 3 * C + 12345];
+    sizes.extend(C - 50..=C - 44); // the SEIPD body ends at the chunk
+    sizes.extend(C - 7..=C + 1); // the literal body ends at the chunk
+    sizes.extend((2 * C - 60..=2 * C - 40).step_by(2));
+    let enc = example_encryptor();
+    let dec = decryptor("openpgp-example.sec.asc", PassphraseSource::new(None));
+    let dir = tempfile::tempdir().unwrap();
+    let g = have_gpg().then(|| {
+        let g = Gpg::new();
+        g.import(&example("openpgp-example.sec.asc"));
+        g
+    });
+    let base = noise(3 * C + 12345, 7);
+    for (i, &n) in sizes.iter().enumerate() {
+        let data = &base[..n];
+        let p = dir.path().join(format!("{i}.gpg"));
+        encrypt_to_file(&enc, &p, data);
+        enc.verify_written(&p)
+            .unwrap_or_else(|e| panic!("{n} bytes: {e}"));
+        let bytes = std::fs::read(&p).unwrap();
+        let out = decrypt_all(&dec, bytes).unwrap_or_else(|e| panic!("{n} bytes: {e}"));
+        assert!(
+            out == data,
+            "sequoia read back something else for {n} bytes"
+        );
+        if let Some(g) = &g {
+            let out = g.ok(&["--decrypt", p.to_str().unwrap()], b"");
+            assert!(out == data, "gpg read back something else for {n} bytes");
+        }
+    }
+}
+
 /// (2) `gpg --encrypt` (compressed, `-z 0`, armored) → our decryptor.
 #[test]
 fn gpg_encrypted_decrypts_with_ours() {
@@ -369,6 +408,30 @@ fn inspect_messages() {
     bad("random2", &noise(4096, 98));
     bad("empty", b"");
 
+    // several partial-body chunks: every cut near a chunk boundary (and a
+    // sample elsewhere) is caught without reading the body; trailing bytes too
+    let big = dir.path().join("big.gpg");
+    encrypt_to_file(&enc, &big, &noise(3 << 20, 8));
+    assert_eq!(inspect(&big).unwrap().recipients, vec![ENC_SUBKEY]);
+    let full = std::fs::metadata(&big).unwrap().len();
+    let mut cuts: Vec<u64> = (1..=3u64)
+        .flat_map(|k| (k << 20)..(k << 20) + 700)
+        .chain((1..full).step_by(65_537))
+        .chain(full - 40..full)
+        .filter(|&c| c < full)
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let f = std::fs::OpenOptions::new().append(true).open(&big).unwrap();
+    f.write_all_at(b"x", full).unwrap();
+    let e = inspect(&big).unwrap_err();
+    assert!(e.message.contains("trailing"), "{e}");
+    for &cut in cuts.iter().rev() {
+        f.set_len(cut).unwrap();
+        let e = inspect(&big).expect_err(&format!("cut at {cut} of {full}"));
+        assert_eq!(e.kind, ErrorKind::Integrity, "cut at {cut}: {e}");
+    }
+
     if !have_gpg() {
         return;
     }
@@ -392,6 +455,15 @@ fn inspect_messages() {
     let mut want = vec![ENC_SUBKEY, PROTECTED_ENC_SUBKEY];
     want.sort();
     assert_eq!(r, want);
+    // gpg's own partial-body chunks (from stdin, uncompressed)
+    let ct = g.ok(
+        &["--encrypt", "-z", "0", "-r", PRIMARY_FPR],
+        &noise(3 << 20, 9),
+    );
+    let q = dir.path().join("gpg-big.gpg");
+    std::fs::write(&q, &ct).unwrap();
+    assert_eq!(inspect(&q).unwrap().recipients, vec![ENC_SUBKEY]);
+    bad("gpg-big-cut", &ct[..ct.len() / 3]);
     let ct = g.ok(&["--encrypt", "--armor", "-r", PRIMARY_FPR], b"data");
     let q = dir.path().join("gpg.asc");
     std::fs::write(&q, &ct).unwrap();
