@@ -64,11 +64,13 @@ pub struct BackupReport {
 struct HashingFile {
     file: File,
     state: Arc<Mutex<(Sha256, u64)>>,
+    writeback: store::Writeback,
 }
 
 impl Write for HashingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
+        self.writeback.advance(&self.file, n as u64);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.0.update(&buf[..n]);
         st.1 += n as u64;
@@ -218,6 +220,7 @@ fn write_archive(
         HashingFile {
             file,
             state: state.clone(),
+            writeback: store::Writeback::default(),
         },
     );
     let enc: Box<dyn EncryptWriter> = match &opts.encryptor {

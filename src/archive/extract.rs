@@ -502,6 +502,9 @@ impl Sink for Discard {
     }
 }
 
+/// Staged files at least this large start their writeback when complete.
+const WRITEBACK_MIN: u64 = 256 * 1024;
+
 /// Writes into a fresh 0700 staging directory that only we can modify, with
 /// exclusive, no-follow creation and owner-only modes from the first byte.
 pub struct StagingSink {
@@ -560,6 +563,7 @@ impl Sink for StagingSink {
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("setting mode of", &p, e))?;
         let mut total = 0u64;
+        let mut writeback = crate::store::Writeback::default();
         loop {
             let n = match data.read(&mut self.buf) {
                 Ok(0) => break,
@@ -570,6 +574,12 @@ impl Sink for StagingSink {
             f.write_all(&self.buf[..n])
                 .map_err(|e| Error::io("writing staged file", &p, e))?;
             total += n as u64;
+            writeback.advance(&f, n as u64);
+        }
+        // start writing back all but small files now: the syncfs before the
+        // swap then waits for little (small files are left to it, in bulk)
+        if total >= WRITEBACK_MIN {
+            writeback.kick(&f);
         }
         Ok(total)
     }
