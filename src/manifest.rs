@@ -24,16 +24,63 @@ pub enum EntryKind {
 }
 
 /// One archived entry. `path` is relative to the data directory, `/`-separated.
+/// Kept compact (mode and digest as numbers, written as strings): a manifest
+/// of 200 000 entries is held in memory while it is written or checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub path: String,
     #[serde(rename = "type")]
     pub kind: EntryKind,
     pub size: u64,
-    /// Permission bits as archived, octal string (`"0600"`).
-    pub mode: String,
+    /// Permission bits as archived (`"0600"` in the JSON).
+    pub mode: Mode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256Digest>,
+}
+
+/// Permission bits, written as four octal digits (`"0600"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode(pub u16);
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:04o}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        u16::from_str_radix(&s, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777 && !s.is_empty())
+            .map(Mode)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("mode {s:?} is not octal permission bits"))
+            })
+    }
+}
+
+/// A SHA-256 digest, written as 64 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut hex).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s.as_bytes(), &mut out)
+            .map_err(|_| serde::de::Error::custom("sha256 is not 64 hex digits"))?;
+        Ok(Sha256Digest(out))
+    }
 }
 
 /// Something the operator should know about: a skipped or changing entry.
@@ -81,6 +128,18 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         let m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| format!("manifest.json is not valid: {e}"))?;
+        m.checked()
+    }
+
+    /// Like [`Manifest::parse`], streaming from `r` (no copy of the bytes).
+    pub fn from_reader(r: impl std::io::Read) -> Result<Manifest, String> {
+        let m: Manifest =
+            serde_json::from_reader(r).map_err(|e| format!("manifest.json is not valid: {e}"))?;
+        m.checked()
+    }
+
+    fn checked(self) -> Result<Manifest, String> {
+        let m = self;
         if m.format != FORMAT {
             return Err(format!(
                 "manifest.json has format {:?}, expected {FORMAT:?}",
@@ -98,12 +157,7 @@ impl Manifest {
             if !seen.insert(e.path.as_str()) {
                 return Err(format!("manifest.json lists {:?} twice", e.path));
             }
-            if e.kind == EntryKind::File
-                && !e
-                    .sha256
-                    .as_deref()
-                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
+            if e.kind == EntryKind::File && e.sha256.is_none() {
                 return Err(format!(
                     "manifest.json entry {:?} has no valid sha256",
                     e.path
@@ -114,9 +168,27 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
-        v.push(b'\n');
+        let mut v = Vec::new();
+        // writing into a Vec cannot fail
+        let _ = self.write_json(&mut v);
         v
+    }
+
+    /// Writes `manifest.json` (pretty-printed, with a final newline) to `w`,
+    /// without building it in memory first.
+    pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
+        serde_json::to_writer_pretty(&mut w, self)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    }
+
+    /// The length of what [`Manifest::write_json`] writes.
+    pub fn json_len(&self) -> u64 {
+        let mut c = CountingSink(0);
+        let _ = self.write_json(&mut c);
+        c.0
     }
 
     /// Entries by path.
@@ -161,6 +233,19 @@ impl Manifest {
     }
 }
 
+/// A `Write` that only counts.
+struct CountingSink(u64);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `1.5 MiB`-style sizes for humans.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -197,15 +282,15 @@ mod tests {
                     path: "credentials".into(),
                     kind: EntryKind::Dir,
                     size: 0,
-                    mode: "0700".into(),
+                    mode: Mode(0o700),
                     sha256: None,
                 },
                 Entry {
                     path: "credentials/oauth.json".into(),
                     kind: EntryKind::File,
                     size: 3,
-                    mode: "0600".into(),
-                    sha256: Some("a".repeat(64)),
+                    mode: Mode(0o600),
+                    sha256: Some(Sha256Digest([0xAB; 32])),
                 },
             ],
             warnings: vec![],
@@ -216,6 +301,8 @@ mod tests {
     fn round_trip() {
         let m = sample();
         assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+        assert_eq!(Manifest::from_reader(&m.to_json()[..]).unwrap(), m);
+        assert_eq!(m.json_len(), m.to_json().len() as u64);
         assert!(m.to_text().contains("Backup Type: daily"));
     }
 
@@ -224,8 +311,22 @@ mod tests {
         let mut m = sample();
         m.entries.push(m.entries[1].clone());
         assert!(Manifest::parse(&m.to_json()).is_err());
+        let json = String::from_utf8(sample().to_json()).unwrap();
+        assert!(json.contains(&"ab".repeat(32)) && json.contains("\"0600\""));
+        for (from, to) in [
+            ("ab".repeat(32), "zz".to_owned()),
+            ("ab".repeat(32), "AB".repeat(31)),
+            ("\"0600\"".to_owned(), "\"0900\"".to_owned()),
+            ("\"0600\"".to_owned(), "\"17777\"".to_owned()),
+            ("\"0600\"".to_owned(), "\"\"".to_owned()),
+        ] {
+            assert!(
+                Manifest::parse(json.replace(&from, &to).as_bytes()).is_err(),
+                "{to}"
+            );
+        }
         let mut m = sample();
-        m.entries[1].sha256 = Some("zz".into());
+        m.entries[1].sha256 = None;
         assert!(Manifest::parse(&m.to_json()).is_err());
         assert!(Manifest::parse(b"{").is_err());
         let mut m = sample();

@@ -10,7 +10,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{Entry, EntryKind, Manifest, Warning};
+use crate::manifest::{Entry, EntryKind, Manifest, Mode, Sha256Digest, Warning};
 
 /// Writes tar entries under `<top>/`.
 pub struct ArchiveWriter<W: Write> {
@@ -21,8 +21,8 @@ pub struct ArchiveWriter<W: Write> {
     pub bytes: u64,
 }
 
-fn mode_string(mode: u32) -> String {
-    format!("{:04o}", mode & 0o7777)
+fn mode_bits(mode: u32) -> Mode {
+    Mode((mode & 0o7777) as u16)
 }
 
 fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: i64) -> tar::Header {
@@ -114,7 +114,7 @@ impl<W: Write> ArchiveWriter<W> {
             path: rel.to_owned(),
             kind: EntryKind::Dir,
             size: 0,
-            mode: mode_string(mode),
+            mode: mode_bits(mode),
             sha256: None,
         });
         Ok(())
@@ -228,7 +228,7 @@ impl<W: Write> ArchiveWriter<W> {
             );
         }
         let padded = reader.padded;
-        let digest = hex::encode(reader.hasher.finalize());
+        let digest = Sha256Digest(reader.hasher.finalize().into());
         let after = file.metadata().ok();
         let mut more_after = false;
         let mut remaining_probe = [0u8; 1];
@@ -242,7 +242,7 @@ impl<W: Write> ArchiveWriter<W> {
             path: rel.to_owned(),
             kind: EntryKind::File,
             size,
-            mode: mode_string(mode),
+            mode: mode_bits(mode),
             sha256: Some(digest),
         });
         self.bytes += size;
@@ -270,9 +270,11 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Appends `manifest.txt` and `manifest.json` (last), ends the tar and
     /// returns the inner writer, which the caller must still finish.
+    /// `manifest.json` is serialized twice — once to learn its length for the
+    /// tar header, once straight into the stream — rather than held in memory
+    /// (tens of MB for 200 000 files).
     pub fn finish(mut self, manifest: &Manifest, mtime: i64) -> Result<W> {
         let txt = manifest.to_text();
-        let json = manifest.to_json();
         let werr = |e: io::Error| Error::operational(format!("writing the archive: {e}"));
         self.append(
             header(tar::EntryType::Regular, txt.len() as u64, 0o600, mtime),
@@ -280,12 +282,50 @@ impl<W: Write> ArchiveWriter<W> {
             txt.as_bytes(),
         )
         .map_err(werr)?;
-        self.append(
-            header(tar::EntryType::Regular, json.len() as u64, 0o600, mtime),
-            crate::manifest::JSON_NAME,
-            &json[..],
-        )
-        .map_err(werr)?;
+        let len = manifest.json_len();
+        let path = format!("{}/{}", self.top, crate::manifest::JSON_NAME);
+        let mut h = header(tar::EntryType::Regular, len, 0o600, mtime);
+        if path.len() < 100 && h.set_path(&path).is_ok() {
+            h.set_cksum();
+            let out = self.tar.get_mut();
+            out.write_all(h.as_bytes()).map_err(werr)?;
+            let mut counted = CountingWriter {
+                inner: out,
+                count: 0,
+            };
+            manifest.write_json(&mut counted).map_err(werr)?;
+            if counted.count != len {
+                return Err(Error::operational(format!(
+                    "manifest.json came out as {} bytes, announced {len}",
+                    counted.count
+                )));
+            }
+            let pad = ((512 - len % 512) % 512) as usize;
+            out.write_all(&[0u8; 512][..pad]).map_err(werr)?;
+        } else {
+            // a top-level name too long for a plain header: tar writes the
+            // long-name extension, from a buffer
+            let json = manifest.to_json();
+            self.append(h, crate::manifest::JSON_NAME, &json[..])
+                .map_err(werr)?;
+        }
         self.tar.into_inner().map_err(werr)
+    }
+}
+
+/// Counts what it passes on.
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
