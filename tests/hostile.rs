@@ -433,6 +433,26 @@ fn duplicate_file_then_dir() {
     case("dup-top", Variants::Both, &[REFUSED], |t, _| {
         t.top();
     });
+    // a manifest name (streamed, never staged) reused by a directory or twice
+    case("dup-manifest-dir", Variants::Both, &[REFUSED], |t, _| {
+        for (name, ty, data) in [
+            ("manifest.txt", ty::FILE, &b"x"[..]),
+            ("manifest.txt/", ty::DIR, &b""[..]),
+        ] {
+            t.raw(format!("{TOP}/{name}").as_bytes(), ty, 0o600, b"", data);
+        }
+    });
+    case("dup-manifest-file", Variants::Both, &[REFUSED], |t, _| {
+        for _ in 0..2 {
+            t.raw(
+                format!("{TOP}/manifest.txt").as_bytes(),
+                ty::FILE,
+                0o600,
+                b"",
+                b"x",
+            );
+        }
+    });
 }
 
 // ------------------------------------------------------------------ PAX / GNU overrides

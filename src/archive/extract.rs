@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{self, EntryKind, Manifest};
+use crate::manifest::{self, EntryKind, Manifest, Sha256Digest};
 
 /// Bounds that keep a hostile archive from exhausting memory or disk.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub trait Sink {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInfo {
     pub size: u64,
-    pub sha256: String,
+    pub sha256: Sha256Digest,
     pub executable: bool,
 }
 
@@ -234,6 +234,30 @@ impl<R: Read> Read for Hashing<'_, R> {
     }
 }
 
+/// Counts what passes through and keeps the first read error for the caller
+/// (a parser given this reader would otherwise turn it into its own error).
+struct Tap<R: Read> {
+    inner: io::Take<R>,
+    count: u64,
+    failed: Option<io::Error>,
+}
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.count += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let short = io::Error::new(e.kind(), "reading the archive stream failed");
+                self.failed.get_or_insert(e);
+                Err(short)
+            }
+        }
+    }
+}
+
 /// Reads the whole tar stream into `sink` under the safety rules, then reads
 /// the stream to its very end (authentication, gzip CRC, no trailing data).
 /// Does not compare with the manifest: see [`check_manifest`].
@@ -241,7 +265,9 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
     let mut ar = tar::Archive::new(stream);
     let mut out = Outcome::default();
     let mut top: Option<String> = None;
-    let mut seen: BTreeSet<String> = BTreeSet::new();
+    // explicit directory entries (and "" for the top); files are in out.files
+    let mut seen_dirs: BTreeSet<String> = BTreeSet::new();
+    let mut manifest_seen: BTreeSet<String> = BTreeSet::new();
     let mut count = 0u64;
     {
         let entries = ar.entries().map_err(stream_error)?;
@@ -309,7 +335,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                         "archive entry {shown:?} is a file at the top level"
                     )));
                 }
-                if !seen.insert(String::new()) {
+                if !seen_dirs.insert(String::new()) {
                     return Err(refuse(format!(
                         "archive has the top-level directory {shown:?} twice"
                     )));
@@ -326,7 +352,13 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     )));
                 }
             }
-            if !seen.insert(rel.clone()) || (kind == EntryKind::File && out.dirs.contains(&rel)) {
+            let duplicate = out.files.contains_key(&rel)
+                || manifest_seen.contains(&rel)
+                || match kind {
+                    EntryKind::Dir => !seen_dirs.insert(rel.clone()),
+                    EntryKind::File => out.dirs.contains(&rel),
+                };
+            if duplicate {
                 return Err(refuse(format!(
                     "archive has the entry {shown:?} more than once"
                 )));
@@ -349,20 +381,31 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                             manifest::MAX_MANIFEST_BYTES
                         )));
                     }
-                    let mut buf = Vec::with_capacity(size.min(1 << 20) as usize);
-                    let n = (&mut entry)
-                        .take(size)
-                        .read_to_end(&mut buf)
-                        .map_err(stream_error)?;
-                    if n as u64 != size {
+                    manifest_seen.insert(rel.clone());
+                    let mut tap = Tap {
+                        inner: (&mut entry).take(size),
+                        count: 0,
+                        failed: None,
+                    };
+                    // manifest.json is parsed while streaming (no copy of a
+                    // large manifest); manifest.txt is for humans only
+                    let parsed = (rel == manifest::JSON_NAME).then(|| {
+                        Manifest::from_reader(io::BufReader::with_capacity(64 * 1024, &mut tap))
+                    });
+                    // read what the parser left, to tell damage from truncation
+                    let drained = io::copy(&mut tap, &mut io::sink());
+                    if let Some(e) = tap.failed.take() {
+                        return Err(stream_error(e));
+                    }
+                    drained.map_err(stream_error)?;
+                    if tap.count != size {
                         return Err(truncated(&shown));
                     }
-                    if rel == manifest::JSON_NAME {
-                        let m = Manifest::parse(&buf).map_err(|e| {
+                    if let Some(parsed) = parsed {
+                        out.manifest = Some(parsed.map_err(|e| {
                             Error::integrity(format!("{shown}: {e}"))
                                 .hint("the archive's manifest is damaged; nothing was changed")
-                        })?;
-                        out.manifest = Some(m);
+                        })?);
                     }
                 }
                 EntryKind::File => {
@@ -387,7 +430,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     if h.count != size {
                         return Err(truncated(&shown));
                     }
-                    let sha256 = hex::encode(h.hasher.finalize());
+                    let sha256 = Sha256Digest(h.hasher.finalize().into());
                     out.files.insert(
                         rel,
                         FileInfo {
@@ -460,7 +503,7 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
                     "{path:?} is a file in the archive but a directory in the manifest"
                 ))
             }
-            Some(e) if e.size != info.size || e.sha256.as_deref() != Some(info.sha256.as_str()) => {
+            Some(e) if e.size != info.size || e.sha256 != Some(info.sha256) => {
                 return fail(format!(
                     "{path:?} does not match the size/SHA-256 in the manifest"
                 ))
@@ -510,6 +553,10 @@ const WRITEBACK_MIN: u64 = 256 * 1024;
 pub struct StagingSink {
     root: PathBuf,
     buf: Vec<u8>,
+    /// The parent directory of the last file: files come grouped by
+    /// directory, so most need no directory creation at all.
+    last_parent: String,
+    background: crate::store::BackgroundSync,
 }
 
 impl StagingSink {
@@ -517,6 +564,8 @@ impl StagingSink {
         StagingSink {
             root: root.to_owned(),
             buf: vec![0u8; 256 * 1024],
+            last_parent: String::new(),
+            background: crate::store::BackgroundSync::new(root),
         }
     }
 
@@ -549,7 +598,10 @@ impl Sink for StagingSink {
 
     fn file(&mut self, rel: &str, executable: bool, data: &mut dyn Read) -> Result<u64> {
         if let Some((parent, _)) = rel.rsplit_once('/') {
-            self.mkdirs(parent)?;
+            if parent != self.last_parent {
+                self.mkdirs(parent)?;
+                parent.clone_into(&mut self.last_parent);
+            }
         }
         let p = self.root.join(rel);
         let mode = if executable { 0o700 } else { 0o600 };
@@ -576,10 +628,12 @@ impl Sink for StagingSink {
             total += n as u64;
             writeback.advance(&f, n as u64);
         }
-        // start writing back all but small files now: the syncfs before the
-        // swap then waits for little (small files are left to it, in bulk)
+        // large files start their own writeback; small ones are synced in
+        // batches by the background syncfs
         if total >= WRITEBACK_MIN {
             writeback.kick(&f);
+        } else {
+            self.background.wrote(total);
         }
         Ok(total)
     }
