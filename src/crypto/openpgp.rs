@@ -11,6 +11,7 @@
 mod framing;
 mod keyring;
 mod seipd;
+mod seipd_reader;
 #[cfg(test)]
 mod tests;
 
@@ -575,27 +576,109 @@ impl Read for SyncReader {
     }
 }
 
-impl crate::crypto::Decryptor for PgpDecryptor {
-    fn decrypt(
-        &self,
-        _format: Format,
-        input: Box<dyn Read + Send>,
-    ) -> Result<Box<dyn Read + Send>> {
+impl PgpDecryptor {
+    fn helper(&self) -> Helper {
+        Helper {
+            keys: self.keys.clone(),
+            pass: self.pass.clone(),
+            home: self.home.clone(),
+            known: None,
+            capture: None,
+        }
+    }
+
+    /// sequoia's stream decryptor over the whole message.
+    fn with_sequoia(input: Box<dyn Read + Send>, helper: Helper) -> Result<Box<dyn Read + Send>> {
         // Armor is detected by the packet parser; never mmap (from_reader).
         let builder = DecryptorBuilder::from_reader(SyncReader(Mutex::new(input)))
             .map_err(classify_error)?
             .buffer_size(DECRYPT_BUFFER);
-        let helper = Helper {
-            keys: self.keys.clone(),
-            pass: self.pass.clone(),
-            home: self.home.clone(),
-        };
         // Returns once the session key is found and the first plaintext is
         // buffered (or the whole message, if short, is authenticated).
         let dec = builder
             .with_policy(&POLICY, None, helper)
             .map_err(classify_error)?;
         Ok(Box::new(PlainReader { dec, failed: None }))
+    }
+}
+
+impl crate::crypto::Decryptor for PgpDecryptor {
+    fn decrypt(
+        &self,
+        _format: Format,
+        mut input: Box<dyn Read + Send>,
+    ) -> Result<Box<dyn Read + Send>> {
+        let head = seipd_reader::read_head(&mut input).map_err(classify_io)?;
+        let Some(layout) = head.layout.as_ref() else {
+            // armored, or not the usual layout: all of it to sequoia
+            let whole = Box::new(io::Cursor::new(head.bytes).chain(input));
+            return Self::with_sequoia(whole, self.helper());
+        };
+        // sequoia finds the session key, on the key packets and the start of
+        // the encrypted data only
+        let captured = Arc::new(Mutex::new(None));
+        let mut helper = self.helper();
+        helper.capture = Some(captured.clone());
+        let probe = head.for_session_key(layout);
+        let attempt = DecryptorBuilder::from_bytes(&probe[..])
+            .and_then(|b| b.with_policy(&POLICY, None, helper));
+        let found = captured.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((algo, sk)) = found else {
+            // no key fits (or the message is damaged): sequoia's error says why
+            return Err(match attempt {
+                Err(e) => classify_error(e),
+                Ok(_) => Error::integrity("the OpenPGP message has no usable session key").hint(
+                    "the archive is damaged or was tampered with; use another archive or copy",
+                ),
+            });
+        };
+        drop(attempt);
+        let body = &head.bytes[layout.body_at..];
+        if seipd_reader::handles(algo, &sk, body) {
+            let first = layout.first;
+            let rest = Box::new(io::Cursor::new(body.to_vec()).chain(input));
+            let reader =
+                seipd_reader::SeipdReader::new(algo, &sk, first, rest).map_err(classify_io)?;
+            #[cfg(test)]
+            seipd_reader::USED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Box::new(LatchedReader {
+                inner: reader,
+                failed: None,
+            }));
+        }
+        // compressed or signed inside, or another cipher: sequoia, with the
+        // session key already found (no second passphrase prompt)
+        let mut helper = self.helper();
+        helper.known = Some((algo, sk));
+        let whole = Box::new(io::Cursor::new(head.bytes).chain(input));
+        Self::with_sequoia(whole, helper)
+    }
+}
+
+/// Our SEIPD reader, with errors classified and latched like [`PlainReader`].
+struct LatchedReader {
+    inner: seipd_reader::SeipdReader,
+    failed: Option<Error>,
+}
+
+impl Read for LatchedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = &self.failed {
+            return Err(into_io(Error {
+                kind: e.kind,
+                message: e.message.clone(),
+                hint: e.hint.clone(),
+            }));
+        }
+        self.inner.read(buf).map_err(|e| {
+            let err = classify_io(e);
+            self.failed = Some(Error {
+                kind: err.kind,
+                message: err.message.clone(),
+                hint: err.hint.clone(),
+            });
+            into_io(err)
+        })
     }
 }
 
@@ -664,11 +747,18 @@ impl Read for PlainReader {
     }
 }
 
+/// A session key (cipher and key) found by sequoia.
+type FoundKey = (SymmetricAlgorithm, SessionKey);
+
 /// Finds the session key: with the secret keys given, or through gpg-agent.
 struct Helper {
     keys: Arc<Vec<KeyFile>>,
     pass: PassphraseSource,
     home: Option<PathBuf>,
+    /// Use this session key (found before) instead of looking for one.
+    known: Option<FoundKey>,
+    /// Where to put the session key once it is found.
+    capture: Option<Arc<Mutex<Option<FoundKey>>>>,
 }
 
 impl VerificationHelper for Helper {
@@ -715,6 +805,38 @@ fn is_stub(key: &Key<openpgp::packet::key::SecretParts, UnspecifiedRole>) -> boo
 
 impl DecryptionHelper for Helper {
     fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        if let Some((algo, sk)) = &self.known {
+            if decrypt(Some(*algo), sk) {
+                return Ok(None);
+            }
+            return Err(
+                Error::integrity("the archive's session key does not decrypt its data")
+                    .hint(
+                        "the archive is damaged or was tampered with; use another archive or copy",
+                    )
+                    .into(),
+            );
+        }
+        let capture = self.capture.clone();
+        let mut recording = |algo: Option<SymmetricAlgorithm>, sk: &SessionKey| {
+            let ok = decrypt(algo, sk);
+            if let (true, Some(c), Some(a)) = (ok, &capture, algo.or(sym_algo)) {
+                *c.lock().unwrap_or_else(|p| p.into_inner()) = Some((a, sk.clone()));
+            }
+            ok
+        };
+        self.find_session_key(pkesks, skesks, sym_algo, &mut recording)
+    }
+}
+
+impl Helper {
+    fn find_session_key(
         &mut self,
         pkesks: &[PKESK],
         _skesks: &[SKESK],

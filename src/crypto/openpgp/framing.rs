@@ -27,7 +27,7 @@ const TAG_AEAD: u8 = 20;
 
 /// A packet body's length as its header gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyLen {
+pub(super) enum BodyLen {
     Definite(u64),
     /// A partial-body chunk: more length headers follow it.
     Partial(u64),
@@ -55,7 +55,7 @@ fn truncated(pos: u64) -> String {
 }
 
 /// A new-format body length at the start of `b`: (length, octets used).
-fn new_length(b: &[u8], pos: u64) -> Result<(BodyLen, u64), String> {
+pub(super) fn new_length(b: &[u8], pos: u64) -> Result<(BodyLen, u64), String> {
     let o = *b.first().ok_or_else(|| truncated(pos))?;
     Ok(match o {
         0..=191 => (BodyLen::Definite(o as u64), 1),

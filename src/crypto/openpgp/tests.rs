@@ -257,6 +257,7 @@ fn chunk_boundaries_decrypt_everywhere() {
         g
     });
     let base = noise(3 * C + 12345, 7);
+    let fast_before = seipd_reader::USED.load(std::sync::atomic::Ordering::Relaxed);
     for (i, &n) in sizes.iter().enumerate() {
         let data = &base[..n];
         let p = dir.path().join(format!("{i}.gpg"));
@@ -274,6 +275,9 @@ fn chunk_boundaries_decrypt_everywhere() {
             assert!(out == data, "gpg read back something else for {n} bytes");
         }
     }
+    // ours were read by seipd_reader.rs, not by sequoia's stream decryptor
+    let fast = seipd_reader::USED.load(std::sync::atomic::Ordering::Relaxed) - fast_before;
+    assert!(fast >= sizes.len(), "fast path taken {fast} times");
 }
 
 /// (2) `gpg --encrypt` (compressed, `-z 0`, armored) → our decryptor.
