@@ -56,7 +56,7 @@ impl ErrorKind {
 }
 
 /// A user-facing error: kind, message and a recommendation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
@@ -131,11 +131,7 @@ impl<T> IoContext<T> for io::Result<T> {
             // An I/O error that wraps one of ours (raised inside a Read/Write
             // adapter) keeps its kind and message.
             match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
-                Some(inner) => Error {
-                    kind: inner.kind,
-                    message: inner.message.clone(),
-                    hint: inner.hint.clone(),
-                },
+                Some(inner) => inner.clone(),
                 None => Error::io(what, path, e),
             }
         })

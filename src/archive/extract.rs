@@ -90,11 +90,7 @@ fn refuse(what: String) -> Error {
 /// decryption or decompression layers is an integrity failure.
 pub fn stream_error(e: io::Error) -> Error {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
-        return Error {
-            kind: inner.kind,
-            message: inner.message.clone(),
-            hint: inner.hint.clone(),
-        };
+        return inner.clone();
     }
     Error::integrity(format!(
         "the archive stream is corrupt, truncated or tampered with: {e}"

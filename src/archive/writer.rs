@@ -215,11 +215,7 @@ impl<W: Write> ArchiveWriter<W> {
         let res = self.append(h, rel, &mut reader);
         if let Err(e) = res {
             if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
-                return Err(Error {
-                    kind: inner.kind,
-                    message: inner.message.clone(),
-                    hint: inner.hint.clone(),
-                });
+                return Err(inner.clone());
             }
             // a read error of the source vs. a write error of the archive
             return Err(

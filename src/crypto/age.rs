@@ -371,11 +371,7 @@ fn map_decrypt_error(e: age::DecryptError) -> Error {
         // our own errors (the archive file's I/O) keep their kind; a header
         // that ends early or is not text is damage, not an I/O problem
         D::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
-            Some(ours) => Error {
-                kind: ours.kind,
-                message: ours.message.clone(),
-                hint: ours.hint.clone(),
-            },
+            Some(ours) => ours.clone(),
             None if matches!(
                 e.kind(),
                 std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData

@@ -598,7 +598,10 @@ impl PgpDecryptor {
         let dec = builder
             .with_policy(&POLICY, None, helper)
             .map_err(classify_error)?;
-        Ok(Box::new(PlainReader { dec, failed: None }))
+        Ok(Box::new(Latched {
+            inner: dec,
+            failed: None,
+        }))
     }
 }
 
@@ -641,7 +644,7 @@ impl crate::crypto::Decryptor for PgpDecryptor {
                 seipd_reader::SeipdReader::new(algo, &sk, first, rest).map_err(classify_io)?;
             #[cfg(test)]
             seipd_reader::USED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(Box::new(LatchedReader {
+            return Ok(Box::new(Latched {
                 inner: reader,
                 failed: None,
             }));
@@ -652,33 +655,6 @@ impl crate::crypto::Decryptor for PgpDecryptor {
         helper.known = Some((algo, sk));
         let whole = Box::new(io::Cursor::new(head.bytes).chain(input));
         Self::with_sequoia(whole, helper)
-    }
-}
-
-/// Our SEIPD reader, with errors classified and latched like [`PlainReader`].
-struct LatchedReader {
-    inner: seipd_reader::SeipdReader,
-    failed: Option<Error>,
-}
-
-impl Read for LatchedReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(e) = &self.failed {
-            return Err(into_io(Error {
-                kind: e.kind,
-                message: e.message.clone(),
-                hint: e.hint.clone(),
-            }));
-        }
-        self.inner.read(buf).map_err(|e| {
-            let err = classify_io(e);
-            self.failed = Some(Error {
-                kind: err.kind,
-                message: err.message.clone(),
-                hint: err.hint.clone(),
-            });
-            into_io(err)
-        })
     }
 }
 
@@ -701,11 +677,7 @@ fn classify_error(e: anyhow::Error) -> Error {
 
 fn classify_io(io: io::Error) -> Error {
     if let Some(ours) = io.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
-        return Error {
-            kind: ours.kind,
-            message: ours.message.clone(),
-            hint: ours.hint.clone(),
-        };
+        return ours.clone();
     }
     if io.raw_os_error().is_some() {
         Error::operational(format!("reading the archive: {io}"))
@@ -718,30 +690,21 @@ fn classify_io(io: io::Error) -> Error {
     }
 }
 
-/// The plaintext reader: sequoia's decryptor, with errors classified and
-/// latched (sequoia panics if read again after an error).
-struct PlainReader {
-    dec: openpgp::parse::stream::Decryptor<'static, Helper>,
+/// A plaintext reader (sequoia's decryptor or ours) with its errors
+/// classified and latched: sequoia panics if read again after an error.
+struct Latched<R: Read> {
+    inner: R,
     failed: Option<Error>,
 }
 
-impl Read for PlainReader {
+impl<R: Read> Read for Latched<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(e) = &self.failed {
-            return Err(into_io(Error {
-                kind: e.kind,
-                message: e.message.clone(),
-                hint: e.hint.clone(),
-            }));
+            return Err(into_io(e.clone()));
         }
-        self.dec.read(buf).map_err(|e| {
+        self.inner.read(buf).map_err(|e| {
             let err = classify_io(e);
-            let copy = Error {
-                kind: err.kind,
-                message: err.message.clone(),
-                hint: err.hint.clone(),
-            };
-            self.failed = Some(copy);
+            self.failed = Some(err.clone());
             into_io(err)
         })
     }

@@ -80,7 +80,31 @@ pub(super) fn new_length(b: &[u8], pos: u64) -> Result<(BodyLen, u64), String> {
 
 /// A packet header at `pos`: (tag, body length, header octets).
 fn header(file: &File, pos: u64) -> Result<(u8, BodyLen, u64), String> {
-    let b = peek(file, pos)?;
+    parse_header(&peek(file, pos)?, pos)
+}
+
+/// The number of octets of a new-format length whose first octet is `first`.
+pub(super) fn new_length_size(first: u8) -> usize {
+    match first {
+        192..=223 => 2,
+        255 => 5,
+        _ => 1,
+    }
+}
+
+/// The number of octets of the length of an old-format packet header.
+pub(super) fn old_length_size(ctb: u8) -> usize {
+    match ctb & 3 {
+        0 => 1,
+        1 => 2,
+        2 => 4,
+        _ => 0,
+    }
+}
+
+/// A packet header at the start of `b` (found at offset `pos`, for messages):
+/// (tag, body length, header octets).
+pub(super) fn parse_header(b: &[u8], pos: u64) -> Result<(u8, BodyLen, u64), String> {
     let ctb = *b.first().ok_or_else(|| truncated(pos))?;
     if ctb & 0x80 == 0 {
         return Err(format!(
@@ -92,15 +116,17 @@ fn header(file: &File, pos: u64) -> Result<(u8, BodyLen, u64), String> {
         return Ok((ctb & 0x3F, len, 1 + n));
     }
     let tag = (ctb >> 2) & 0x0F;
-    let width = match ctb & 3 {
-        0 => 1,
-        1 => 2,
-        2 => 4,
-        _ => return Ok((tag, BodyLen::ToEof, 1)),
-    };
+    let width = old_length_size(ctb);
+    if width == 0 {
+        return Ok((tag, BodyLen::ToEof, 1));
+    }
     let bytes = b.get(1..1 + width).ok_or_else(|| truncated(pos))?;
-    let len = bytes.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64);
-    Ok((tag, BodyLen::Definite(len), 1 + width as u64))
+    Ok((tag, BodyLen::Definite(be_number(bytes)), 1 + width as u64))
+}
+
+/// A big-endian number of up to 8 octets.
+pub(super) fn be_number(b: &[u8]) -> u64 {
+    b.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64)
 }
 
 /// Walks the framing of the binary message in `file` (`length` bytes) and

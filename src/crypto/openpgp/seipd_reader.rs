@@ -28,7 +28,9 @@ use nettle::mode::{Cfb, Mode};
 use sequoia_openpgp::types::SymmetricAlgorithm;
 use zeroize::Zeroize;
 
-use super::framing::{new_length, BodyLen};
+use super::framing::{
+    be_number, new_length, new_length_size, old_length_size, parse_header, BodyLen,
+};
 use crate::error::{into_io, Error};
 
 const BLOCK: usize = 16;
@@ -89,37 +91,16 @@ fn read_header(r: &mut dyn Read, bytes: &mut Vec<u8>) -> io::Result<Option<(u8, 
         return Ok(None);
     }
     let ctb = bytes[at];
-    if ctb & 0x80 == 0 {
-        return Ok(None);
-    }
-    if ctb & 0x40 != 0 {
-        take(r, bytes, 1)?;
-        match bytes.get(at + 1) {
-            Some(192..=223) => {
-                take(r, bytes, 1)?;
-            }
-            Some(255) => {
-                take(r, bytes, 4)?;
-            }
-            _ => {}
+    if ctb & 0xC0 == 0xC0 {
+        if take(r, bytes, 1)? == 1 {
+            take(r, bytes, new_length_size(bytes[at + 1]) as u64 - 1)?;
         }
-        return Ok(new_length(&bytes[at + 1..], 0)
-            .ok()
-            .map(|(len, _)| (ctb & 0x3F, len)));
+    } else if ctb & 0x80 != 0 {
+        take(r, bytes, old_length_size(ctb) as u64)?;
     }
-    let width = match ctb & 3 {
-        0 => 1,
-        1 => 2,
-        2 => 4,
-        _ => return Ok(Some(((ctb >> 2) & 0x0F, BodyLen::ToEof))),
-    };
-    if take(r, bytes, width)? != width {
-        return Ok(None);
-    }
-    let len = bytes[at + 1..]
-        .iter()
-        .fold(0u64, |acc, &x| (acc << 8) | x as u64);
-    Ok(Some(((ctb >> 2) & 0x0F, BodyLen::Definite(len))))
+    Ok(parse_header(&bytes[at..], 0)
+        .ok()
+        .map(|(tag, len, _)| (tag, len)))
 }
 
 /// Reads the key packets, the SEIPD header and the first bytes of its body.
@@ -284,20 +265,14 @@ impl<R: Read> Read for Dechunk<R> {
             if self.inner.read(&mut hdr[..1])? == 0 {
                 return Err(cut_short());
             }
-            let extra = match hdr[0] {
-                192..=223 => 1,
-                255 => 4,
-                _ => 0,
-            };
-            if extra > 0 {
-                self.inner
-                    .read_exact(&mut hdr[1..1 + extra])
-                    .map_err(|e| match e.kind() {
-                        io::ErrorKind::UnexpectedEof => cut_short(),
-                        _ => e,
-                    })?;
-            }
-            match new_length(&hdr[..1 + extra], 0).map_err(damaged)?.0 {
+            let size = new_length_size(hdr[0]);
+            self.inner
+                .read_exact(&mut hdr[1..size])
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => cut_short(),
+                    _ => e,
+                })?;
+            match new_length(&hdr[..size], 0).map_err(damaged)?.0 {
                 BodyLen::Definite(n) => {
                     self.left = n;
                     self.last = true;
@@ -459,18 +434,13 @@ impl SeipdReader {
         let (left, last) = if ctb[0] == 0xC0 | TAG_LITERAL {
             r.new_length()?
         } else if ctb[0] & 0xFC == 0x80 | (TAG_LITERAL << 2) {
-            let width = match ctb[0] & 3 {
-                0 => 1,
-                1 => 2,
-                2 => 4,
-                _ => return Err(damaged("a literal packet of indeterminate length")),
-            };
+            let width = old_length_size(ctb[0]);
+            if width == 0 {
+                return Err(damaged("a literal packet of indeterminate length"));
+            }
             let mut b = [0u8; 4];
             r.exact(&mut b[..width])?;
-            (
-                b[..width].iter().fold(0u64, |a, &x| (a << 8) | x as u64),
-                true,
-            )
+            (be_number(&b[..width]), true)
         } else {
             return Err(damaged(
                 "the encrypted data does not start with literal data",
@@ -499,13 +469,9 @@ impl SeipdReader {
     fn new_length(&mut self) -> io::Result<(u64, bool)> {
         let mut b = [0u8; 5];
         self.exact(&mut b[..1])?;
-        let extra = match b[0] {
-            192..=223 => 1,
-            255 => 4,
-            _ => 0,
-        };
-        self.exact(&mut b[1..1 + extra])?;
-        match new_length(&b[..1 + extra], 0).map_err(damaged)?.0 {
+        let size = new_length_size(b[0]);
+        self.exact(&mut b[1..size])?;
+        match new_length(&b[..size], 0).map_err(damaged)?.0 {
             BodyLen::Definite(n) => Ok((n, true)),
             BodyLen::Partial(n) => Ok((n, false)),
             BodyLen::ToEof => Err(damaged("an indeterminate length inside the message")),
