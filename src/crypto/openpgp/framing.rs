@@ -16,14 +16,18 @@ use sequoia_openpgp::packet::Packet;
 use sequoia_openpgp::parse::Parse;
 
 /// Largest PKESK/SKESK packet accepted (an RSA-16384 PKESK is ~2 KiB).
-const MAX_KEY_PACKET: u64 = 64 * 1024;
+pub(super) const MAX_KEY_PACKET: u64 = 64 * 1024;
 
-/// Packet tags (RFC 4880 §4.3).
-const TAG_PKESK: u8 = 1;
-const TAG_SKESK: u8 = 3;
-const TAG_SED: u8 = 9;
-const TAG_SEIPD: u8 = 18;
-const TAG_AEAD: u8 = 20;
+/// Packet tags (RFC 4880 §4.3), shared by the walk, the writer and the reader.
+pub(super) const TAG_PKESK: u8 = 1;
+pub(super) const TAG_SKESK: u8 = 3;
+pub(super) const TAG_SED: u8 = 9;
+pub(super) const TAG_LITERAL: u8 = 11;
+pub(super) const TAG_SEIPD: u8 = 18;
+pub(super) const TAG_MDC: u8 = 19;
+pub(super) const TAG_AEAD: u8 = 20;
+/// The AES block size.
+pub(super) const BLOCK: usize = 16;
 
 /// A packet body's length as its header gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

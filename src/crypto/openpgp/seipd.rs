@@ -25,16 +25,16 @@ use nettle::hash::Hash;
 use nettle::mode::{Cfb, Mode};
 use zeroize::Zeroize;
 
+use super::framing::{BLOCK, TAG_LITERAL, TAG_MDC, TAG_SEIPD};
+
 /// Partial-body chunk size: 2^20 bytes (a power of two, at least 512 as the
 /// first chunk must be).
 const CHUNK_LOG2: u8 = 20;
 const CHUNK: usize = 1 << CHUNK_LOG2;
-/// AES block size; CFB is fed whole blocks until the end.
-const BLOCK: usize = 16;
-/// New-format packet tags: SEIPD (18), literal data (11), MDC (19).
-const TAG_SEIPD: u8 = 0xC0 | 18;
-const TAG_LITERAL: u8 = 0xC0 | 11;
-const TAG_MDC: u8 = 0xC0 | 19;
+/// New-format packet headers (tag octets) of the packets written here.
+const CTB_SEIPD: u8 = 0xC0 | TAG_SEIPD;
+const CTB_LITERAL: u8 = 0xC0 | TAG_LITERAL;
+const CTB_MDC: u8 = 0xC0 | TAG_MDC;
 /// Length octet announcing a partial-body chunk of [`CHUNK`] bytes.
 const PARTIAL: u8 = 0xE0 | CHUNK_LOG2;
 
@@ -98,7 +98,7 @@ impl<W: Write> SeipdWriter<W> {
         w.feed(&prefix, true)?;
         prefix.zeroize();
         // literal packet: binary, no file name, date 0
-        w.feed(&[TAG_LITERAL], true)?;
+        w.feed(&[CTB_LITERAL], true)?;
         w.body.extend_from_slice(&[b'b', 0, 0, 0, 0, 0]);
         Ok(w)
     }
@@ -130,7 +130,7 @@ impl<W: Write> SeipdWriter<W> {
         // keep at least one byte back: the last piece must not be empty
         while self.cipher.len() > CHUNK {
             if !self.started {
-                self.out.write_all(&[TAG_SEIPD])?;
+                self.out.write_all(&[CTB_SEIPD])?;
                 self.started = true;
             }
             self.out.write_all(&[PARTIAL])?;
@@ -151,7 +151,7 @@ impl<W: Write> SeipdWriter<W> {
         let mut body = body;
         body.zeroize();
         // the MDC packet: its header is hashed, the digest is not
-        self.feed(&[TAG_MDC, 20], true)?;
+        self.feed(&[CTB_MDC, 20], true)?;
         let mut digest = [0u8; 20];
         self.mdc.digest(&mut digest);
         self.feed(&digest, false)?;
@@ -160,7 +160,7 @@ impl<W: Write> SeipdWriter<W> {
         // the final piece of the SEIPD body
         let mut head = Vec::with_capacity(6);
         if !self.started {
-            head.push(TAG_SEIPD);
+            head.push(CTB_SEIPD);
         }
         definite_length(self.cipher.len(), &mut head);
         self.out.write_all(&head)?;

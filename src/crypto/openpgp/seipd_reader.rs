@@ -29,19 +29,14 @@ use sequoia_openpgp::types::SymmetricAlgorithm;
 use zeroize::Zeroize;
 
 use super::framing::{
-    be_number, new_length, new_length_size, old_length_size, parse_header, BodyLen,
+    be_number, new_length, new_length_size, old_length_size, parse_header, BodyLen, BLOCK,
+    MAX_KEY_PACKET, TAG_LITERAL, TAG_MDC, TAG_PKESK, TAG_SEIPD, TAG_SKESK,
 };
 use crate::error::{into_io, Error};
 
-const BLOCK: usize = 16;
 /// Bytes of the SEIPD body read ahead, to find the session key and to look
 /// at the inner packet before choosing this reader.
 const HEAD_BODY: u64 = 4096;
-const TAG_PKESK: u8 = 1;
-const TAG_SKESK: u8 = 3;
-const TAG_SEIPD: u8 = 18;
-const TAG_LITERAL: u8 = 11;
-const MAX_KEY_PACKET: u64 = 64 * 1024;
 
 fn damaged(what: impl std::fmt::Display) -> io::Error {
     into_io(
@@ -524,7 +519,7 @@ impl SeipdReader {
     fn check_mdc(&mut self) -> io::Result<()> {
         let mut head = [0u8; 2];
         self.exact(&mut head)?;
-        if head != [0xC0 | 19, 20] {
+        if head != [0xC0 | TAG_MDC, 20] {
             return Err(damaged(
                 "no modification detection code after the literal data",
             ));
