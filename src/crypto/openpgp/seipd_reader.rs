@@ -207,7 +207,9 @@ pub(super) fn handles(algo: SymmetricAlgorithm, key: &[u8], body: &[u8]) -> bool
     }
     let ctb = plain[BLOCK + 2];
     let ok = plain[BLOCK - 2..BLOCK] == plain[BLOCK..BLOCK + 2]
-        && (ctb == 0xC0 | TAG_LITERAL || ctb & 0xFC == 0x80 | (TAG_LITERAL << 2));
+        && (ctb == 0xC0 | TAG_LITERAL
+            // old format, not of indeterminate length (left to sequoia)
+            || (ctb & 0xFC == 0x80 | (TAG_LITERAL << 2) && ctb & 3 != 3));
     plain.zeroize();
     ok
 }

@@ -302,6 +302,42 @@ fn gpg_encrypted_decrypts_with_ours() {
         let out = decrypt_all(&dec, ct).unwrap();
         assert!(out == data, "wrong plaintext with {extra:?}");
     }
+    // from a file (gpg knows the length: an old-format literal packet), with
+    // AES-128 and with Camellia (not AES: left to sequoia); and a damaged copy
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, &data).unwrap();
+    let fast_before = seipd_reader::USED.load(std::sync::atomic::Ordering::Relaxed);
+    for algo in ["AES256", "AES128", "CAMELLIA256"] {
+        let out_path = dir.path().join(format!("{algo}.gpg"));
+        g.ok(
+            &[
+                "--encrypt",
+                "-z",
+                "0",
+                "--cipher-algo",
+                algo,
+                "--recipient",
+                PRIMARY_FPR,
+                "-o",
+                out_path.to_str().unwrap(),
+                plain.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let mut ct = std::fs::read(&out_path).unwrap();
+        let out = decrypt_all(&dec, ct.clone()).unwrap();
+        assert!(out == data, "wrong plaintext from a file with {algo}");
+        let mid = ct.len() / 2;
+        ct[mid] ^= 1;
+        assert!(
+            decrypt_all(&dec, ct).is_err(),
+            "{algo}: a flipped bit was accepted"
+        );
+    }
+    // the two AES messages (and their damaged copies) took our reader
+    let fast = seipd_reader::USED.load(std::sync::atomic::Ordering::Relaxed) - fast_before;
+    assert!(fast >= 4, "fast path taken {fast} times");
     // compressible data with compression
     let text = b"hello world\n".repeat(100_000);
     let ct = g.ok(&["--encrypt", "--recipient", PRIMARY_FPR, "-z", "9"], &text);
