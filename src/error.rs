@@ -55,6 +55,10 @@ impl ErrorKind {
     }
 }
 
+/// The recommendation for an archive that fails authentication or parsing.
+pub const TAMPERED_HINT: &str =
+    "the archive is damaged or was tampered with; use another archive or copy";
+
 /// A user-facing error: kind, message and a recommendation.
 #[derive(Debug, Clone)]
 pub struct Error {

@@ -186,9 +186,12 @@ impl Manifest {
 
     /// The length of what [`Manifest::write_json`] writes.
     pub fn json_len(&self) -> u64 {
-        let mut c = CountingSink(0);
+        let mut c = CountingWriter {
+            inner: std::io::sink(),
+            count: 0,
+        };
         let _ = self.write_json(&mut c);
-        c.0
+        c.count
     }
 
     /// Entries by path.
@@ -233,16 +236,20 @@ impl Manifest {
     }
 }
 
-/// A `Write` that only counts.
-struct CountingSink(u64);
+/// A `Write` that passes everything on and counts it.
+pub struct CountingWriter<W: std::io::Write> {
+    pub inner: W,
+    pub count: u64,
+}
 
-impl std::io::Write for CountingSink {
+impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.inner.flush()
     }
 }
 

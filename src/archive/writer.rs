@@ -10,7 +10,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{Entry, EntryKind, Manifest, Mode, Sha256Digest, Warning};
+use crate::manifest::{CountingWriter, Entry, EntryKind, Manifest, Mode, Sha256Digest, Warning};
 
 /// Writes tar entries under `<top>/`.
 pub struct ArchiveWriter<W: Write> {
@@ -286,7 +286,7 @@ impl<W: Write> ArchiveWriter<W> {
             let out = self.tar.get_mut();
             out.write_all(h.as_bytes()).map_err(werr)?;
             let mut counted = CountingWriter {
-                inner: out,
+                inner: &mut *out,
                 count: 0,
             };
             manifest.write_json(&mut counted).map_err(werr)?;
@@ -306,22 +306,5 @@ impl<W: Write> ArchiveWriter<W> {
                 .map_err(werr)?;
         }
         self.tar.into_inner().map_err(werr)
-    }
-}
-
-/// Counts what it passes on.
-struct CountingWriter<'a, W: Write> {
-    inner: &'a mut W,
-    count: u64,
-}
-
-impl<W: Write> Write for CountingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }

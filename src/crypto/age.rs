@@ -10,7 +10,7 @@ use age::secrecy::SecretString;
 
 use crate::crypto::recipients::RecipientSpec;
 use crate::crypto::{EncryptWriter, Encryptor, Format, HeaderInfo, PassphraseSource};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Result, TAMPERED_HINT};
 
 /// Size of one age payload chunk (plaintext) and its tag.
 const CHUNK: u64 = 64 * 1024;
@@ -378,13 +378,13 @@ fn map_decrypt_error(e: age::DecryptError) -> Error {
             ) =>
             {
                 Error::integrity(format!("the archive's age header is truncated or malformed: {e}"))
-                    .hint("the archive is damaged or was tampered with; use another archive or copy")
+                    .hint(TAMPERED_HINT)
             }
             None => Error::operational(format!("reading the archive: {e}"))
                 .hint("check the file and the filesystem, then run again"),
         },
         other => Error::integrity(format!("the archive's age header is invalid: {other}"))
-            .hint("the archive is damaged or was tampered with; use another archive or copy"),
+            .hint(TAMPERED_HINT),
     }
 }
 

@@ -40,7 +40,7 @@ use openpgp::{KeyHandle, KeyID};
 
 use crate::crypto::recipients::RecipientSpec;
 use crate::crypto::{EncryptWriter, Encryptor, Format, HeaderInfo, PassphraseSource};
-use crate::error::{into_io, Error, IoContext, Result};
+use crate::error::{into_io, Error, IoContext, Result, TAMPERED_HINT};
 
 use keyring::{gnupg_home, Query, Store};
 
@@ -630,9 +630,8 @@ impl crate::crypto::Decryptor for PgpDecryptor {
             // no key fits (or the message is damaged): sequoia's error says why
             return Err(match attempt {
                 Err(e) => classify_error(e),
-                Ok(_) => Error::integrity("the OpenPGP message has no usable session key").hint(
-                    "the archive is damaged or was tampered with; use another archive or copy",
-                ),
+                Ok(_) => Error::integrity("the OpenPGP message has no usable session key")
+                    .hint(TAMPERED_HINT),
             });
         };
         drop(attempt);
@@ -671,7 +670,7 @@ fn classify_error(e: anyhow::Error) -> Error {
         Err(e) => Error::integrity(format!(
             "the OpenPGP message is malformed or damaged: {e:#}"
         ))
-        .hint("the archive is damaged or was tampered with; use another archive or copy"),
+        .hint(TAMPERED_HINT),
     }
 }
 
@@ -686,7 +685,7 @@ fn classify_io(io: io::Error) -> Error {
         Error::integrity(format!(
             "the OpenPGP message failed authentication or is truncated: {io}"
         ))
-        .hint("the archive is damaged or was tampered with; use another archive or copy")
+        .hint(TAMPERED_HINT)
     }
 }
 
@@ -780,9 +779,7 @@ impl DecryptionHelper for Helper {
             }
             return Err(
                 Error::integrity("the archive's session key does not decrypt its data")
-                    .hint(
-                        "the archive is damaged or was tampered with; use another archive or copy",
-                    )
+                    .hint(TAMPERED_HINT)
                     .into(),
             );
         }
@@ -887,7 +884,7 @@ impl Helper {
             return Err(Error::integrity(
                 "the archive's session key was decrypted but does not decrypt its data",
             )
-            .hint("the archive is damaged or was tampered with; use another archive or copy")
+            .hint(TAMPERED_HINT)
             .into());
         }
         let mut err = Error::key(format!(

@@ -32,7 +32,7 @@ use super::framing::{
     be_number, new_length, new_length_size, old_length_size, parse_header, BodyLen, BLOCK,
     MAX_KEY_PACKET, TAG_LITERAL, TAG_MDC, TAG_PKESK, TAG_SEIPD, TAG_SKESK,
 };
-use crate::error::{into_io, Error};
+use crate::error::{into_io, Error, TAMPERED_HINT};
 
 /// Bytes of the SEIPD body read ahead, to find the session key and to look
 /// at the inner packet before choosing this reader.
@@ -43,15 +43,12 @@ fn damaged(what: impl std::fmt::Display) -> io::Error {
         Error::integrity(format!(
             "the OpenPGP message is damaged or tampered with: {what}"
         ))
-        .hint("the archive is damaged or was tampered with; use another archive or copy"),
+        .hint(TAMPERED_HINT),
     )
 }
 
 fn cut_short() -> io::Error {
-    into_io(
-        Error::integrity("the OpenPGP message is truncated")
-            .hint("the archive is damaged or was tampered with; use another archive or copy"),
-    )
+    into_io(Error::integrity("the OpenPGP message is truncated").hint(TAMPERED_HINT))
 }
 
 /// The start of a message read from a stream, kept so that sequoia can be
