@@ -18,6 +18,10 @@ use sequoia_openpgp::parse::Parse;
 /// Largest PKESK/SKESK packet accepted (an RSA-16384 PKESK is ~2 KiB).
 pub(super) const MAX_KEY_PACKET: u64 = 64 * 1024;
 
+/// Most session key packets accepted before the encrypted data (one per
+/// recipient subkey; a hostile file could otherwise hold millions).
+pub(super) const MAX_KEY_PACKETS: usize = 1024;
+
 /// Packet tags (RFC 4880 §4.3), shared by the walk, the writer and the reader.
 pub(super) const TAG_PKESK: u8 = 1;
 pub(super) const TAG_SKESK: u8 = 3;
@@ -170,6 +174,11 @@ pub(super) fn walk(file: &File, length: u64) -> Result<Vec<String>, String> {
                 file.read_exact_at(&mut raw, pos)
                     .map_err(|e| format!("reading at offset {pos}: {e}"))?;
                 recipients.push(key_packet(&raw, pos)?);
+                if recipients.len() > MAX_KEY_PACKETS {
+                    return Err(format!(
+                        "more than {MAX_KEY_PACKETS} session key packets (damaged or hostile)"
+                    ));
+                }
                 pos = end;
             }
             TAG_SEIPD => {

@@ -30,7 +30,7 @@ use zeroize::Zeroize;
 
 use super::framing::{
     be_number, new_length, new_length_size, old_length_size, parse_header, BodyLen, BLOCK,
-    MAX_KEY_PACKET, TAG_LITERAL, TAG_MDC, TAG_PKESK, TAG_SEIPD, TAG_SKESK,
+    MAX_KEY_PACKET, MAX_KEY_PACKETS, TAG_LITERAL, TAG_MDC, TAG_PKESK, TAG_SEIPD, TAG_SKESK,
 };
 use crate::error::{into_io, Error, TAMPERED_HINT};
 
@@ -108,7 +108,9 @@ pub(super) fn read_head(r: &mut dyn Read) -> io::Result<Head> {
             });
         };
         match (tag, len) {
-            (TAG_PKESK | TAG_SKESK, BodyLen::Definite(n)) if n <= MAX_KEY_PACKET => {
+            (TAG_PKESK | TAG_SKESK, BodyLen::Definite(n))
+                if n <= MAX_KEY_PACKET && keys < MAX_KEY_PACKETS =>
+            {
                 if take(r, &mut bytes, n)? != n {
                     return Ok(Head {
                         bytes,

@@ -448,6 +448,17 @@ fn inspect_messages() {
     bad("random2", &noise(4096, 98));
     bad("empty", b"");
 
+    // too many session key packets (1025 copies of ours); restore and verify
+    // run this check before decrypting
+    let (_, len, hlen) = framing::parse_header(&good, 0).unwrap();
+    let framing::BodyLen::Definite(n) = len else {
+        panic!("our PKESK has a definite length")
+    };
+    let pkesk = &good[..(hlen + n) as usize];
+    let mut many = pkesk.repeat(framing::MAX_KEY_PACKETS + 1);
+    many.extend_from_slice(&good[pkesk.len()..]);
+    bad("many-pkesks", &many);
+
     // several partial-body chunks: every cut near a chunk boundary (and a
     // sample elsewhere) is caught without reading the body; trailing bytes too
     let big = dir.path().join("big.gpg");
