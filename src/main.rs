@@ -1,5 +1,6 @@
 //! The thin binary: parse arguments, run the library, map errors to the exit
-//! codes of DESIGN §7, print.
+//! codes documented in the README, print (through `ui`, which escapes what
+//! came from outside).
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -21,21 +22,7 @@ fn main() {
     match cli::run(cli) {
         Ok(()) => {}
         Err(e) => {
-            eprintln!("error: {}", e.message);
-            let hint = e
-                .hint
-                .clone()
-                .unwrap_or_else(|| e.kind.default_hint().to_owned());
-            eprintln!("hint: {hint}");
-            if json && !secureclaw_backup::ui::result_printed() {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "ok": false,
-                        "error": {"kind": e.kind, "exit_code": e.kind.exit_code(), "message": e.message, "hint": hint}
-                    })
-                );
-            }
+            secureclaw_backup::ui::print_error(&e, json);
             std::process::exit(e.kind.exit_code());
         }
     }

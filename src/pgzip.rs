@@ -158,6 +158,15 @@ fn compress_block(c: &mut Compress, job: &Job, mut out: Vec<u8>) -> io::Result<V
     Ok(out)
 }
 
+/// A thread that could not be started (too many threads, no memory): an
+/// error of ours, never a panic.
+fn spawn_error(e: io::Error) -> io::Error {
+    crate::error::into_io(
+        crate::error::Error::operational(format!("cannot start a compression thread: {e}"))
+            .hint("use fewer --threads, or free memory, then run again"),
+    )
+}
+
 impl<W: Write + Send + 'static> ParGzWriter<W> {
     /// Starts the workers. `level` is 1..=9, `threads` ≥ 1.
     pub fn new(mut inner: W, level: u32, threads: usize) -> io::Result<Self> {
@@ -177,38 +186,48 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
             let spare_tx = spare_tx.clone();
             // one compressor per worker, reset for each block
             let mut c = Compress::new(Compression::new(level), false);
-            workers.push(std::thread::spawn(move || loop {
-                let job = {
-                    let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
-                    guard.recv()
-                };
-                let Ok(job) = job else { return };
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(&job.data);
-                let out = {
-                    let guard = out_rx.lock().unwrap_or_else(|p| p.into_inner());
-                    guard.try_recv().map(|mut v| {
-                        v.clear();
-                        v
-                    })
-                };
-                let out = out.unwrap_or_else(|_| Vec::with_capacity(OUT_CAP));
-                let res = compress_block(&mut c, &job, out).map(|out| Done {
-                    seq: job.seq,
-                    out,
-                    crc,
-                    len: job.data.len() as u64,
+            let spawned = std::thread::Builder::new()
+                .name("gzip".into())
+                .spawn(move || loop {
+                    let job = {
+                        let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
+                        guard.recv()
+                    };
+                    let Ok(job) = job else { return };
+                    let mut crc = crc32fast::Hasher::new();
+                    crc.update(&job.data);
+                    let out = {
+                        let guard = out_rx.lock().unwrap_or_else(|p| p.into_inner());
+                        guard.try_recv().map(|mut v| {
+                            v.clear();
+                            v
+                        })
+                    };
+                    let out = out.unwrap_or_else(|_| Vec::with_capacity(OUT_CAP));
+                    let res = compress_block(&mut c, &job, out).map(|out| Done {
+                        seq: job.seq,
+                        out,
+                        crc,
+                        len: job.data.len() as u64,
+                    });
+                    let _ = spare_tx.try_send(job.data);
+                    if tx.send(res).is_err() {
+                        return;
+                    }
                 });
-                let _ = spare_tx.try_send(job.data);
-                if tx.send(res).is_err() {
-                    return;
-                }
-            }));
+            match spawned {
+                Ok(h) => workers.push(h),
+                // the workers already started end when job_tx is dropped
+                Err(e) => return Err(spawn_error(e)),
+            }
         }
         drop(done_tx);
         // gzip header: magic, deflate, no flags, mtime 0, xfl 0, OS unix
         inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])?;
-        let writer = std::thread::spawn(move || write_in_order(inner, done_rx, out_tx));
+        let writer = std::thread::Builder::new()
+            .name("gzip-writer".into())
+            .spawn(move || write_in_order(inner, done_rx, out_tx))
+            .map_err(spawn_error)?;
         Ok(ParGzWriter {
             buf: Vec::with_capacity(BLOCK),
             seq: 0,

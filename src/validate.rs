@@ -337,8 +337,27 @@ fn check_config(target: &Path) -> Check {
         Err(e) => Check::new(
             "config",
             Status::Fail,
-            format!("{CONFIG_FILE} is not valid JSON5: {e}"),
+            format!(
+                "{CONFIG_FILE} is not valid JSON5: {}",
+                json5_error_position(&e)
+            ),
         ),
+    }
+}
+
+/// Where a JSON5 error is, never what is there: the parser's own message
+/// quotes the offending line, and a config line holds tokens and keys.
+fn json5_error_position(e: &json5::Error) -> String {
+    match e {
+        json5::Error::Message {
+            location: Some(l), ..
+        } => format!(
+            "syntax error at line {}, column {} (the line is not shown: it may hold a secret; open the file to fix it)",
+            l.line, l.column
+        ),
+        json5::Error::Message { location: None, .. } => {
+            "syntax error (position unknown; the text is not shown: it may hold a secret)".to_owned()
+        }
     }
 }
 
@@ -740,6 +759,23 @@ mod tests {
         fs::remove_file(t.path().join(CONFIG_FILE)).unwrap();
         let r = validate(t.path(), false).unwrap();
         assert!(check(&r, "config").detail.contains("missing"));
+    }
+
+    #[test]
+    fn config_errors_show_the_position_not_the_line() {
+        let t = good_tree();
+        let token = "sk-canary-0123456789abcdef";
+        fs::write(
+            t.path().join(CONFIG_FILE),
+            format!("{{\n  gateway: {{ token: \"{token}\" oops }}\n}}\n"),
+        )
+        .unwrap();
+        let r = validate(t.path(), false).unwrap();
+        let c = check(&r, "config");
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.contains("line 2, column"), "{}", c.detail);
+        let all = format!("{} {}", r.human(), serde_json::to_string(&r).unwrap());
+        assert!(!all.contains(token) && !all.contains("oops"), "{all}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct Args {
     /// gzip level 1 (fastest) to 9 (smallest)
     #[arg(long, default_value_t = DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(1..=9))]
     pub compression_level: u32,
-    /// Compression threads (default: all cores)
+    /// Compression threads (default: all cores; at most 4 per core, and 64)
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Write an UNENCRYPTED .tar.gz (the old basic mode). Never the default.
@@ -105,14 +105,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         dest,
         excludes: args.exclude.clone(),
         level: args.compression_level,
-        threads: args
-            .threads
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
-            .max(1),
+        threads: threads(args.threads, ui),
         encryptor,
         prune: (!args.no_prune).then(|| crate::retention::Policy {
             keep_daily: args.keep_daily,
@@ -183,4 +176,35 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         .hint("run again later, or drop --strict to accept warnings"));
     }
     Ok(())
+}
+
+/// The most compression threads used: 4 per core, and never more than 64
+/// (each one holds about 1 MiB of buffers; more only costs memory).
+pub fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (4 * cores).clamp(1, 64)
+}
+
+/// `--threads`, clamped to [1, [`max_threads`]] with a note when clamped.
+fn threads(asked: Option<usize>, ui: &Ui) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let max = max_threads();
+    match asked {
+        None => cores.min(max),
+        Some(0) => {
+            ui.warn("--threads 0: using 1 compression thread");
+            1
+        }
+        Some(n) if n > max => {
+            ui.warn(format!(
+                "--threads {n}: using {max} compression threads (the most, 4 per core up to 64)"
+            ));
+            max
+        }
+        Some(n) => n,
+    }
 }

@@ -32,7 +32,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         .to_std()
         .map_err(|_| Error::usage("--rto must be positive"))?;
     let archive = match &args.archive {
-        Some(a) => a.clone(),
+        Some(a) => {
+            super::require_regular_archive(a)?;
+            a.clone()
+        }
         None => newest_archive(&dest)?,
     };
     let scratch = args.scratch.clone().unwrap_or_else(crate::paths::tmp_dir);

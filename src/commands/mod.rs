@@ -57,6 +57,28 @@ impl RecipientArgs {
     }
 }
 
+/// Refuses an ARCHIVE that exists but is not a regular file (a pipe such as
+/// `/dev/stdin` or a FIFO, a device, a directory): archives are read more
+/// than once (format detection, keyless checks, sidecar digest), which a
+/// stream does not allow. A missing file is left to the reader's own error.
+pub fn require_regular_archive(path: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(crate::error::Error::usage(format!(
+            "ARCHIVE must be a regular file: {} is {}",
+            crate::ui::Safe(path),
+            if m.is_dir() {
+                "a directory"
+            } else {
+                "a pipe, socket or device (a stream)"
+            }
+        ))
+        .hint(
+            "save the stream to a file first (e.g. `cat > backup.tar.gz.age`), then pass that file",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Identity options shared by restore, verify, rotate and drill.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IdentityArgs {

@@ -162,6 +162,7 @@ pub fn resolve(arg: &Path, tier_name: Option<&str>, config: &ConfigArgs) -> Resu
             cfg.as_ref(),
         )?));
     }
+    super::require_regular_archive(arg)?;
     Ok(ArchiveRef::Local(arg.to_owned()))
 }
 

@@ -77,7 +77,7 @@ fn human(r: &RestoreReport) -> String {
         ));
     }
     for w in &r.warnings {
-        s.push_str(&format!("  warning: {w}\n"));
+        s.push_str(&format!("  warning: {}\n", crate::ui::Safe(w)));
     }
     if let Some(v) = &r.validation {
         s.push_str(&v.human());

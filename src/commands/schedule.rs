@@ -7,6 +7,17 @@
 //! (`~/.config/secureclaw-backup/backup.env`, `SECURECLAW_BACKUP_KEY=…`), never
 //! inline in the unit. `--install` writes the user units and the env-file
 //! template; it never runs `systemctl` itself.
+//!
+//! Paths are written for each target's own syntax: in units `%` becomes `%%`
+//! (specifiers) and, on `ExecStart=`, `$` becomes `$$` (environment
+//! expansion), with C-style double quotes around words with spaces; in the
+//! crontab line every word is single-quoted for `/bin/sh` and each `%` (which
+//! cron turns into a newline) is written `\%` outside the quotes. What no
+//! target can carry safely is refused with exit 2: control characters and
+//! newlines anywhere (they would start a new unit line or crontab entry),
+//! non-UTF-8 paths, and in units quotes and backslashes (systemd unquotes
+//! `ExecStart=` and `ReadWritePaths=` differently). The data directory and
+//! the destination are resolved (symlinks followed) before they are written.
 
 use std::fs;
 use std::io::Write;
@@ -199,10 +210,15 @@ pub struct Plan {
     pub env_template: String,
 }
 
-/// Quotes a word for a systemd unit line: `%` doubled, spaces and quotes
-/// protected with C-style double quotes.
-pub fn systemd_quote(s: &str) -> String {
-    let s = s.replace('%', "%%");
+/// Quotes a word for a systemd unit line: `%` doubled (specifiers); with
+/// `exec`, `$` doubled too (`ExecStart=` expands `$VAR` and `${VAR}`); words
+/// with spaces or `;` in C-style double quotes. Quotes and backslashes are
+/// refused before ([`check_path`]).
+pub fn systemd_quote(s: &str, exec: bool) -> String {
+    let mut s = s.replace('%', "%%");
+    if exec {
+        s = s.replace('$', "$$");
+    }
     if !s.is_empty()
         && !s
             .chars()
@@ -224,17 +240,51 @@ pub fn systemd_quote(s: &str) -> String {
     out
 }
 
-/// Quotes a word for /bin/sh (and escapes `%`, which cron turns into newlines).
+/// Quotes a word for /bin/sh in a crontab line. Cron turns an unescaped `%`
+/// into a newline and drops the backslash of `\%`; a backslash before that
+/// (a path `a\%b`) would escape the escape. So every `%` is written as
+/// `'\%'` between closed single quotes: the character before the `\%` is then
+/// always a quote, and sh sees a bare `%`, which it leaves alone.
 pub fn shell_quote_cron(s: &str) -> String {
-    let q = if !s.is_empty()
+    if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
     {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', "'\\''").replace('%', "'\\%'"))
+}
+
+/// Refuses a path that a unit file or a crontab line cannot carry safely.
+pub fn check_path(what: &str, path: &Path, scheduler: Scheduler) -> Result<()> {
+    let Some(s) = path.to_str() else {
+        return Err(Error::usage(format!(
+            "{what} {} is not UTF-8: it cannot be written into a schedule",
+            crate::ui::Safe(path)
+        ))
+        .hint("rename the directory (or use a symlink with a plain name) and run again"));
     };
-    q.replace('%', "\\%")
+    if s.chars().any(crate::ui::is_unsafe_char) {
+        return Err(Error::usage(format!(
+            "{what} {} contains a newline or another control character: it would inject lines into the schedule",
+            crate::ui::Safe(path)
+        ))
+        .hint("use a path without control characters (rename the directory, or point to it through a symlink with a plain name)"));
+    }
+    if scheduler == Scheduler::Systemd && s.contains(['"', '\'', '\\']) {
+        return Err(Error::usage(format!(
+            "{what} {} contains a quote or a backslash, which systemd unit settings do not read back the same way",
+            crate::ui::Safe(path)
+        ))
+        .hint("use `schedule cron`, or a path without quotes and backslashes (a symlink with a plain name works)"));
+    }
+    Ok(())
+}
+
+/// The path with symlinks resolved when it exists (a symlinked data dir
+/// would otherwise be archived as the link), else as given.
+fn resolved(path: PathBuf) -> PathBuf {
+    fs::canonicalize(&path).unwrap_or(path)
 }
 
 /// Builds the units and crontab lines.
@@ -264,14 +314,17 @@ pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -
             "--type".into(),
             t.into(),
             "--source".into(),
-            systemd_quote(&source.to_string_lossy()),
+            systemd_quote(&source.to_string_lossy(), true),
         ],
         Job::Drill => vec!["drill".into()],
     };
-    let exec = [systemd_quote(&exe.to_string_lossy()), "-q".into()]
+    let exec = [systemd_quote(&exe.to_string_lossy(), true), "-q".into()]
         .into_iter()
         .chain(job_args)
-        .chain(["--dest".into(), systemd_quote(&dest.to_string_lossy())])
+        .chain([
+            "--dest".into(),
+            systemd_quote(&dest.to_string_lossy(), true),
+        ])
         .collect::<Vec<String>>()
         .join(" ");
     let service = format!(
@@ -295,8 +348,8 @@ pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -
          RuntimeDirectory=secureclaw-backup-{uid}\n\
          RuntimeDirectoryMode=0700\n\
          RuntimeDirectoryPreserve=yes\n",
-        systemd_quote(&dest.to_string_lossy()),
-        systemd_quote(&source.to_string_lossy()),
+        systemd_quote(&dest.to_string_lossy(), false),
+        systemd_quote(&source.to_string_lossy(), false),
         uid = rustix::process::getuid().as_raw(),
     );
     let timer = format!(
@@ -335,7 +388,11 @@ pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -
     );
     let key = std::env::var("SECURECLAW_BACKUP_KEY")
         .ok()
-        .filter(|k| !k.trim().is_empty() && !k.contains('\n') && !k.contains("SECRET-KEY"))
+        .filter(|k| {
+            !k.trim().is_empty()
+                && !k.chars().any(crate::ui::is_unsafe_char)
+                && crate::crypto::recipients::secret_kind(k.as_bytes()).is_none()
+        })
         .unwrap_or_default();
     let env_template = format!(
         "# secureclaw-backup: environment of scheduled backups. Keep this file mode 0600.\n\
@@ -431,8 +488,15 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         Error::operational(format!("cannot find this program's path: {e}"))
             .hint("run secureclaw-backup by its absolute path")
     })?;
-    let source = crate::paths::absolute(&crate::paths::data_dir(args.source.clone())?);
-    let dest = crate::paths::absolute(&crate::store::dest_or_default(args.dest.as_deref())?);
+    let source = resolved(crate::paths::absolute(&crate::paths::data_dir(
+        args.source.clone(),
+    )?));
+    let dest = resolved(crate::paths::absolute(&crate::store::dest_or_default(
+        args.dest.as_deref(),
+    )?));
+    check_path("the program's path", &exe, args.scheduler)?;
+    check_path("the data directory", &source, args.scheduler)?;
+    check_path("the destination", &dest, args.scheduler)?;
     let job = if args.drill {
         Job::Drill
     } else {
@@ -643,10 +707,23 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(systemd_quote("/a/b"), "/a/b");
-        assert_eq!(systemd_quote("/a b/%c"), "\"/a b/%%c\"");
-        assert_eq!(shell_quote_cron("/a b/%c"), "'/a b/\\%c'");
+        assert_eq!(systemd_quote("/a/b", true), "/a/b");
+        assert_eq!(systemd_quote("/a b/%c", true), "\"/a b/%%c\"");
+        assert_eq!(systemd_quote("/a/${HOME}$x", true), "/a/$${HOME}$$x");
+        assert_eq!(systemd_quote("/a/${HOME}", false), "/a/${HOME}");
+        assert_eq!(shell_quote_cron("/a b/%c"), "'/a b/'\\%'c'");
         assert_eq!(shell_quote_cron("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote_cron("w\\%d"), "'w\\'\\%'d'");
+        for bad in ["/a\nb", "/a\rb", "/a\x1bb", "/a\u{202e}b"] {
+            for sch in [Scheduler::Cron, Scheduler::Systemd] {
+                let e = check_path("dest", Path::new(bad), sch).unwrap_err();
+                assert_eq!(e.kind, crate::error::ErrorKind::Usage);
+                assert!(!e.message.contains('\n'));
+            }
+        }
+        assert!(check_path("d", Path::new("/a\\%b 'c'"), Scheduler::Cron).is_ok());
+        assert!(check_path("d", Path::new("/a\\b"), Scheduler::Systemd).is_err());
+        assert!(check_path("d", Path::new("/a b/%h/${X}"), Scheduler::Systemd).is_ok());
     }
 
     /// `systemd-analyze verify` on the generated units, when it is installed.

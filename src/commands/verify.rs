@@ -41,7 +41,7 @@ fn human(r: &VerifyReport) -> String {
         s.push_str("\n  structure only (pass -i to decrypt and check every file)");
     }
     for w in &r.warnings {
-        s.push_str(&format!("\n  warning: {w}"));
+        s.push_str(&format!("\n  warning: {}", crate::ui::Safe(w)));
     }
     s
 }
@@ -66,7 +66,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 reports.push(r);
             }
             Err(e) => {
-                eprintln!("{}: FAILED: {}", a.display(), e.message);
+                crate::ui::note(format!("{}: FAILED: {}", crate::ui::Safe(a), e.message));
                 failures.push((a.clone(), e));
             }
         }

@@ -5,6 +5,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use age::secrecy::SecretString;
 
@@ -38,7 +39,24 @@ impl AgeEncryptor {
                     descriptions.push(describe_line(s));
                 }
                 RecipientSpec::AgeFile(path) => {
-                    let text = std::fs::read_to_string(path).at("reading recipients file", path)?;
+                    let data = crate::crypto::read_bounded(
+                        path,
+                        "recipients file",
+                        crate::crypto::recipients::MAX_RECIPIENTS_FILE,
+                    )?;
+                    if let Some(kind) = crate::crypto::recipients::secret_kind_in_file(&data) {
+                        return Err(crate::crypto::recipients::secret_error(
+                            kind,
+                            &format!("recipients file {}", crate::ui::Safe(path)),
+                        ));
+                    }
+                    let text = std::str::from_utf8(&data).map_err(|_| {
+                        Error::key(format!(
+                            "recipients file {} is not UTF-8 text",
+                            crate::ui::Safe(path)
+                        ))
+                        .hint("an age recipients file holds one age1… or ssh-… public key per line")
+                    })?;
                     let before = recipients.len();
                     for (no, line) in text.lines().enumerate() {
                         let line = line.trim();
@@ -77,7 +95,7 @@ fn describe_line(s: &str) -> String {
 
 fn parse_one(s: &str, at: Option<(&Path, usize)>) -> Result<BoxedRecipient> {
     let where_ = at
-        .map(|(p, n)| format!(" (line {n} of {})", p.display()))
+        .map(|(p, n)| format!(" (line {n} of {})", crate::ui::Safe(p)))
         .unwrap_or_default();
     if s.starts_with("age1") {
         age::x25519::Recipient::from_str(s)
@@ -94,8 +112,11 @@ fn parse_one(s: &str, at: Option<(&Path, usize)>) -> Result<BoxedRecipient> {
                     .hint("use an ssh-ed25519 or ssh-rsa public key line from a .pub file")
             })
     } else {
-        Err(Error::key(format!("{s:?}{where_} is not an age recipient"))
-            .hint("an age recipients file holds one age1… or ssh-… key per line"))
+        Err(Error::key(format!(
+            "{}{where_} is not an age recipient",
+            crate::crypto::recipients::quote_value(s)
+        ))
+        .hint("an age recipients file holds one age1… or ssh-… key per line"))
     }
 }
 
@@ -389,12 +410,15 @@ fn map_decrypt_error(e: age::DecryptError) -> Error {
 }
 
 /// Callbacks that take passphrases from our [`PassphraseSource`].
+/// An error of the passphrase source (an unreadable --passphrase-file, no
+/// terminal) is kept, so that it is reported as itself and not as a wrong
+/// passphrase.
 #[derive(Clone)]
-struct PassCallbacks(PassphraseSource);
+struct PassCallbacks(PassphraseSource, Arc<Mutex<Option<Error>>>);
 
 impl age::Callbacks for PassCallbacks {
     fn display_message(&self, message: &str) {
-        eprintln!("{message}");
+        crate::ui::note(message);
     }
     fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
         None
@@ -403,7 +427,13 @@ impl age::Callbacks for PassCallbacks {
         None
     }
     fn request_passphrase(&self, description: &str) -> Option<SecretString> {
-        self.0.get(description).ok()
+        match self.0.get(description) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                *self.1.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                None
+            }
+        }
     }
 }
 
@@ -423,14 +453,22 @@ pub fn load_identities(
         || data.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
     {
         if pass.from_file().is_none() {
-            eprintln!("{name} is passphrase-protected");
+            crate::ui::note(format!("{name} is passphrase-protected"));
         }
         let dec = age::Decryptor::new(age::armor::ArmoredReader::new(data))
             .map_err(|e| key_err(&format!("not a valid encrypted identity: {e}")))?;
-        let enc =
-            age::encrypted::EncryptedIdentity::new(dec, PassCallbacks(pass.clone()), Some(22))
-                .ok_or_else(|| key_err("is an age file but not passphrase-encrypted"))?;
-        let file = enc.decrypt(Some(&name)).map_err(|e| match e {
+        let failed = Arc::new(Mutex::new(None));
+        let enc = age::encrypted::EncryptedIdentity::new(
+            dec,
+            PassCallbacks(pass.clone(), failed.clone()),
+            Some(22),
+        )
+        .ok_or_else(|| key_err("is an age file but not passphrase-encrypted"))?;
+        let decrypted = enc.decrypt(Some(&name));
+        if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let file = decrypted.map_err(|e| match e {
             age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed => {
                 Error::key(format!("wrong passphrase for identity file {name}"))
                     .hint("check the passphrase (or the first line of --passphrase-file)")

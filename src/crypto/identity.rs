@@ -1,13 +1,37 @@
 //! Identities for decryption (`-i` / `SECURECLAW_BACKUP_IDENTITY`): each file is
 //! classified as age (identity file, encrypted identity, SSH key) or OpenPGP
 //! (secret key), loaded once, and turned into the [`Decryptor`] an archive needs.
+//!
+//! Files are read with [`crate::crypto::read_bounded`]: regular files only (a
+//! FIFO or `/dev/zero` is refused before any read), at most
+//! [`MAX_IDENTITY_FILE`] bytes; an identity that group or others can read is
+//! used, with a warning (as ssh does for its keys).
 
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use crate::crypto::{age as agebk, openpgp, Decryptor, Format, PassphraseSource};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+
+/// The largest identity file read (real ones are a few kB; a keyring of many
+/// OpenPGP secret keys stays far below).
+pub const MAX_IDENTITY_FILE: u64 = 4 * 1024 * 1024;
+
+/// Warns when a secret file is readable by group or others.
+pub(crate) fn warn_if_exposed(path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            crate::ui::warn(format!(
+                "{what} {} has mode {mode:04o}: others than its owner may read it; make it owner-only: chmod 600 {}",
+                crate::ui::Safe(path),
+                crate::ui::Safe(path)
+            ));
+        }
+    }
+}
 
 /// The identities an operator supplied, grouped by backend.
 pub struct Identities {
@@ -26,7 +50,9 @@ impl Identities {
             pass,
         };
         for path in paths {
-            let data = Zeroizing::new(std::fs::read(path).at("reading identity file", path)?);
+            let data: Zeroizing<Vec<u8>> =
+                crate::crypto::read_bounded(path, "identity file", MAX_IDENTITY_FILE)?;
+            warn_if_exposed(path, "identity file");
             if openpgp::is_secret_key_start(&data) {
                 ids.pgp.push((path.clone(), data));
             } else if agebk::looks_like_identity(&data) {
@@ -34,7 +60,7 @@ impl Identities {
             } else {
                 return Err(Error::key(format!(
                     "{} is not an identity this tool understands",
-                    path.display()
+                    crate::ui::Safe(path)
                 ))
                 .hint("pass an age identity file, an SSH private key, or an OpenPGP secret key (armored or binary)"));
             }

@@ -137,6 +137,64 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
     }
 }
 
+/// Reads a small input file (identity, passphrase, recipients) safely: opened
+/// without blocking (a FIFO is refused at once instead of hanging), checked to
+/// be a regular file after `open` (symlinks to one are fine), bounded to
+/// `limit` bytes (`/dev/zero` or a 1 GB file is an error, not an allocation),
+/// and read into a zeroizing buffer. `what` names the file in errors.
+pub fn read_bounded(path: &Path, what: &str, limit: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    use crate::error::{Error, IoContext};
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC).bits() as i32)
+        .open(path)
+        .at(&format!("opening {what}"), path)?;
+    let meta = f
+        .metadata()
+        .at(&format!("reading metadata of {what}"), path)?;
+    if !meta.is_file() {
+        let ft = meta.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_fifo() {
+            "a named pipe"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_dir() {
+            "a directory"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(Error::usage(format!(
+            "{what} {} is {kind}, not a regular file",
+            crate::ui::Safe(path)
+        ))
+        .hint(format!("give the path of a regular file as the {what}")));
+    }
+    let too_big = || {
+        Error::usage(format!(
+            "{what} {} is larger than {} MiB: not a {what}",
+            crate::ui::Safe(path),
+            limit / (1024 * 1024)
+        ))
+        .hint(format!("check that you named the right file as the {what}"))
+    };
+    if meta.len() > limit {
+        return Err(too_big());
+    }
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    // a file that grows while read is still bounded
+    f.take(limit + 1)
+        .read_to_end(&mut buf)
+        .at(&format!("reading {what}"), path)?;
+    if buf.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(buf)
+}
+
 /// Reads up to 64 bytes from the start of `path`.
 pub fn read_head(path: &Path) -> Result<Vec<u8>> {
     use crate::error::IoContext;

@@ -18,6 +18,7 @@ mod tests;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use secrecy::ExposeSecret;
@@ -590,6 +591,11 @@ impl PgpDecryptor {
     /// sequoia's stream decryptor over the whole message.
     fn with_sequoia(input: Box<dyn Read + Send>, helper: Helper) -> Result<Box<dyn Read + Send>> {
         // Armor is detected by the packet parser; never mmap (from_reader).
+        let read = Arc::new(AtomicU64::new(0));
+        let input: Box<dyn Read + Send> = Box::new(Counted {
+            inner: input,
+            count: read.clone(),
+        });
         let builder = DecryptorBuilder::from_reader(SyncReader(Mutex::new(input)))
             .map_err(classify_error)?
             .buffer_size(DECRYPT_BUFFER);
@@ -599,9 +605,65 @@ impl PgpDecryptor {
             .with_policy(&POLICY, None, helper)
             .map_err(classify_error)?;
         Ok(Box::new(Latched {
-            inner: dec,
+            inner: Bounded {
+                inner: dec,
+                read,
+                produced: 0,
+            },
             failed: None,
         }))
+    }
+}
+
+/// The most plaintext sequoia may produce per byte of message read: deflate's
+/// own limit is about 1,032, so one zlib or zip packet over real data always
+/// fits; nested compressed packets and bzip2 of zeros (×300,000 and more)
+/// do not. See SECURITY.md, "Known limitations".
+pub const MAX_EXPANSION: u64 = 1024;
+/// Plaintext allowed beyond [`MAX_EXPANSION`] (sequoia reads ahead in blocks).
+const EXPANSION_SLACK: u64 = 1024 * 1024;
+
+/// Counts the bytes read from the message.
+struct Counted {
+    inner: Box<dyn Read + Send>,
+    count: Arc<AtomicU64>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Fails once the plaintext outgrows the message read by more than
+/// [`MAX_EXPANSION`]: a compression bomb is refused (exit 5), not inflated.
+struct Bounded<R: Read> {
+    inner: R,
+    read: Arc<AtomicU64>,
+    produced: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.produced += n as u64;
+        let read = self.read.load(Ordering::Relaxed);
+        if self.produced
+            > read
+                .saturating_mul(MAX_EXPANSION)
+                .saturating_add(EXPANSION_SLACK)
+        {
+            return Err(into_io(
+                Error::refused(format!(
+                    "the OpenPGP message expands more than {MAX_EXPANSION} times ({} bytes of plaintext from {read} bytes): a compression bomb",
+                    self.produced
+                ))
+                .hint("nothing was changed; an archive made by this tool or by gpg from a .tar.gz never expands so much: use another archive"),
+            ));
+        }
+        Ok(n)
     }
 }
 

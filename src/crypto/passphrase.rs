@@ -1,14 +1,15 @@
 //! Where passphrases come from: a `--passphrase-file` or the terminal, never argv
 //! or the environment. Passphrases live in [`SecretString`] and are zeroized on drop.
+//! A passphrase file is read like an identity file: regular files only, bounded,
+//! with a warning when group or others can read it.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 /// A source of passphrases, shared by the age and OpenPGP backends.
 #[derive(Clone, Default)]
@@ -46,28 +47,32 @@ impl PassphraseSource {
     }
 }
 
+/// The largest passphrase file read.
+pub const MAX_PASSPHRASE_FILE: u64 = 1024 * 1024;
+
 /// Reads the first line of a passphrase file (trailing CR/LF removed).
 pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
-    let mut f = std::fs::File::open(path).at("opening passphrase file", path)?;
-    let mut buf = Zeroizing::new(Vec::new());
-    f.by_ref()
-        .take(64 * 1024)
-        .read_to_end(&mut buf)
-        .at("reading passphrase file", path)?;
+    let buf: Zeroizing<Vec<u8>> =
+        crate::crypto::read_bounded(path, "passphrase file", MAX_PASSPHRASE_FILE)?;
+    crate::crypto::identity::warn_if_exposed(path, "passphrase file");
     let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     let mut line = &buf[..end];
     if line.ends_with(b"\r") {
         line = &line[..line.len() - 1];
     }
     let s = std::str::from_utf8(line).map_err(|_| {
-        Error::key(format!("passphrase file {} is not UTF-8", path.display()))
-            .hint("write the passphrase as UTF-8 text on the first line")
+        Error::key(format!(
+            "passphrase file {} is not UTF-8",
+            crate::ui::Safe(path)
+        ))
+        .hint("write the passphrase as UTF-8 text on the first line")
     })?;
     if s.is_empty() {
-        return Err(
-            Error::key(format!("passphrase file {} is empty", path.display()))
-                .hint("write the passphrase on the first line of the file"),
-        );
+        return Err(Error::key(format!(
+            "passphrase file {} is empty",
+            crate::ui::Safe(path)
+        ))
+        .hint("write the passphrase on the first line of the file"));
     }
     Ok(SecretString::from(s.to_owned()))
 }
