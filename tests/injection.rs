@@ -687,3 +687,122 @@ fn huge_thread_counts_are_clamped() {
         assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
     }
 }
+
+// ------------------------------------------------------------------ OpenPGP bomb
+
+/// A gzip stream of `tar` followed by endless zeros: stored deflate blocks
+/// (the tar reader reads zeros after the end of the tar as padding, to the end).
+fn gzip_then_zeros(tar: &[u8], blocks: usize) -> Vec<u8> {
+    let mut g = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    let mut stored = |data: &[u8]| {
+        let n = data.len() as u16;
+        g.push(0x00);
+        g.extend_from_slice(&n.to_le_bytes());
+        g.extend_from_slice(&(!n).to_le_bytes());
+        g.extend_from_slice(data);
+    };
+    for chunk in tar.chunks(65535) {
+        stored(chunk);
+    }
+    let zeros = vec![0u8; 65535];
+    for _ in 0..blocks {
+        stored(&zeros);
+    }
+    g
+}
+
+#[test]
+fn openpgp_compression_bomb_is_refused() {
+    use openpgp::parse::Parse;
+    use openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter, Message};
+    use openpgp::types::CompressionAlgorithm;
+    use sequoia_openpgp as openpgp;
+    use std::io::Write;
+
+    let sb = Sandbox::new();
+    let cert = openpgp::Cert::from_file(key("openpgp-example.pub.asc")).unwrap();
+    let p = openpgp::policy::StandardPolicy::new();
+    let recipients = cert
+        .keys()
+        .with_policy(&p, None)
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption();
+    let tar = benign_tar(&[("secureclaw.json", b"{}")], true);
+    let plain = gzip_then_zeros(&tar, 1024); // 64 MiB
+    let mut sink = Vec::new();
+    {
+        let m = Message::new(&mut sink);
+        let m = Encryptor::for_recipients(m, recipients).build().unwrap();
+        // nested compression: each layer alone is within deflate's ×1,032
+        let m = Compressor::new(m)
+            .algo(CompressionAlgorithm::Zip)
+            .build()
+            .unwrap();
+        let m = Compressor::new(m)
+            .algo(CompressionAlgorithm::Zip)
+            .build()
+            .unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        w.write_all(&plain).unwrap();
+        w.finalize().unwrap();
+    }
+    let ratio = plain.len() / sink.len();
+    assert!(ratio > 10_000, "the bomb expands only ×{ratio}");
+    let archive = sb.p("arch").join(format!("{TOP}.tar.gz.gpg"));
+    write_mode(&archive, &sink, 0o600);
+    let id = Backend::Pgp.identity();
+    let (o, _) = verify_with(
+        &sb,
+        &[
+            "verify".as_ref(),
+            "-i".as_ref(),
+            id.as_os_str(),
+            archive.as_os_str(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        o.code,
+        5,
+        "{} bytes → {} bytes: {}",
+        sink.len(),
+        plain.len(),
+        o.text()
+    );
+    assert!(o.stderr.contains("compression bomb"), "{}", o.stderr);
+    // an ordinary gpg-style compressed archive still verifies
+    let gz = gzip(&tar);
+    let mut sink = Vec::new();
+    {
+        let recipients = cert
+            .keys()
+            .with_policy(&p, None)
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_transport_encryption();
+        let m = Message::new(&mut sink);
+        let m = Encryptor::for_recipients(m, recipients).build().unwrap();
+        let m = Compressor::new(m)
+            .algo(CompressionAlgorithm::Zlib)
+            .build()
+            .unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        w.write_all(&gz).unwrap();
+        w.finalize().unwrap();
+    }
+    write_mode(&archive, &sink, 0o600);
+    let (o, _) = verify_with(
+        &sb,
+        &[
+            "verify".as_ref(),
+            "-i".as_ref(),
+            id.as_os_str(),
+            archive.as_os_str(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.code, 0, "{}", o.text());
+}

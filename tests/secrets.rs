@@ -619,3 +619,246 @@ fn names(dir: &Path) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Secret material given where public keys or configuration belong (issue 13):
+/// an age identity, an age plugin identity, an OpenSSH private key, an armored
+/// and a binary OpenPGP secret key, through `-r` (backup and restore's
+/// snapshot recipients), `SECURECLAW_BACKUP_KEY`, a recipients file (an
+/// identity file's contents where a recipients file is expected), the env
+/// template `schedule --install` writes, and a token in a `secureclaw.json`
+/// that does not parse (`validate`, `--json`, and restore's automatic
+/// validation). The canary never appears on stdout, stderr or in `--json`;
+/// every refusal says it is a secret key and how to get the public half.
+#[test]
+fn secret_material_given_as_input_is_never_echoed() {
+    let sb = Sandbox::new();
+    let c = canary(&sb.p("env/tmp"));
+    let marker = format!(
+        "{:016x}",
+        Rng(u64::from(std::process::id()) ^ 0x5eed).next()
+    );
+    let pem_body = format!("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ{marker}");
+    let ssh = format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{pem_body}\n-----END OPENSSH PRIVATE KEY-----\n"
+    );
+    let pgp_body = format!("lQOYBGZcanary{marker}AQgA");
+    let pgp = format!(
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{pgp_body}\n=abcd\n-----END PGP PRIVATE KEY BLOCK-----\n"
+    );
+    let plugin = format!("AGE-PLUGIN-YUBIKEY-1QQ{}", marker.to_ascii_uppercase());
+    let token = format!("sk-canary-token-{marker}");
+    let needles: Vec<(&str, String)> = vec![
+        ("age secret key", c.secret_key.clone()),
+        ("age secret key body", c.secret_key[16..60].to_owned()),
+        ("ssh key body", pem_body.clone()),
+        ("pgp key body", pgp_body.clone()),
+        ("plugin identity", plugin.clone()),
+        ("marker", marker.clone()),
+        ("config token", token.clone()),
+    ];
+    let check = |label: &str, o: &Out| {
+        let text = o.text().to_ascii_lowercase();
+        for (name, n) in &needles {
+            assert!(
+                !text.contains(&n.to_ascii_lowercase()),
+                "{label}: the canary {name} appears in the output:\n{}",
+                o.text()
+            );
+        }
+    };
+
+    // files holding secrets where recipients belong
+    let id_file = sb.p("env/tmp/identity.txt");
+    write_mode(
+        &id_file,
+        format!(
+            "# created: 2026-01-01T00:00:00Z\n# public key: {}\n{}\n",
+            c.recipient, c.secret_key
+        )
+        .as_bytes(),
+        0o600,
+    );
+    let ssh_file = sb.p("env/tmp/id_ed25519");
+    write_mode(&ssh_file, ssh.as_bytes(), 0o600);
+    let pgp_file = sb.p("env/tmp/secret.asc");
+    write_mode(&pgp_file, pgp.as_bytes(), 0o600);
+    let pgp_bin = sb.p("env/tmp/secret.gpg");
+    let mut bin_key = vec![0xC5, 0x58, 0x04];
+    bin_key.extend_from_slice(marker.as_bytes());
+    write_mode(&pgp_bin, &bin_key, 0o600);
+    let mixed = sb.p("env/tmp/recipients.txt");
+    write_mode(
+        &mixed,
+        format!("{}\n{}\n", c.recipient, c.secret_key).as_bytes(),
+        0o600,
+    );
+
+    let src = sb.p("w/src");
+    fs::create_dir_all(&src).unwrap();
+    write_mode(&src.join("secureclaw.json"), b"{}", 0o600);
+    let dest = sb.p("arch");
+    let values: Vec<(&str, String)> = vec![
+        ("age identity", c.secret_key.clone()),
+        (
+            "age identity, lower case",
+            c.secret_key.to_ascii_lowercase(),
+        ),
+        (
+            "age identity in a list",
+            format!("{},{}", c.recipient, c.secret_key),
+        ),
+        ("plugin identity", plugin.clone()),
+        ("ssh private key", ssh.clone()),
+        ("pgp private key", pgp.clone()),
+        ("identity file", id_file.display().to_string()),
+        ("ssh key file", ssh_file.display().to_string()),
+        (
+            "armored pgp secret key file",
+            pgp_file.display().to_string(),
+        ),
+        ("binary pgp secret key file", pgp_bin.display().to_string()),
+        (
+            "recipients file with an identity line",
+            mixed.display().to_string(),
+        ),
+    ];
+    for (what, v) in &values {
+        for json in [false, true] {
+            let mut args: Vec<&std::ffi::OsStr> = Vec::new();
+            if json {
+                args.push("--json".as_ref());
+            }
+            args.extend::<[&std::ffi::OsStr; 6]>([
+                "backup".as_ref(),
+                "--source".as_ref(),
+                src.as_os_str(),
+                "--dest".as_ref(),
+                dest.as_os_str(),
+                "--no-prune".as_ref(),
+            ]);
+            // -r
+            let mut a = args.clone();
+            a.extend::<[&std::ffi::OsStr; 2]>(["-r".as_ref(), v.as_ref()]);
+            let o = sb.run(&a);
+            let label = format!("backup -r {what} (json {json})");
+            assert_eq!(o.code, 4, "{label}: {}", o.text());
+            assert!(
+                o.stderr.contains("a secret key, not a recipient"),
+                "{label}: {}",
+                o.stderr
+            );
+            assert!(
+                o.stderr.contains("age-keygen -y")
+                    || o.stderr.contains("ssh-keygen -y")
+                    || o.stderr.contains("gpg --export")
+                    || o.stderr.contains("plugin's recipient"),
+                "{label}: {}",
+                o.stderr
+            );
+            check(&label, &o);
+            if json {
+                let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+                assert_eq!(j["error"]["kind"], "key", "{label}");
+            }
+            // SECURECLAW_BACKUP_KEY
+            let o = run_cmd(sb.cmd().args(&args).env("SECURECLAW_BACKUP_KEY", v));
+            let label = format!("backup with SECURECLAW_BACKUP_KEY = {what} (json {json})");
+            assert_eq!(o.code, 4, "{label}: {}", o.text());
+            check(&label, &o);
+        }
+    }
+    assert!(archives_in(&dest).is_empty(), "nothing was written");
+
+    // restore's snapshot recipients, and the env template of schedule --install
+    let tar = benign_tar(&[("secureclaw.json", b"{}")], true);
+    let archive = write_archive(&sb.p("w"), TOP, Backend::Age, &tar);
+    let o = sb.run(&[
+        "--json".as_ref(),
+        "restore".as_ref(),
+        archive.as_os_str(),
+        "-i".as_ref(),
+        key("age-example.key").as_os_str(),
+        "--target".as_ref(),
+        sb.target().as_os_str(),
+        "-r".as_ref(),
+        c.secret_key.as_ref(),
+    ]);
+    assert_eq!(o.code, 4, "{}", o.text());
+    check("restore -r", &o);
+    let o = run_cmd(
+        sb.cmd()
+            .args(["--json", "schedule", "systemd", "--install", "--dest"])
+            .arg(&dest)
+            .arg("--source")
+            .arg(&src)
+            .env("SECURECLAW_BACKUP_KEY", &c.secret_key),
+    );
+    assert_eq!(o.code, 0, "{}", o.text());
+    check("schedule --install", &o);
+    let env_file = sb.p("env/home/.config/secureclaw-backup/backup.env");
+    let env = fs::read_to_string(&env_file).unwrap();
+    assert!(!env.contains(&c.secret_key), "{env}");
+
+    // a token in a config that does not parse: validate, --json, and restore
+    let bad = format!("{{\n  gateway: {{ auth: {{ token: \"{token}\" }} oops }},\n}}\n");
+    let target = sb.p("w/parent/bad-config");
+    fs::create_dir_all(&target).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
+    write_mode(&target.join("secureclaw.json"), bad.as_bytes(), 0o600);
+    for json in [false, true] {
+        let mut c = sb.cmd();
+        if json {
+            c.arg("--json");
+        }
+        let o = run_cmd(c.arg("validate").arg("--target").arg(&target));
+        assert_ne!(o.code, 0, "{}", o.text());
+        assert!(o.text().contains("line 2, column"), "{}", o.text());
+        check(&format!("validate (json {json})"), &o);
+    }
+    let tar = benign_tar(&[("secureclaw.json", bad.as_bytes())], true);
+    let archive = write_archive(&sb.p("w"), "daily_20260102_000000", Backend::Age, &tar);
+    let _ = fs::remove_dir_all(sb.target());
+    for json in [false, true] {
+        let mut c = sb.cmd();
+        if json {
+            c.arg("--json");
+        }
+        let o = run_cmd(
+            c.arg("restore")
+                .arg(&archive)
+                .arg("-i")
+                .arg(key("age-example.key"))
+                .arg("--target")
+                .arg(sb.target())
+                .arg("--no-snapshot"),
+        );
+        assert!(o.text().contains("line 2, column"), "{}", o.text());
+        check(&format!("restore's validation (json {json})"), &o);
+    }
+
+    // a 100,000-byte bad value is not echoed whole
+    let long = format!("not-a-key {}", "x".repeat(100_000));
+    let o = sb.run(&[
+        "--json".as_ref(),
+        "backup".as_ref(),
+        "--source".as_ref(),
+        src.as_os_str(),
+        "--dest".as_ref(),
+        dest.as_os_str(),
+        "-r".as_ref(),
+        long.as_ref(),
+    ]);
+    assert_eq!(o.code, 4, "{}", o.text());
+    assert!(
+        o.stdout.len() + o.stderr.len() < 2_000,
+        "{} bytes of output",
+        o.stdout.len() + o.stderr.len()
+    );
+}
+
+fn archives_in(dir: &Path) -> Vec<String> {
+    names(dir)
+        .into_iter()
+        .filter(|n| n.contains(".tar.gz"))
+        .collect()
+}

@@ -27,7 +27,14 @@ use crate::error::Result;
 pub struct RecipientArgs {
     /// Recipient: age1…, ssh-ed25519/ssh-rsa key, OpenPGP key id/fingerprint/e-mail,
     /// or a recipients/certificate file (repeatable; default $SECURECLAW_BACKUP_KEY)
-    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    // a value starting with `-` (a pasted PEM block) is taken as the value, so
+    // that the refusal comes from us, which does not echo it, not from clap
+    #[arg(
+        short = 'r',
+        long = "recipient",
+        value_name = "RECIPIENT",
+        allow_hyphen_values = true
+    )]
     pub recipients: Vec<String>,
     /// OpenPGP keyring file to resolve key ids in (default: the GnuPG keyring)
     #[arg(long, value_name = "FILE")]
@@ -57,20 +64,16 @@ impl RecipientArgs {
     }
 }
 
-/// Refuses an ARCHIVE that exists but is not a regular file (a pipe such as
-/// `/dev/stdin` or a FIFO, a device, a directory): archives are read more
-/// than once (format detection, keyless checks, sidecar digest), which a
-/// stream does not allow. A missing file is left to the reader's own error.
+/// Refuses an ARCHIVE that exists but is neither a regular file nor a
+/// directory (an old plain-directory backup): a pipe such as `/dev/stdin` or
+/// a FIFO, a socket, a device. Archives are read more than once (format
+/// detection, keyless checks, sidecar digest), which a stream does not allow.
+/// A missing file is left to the reader's own error.
 pub fn require_regular_archive(path: &std::path::Path) -> Result<()> {
     match std::fs::metadata(path) {
-        Ok(m) if !m.is_file() => Err(crate::error::Error::usage(format!(
-            "ARCHIVE must be a regular file: {} is {}",
+        Ok(m) if !m.is_file() && !m.is_dir() => Err(crate::error::Error::usage(format!(
+            "ARCHIVE must be a regular file: {} is a pipe, socket or device (a stream)",
             crate::ui::Safe(path),
-            if m.is_dir() {
-                "a directory"
-            } else {
-                "a pipe, socket or device (a stream)"
-            }
         ))
         .hint(
             "save the stream to a file first (e.g. `cat > backup.tar.gz.age`), then pass that file",
