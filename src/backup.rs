@@ -248,6 +248,10 @@ fn write_archive(
                 use std::os::unix::fs::MetadataExt;
                 aw.add_dir(rel, meta.mode(), meta.mtime())
             }
+            Item::Symlink { rel, target, meta } => {
+                use std::os::unix::fs::MetadataExt;
+                aw.add_symlink(rel, target, meta.mtime())
+            }
             Item::File { rel, path, .. } => {
                 capturer.archive_file(&mut aw, rel, path)?;
                 pb.set_position(aw.bytes);

@@ -1,18 +1,42 @@
-//! The archive manifest (DESIGN §5): `manifest.json`, machine-readable, with
-//! every entry's path, type, size, mode and SHA-256 plus the warnings of the
-//! run; and `manifest.txt`, the guide's human-readable summary. Both are the
-//! last entries of the tar, so hashes are computed while streaming.
+//! The archive manifest: `manifest.json`, machine-readable, with every
+//! entry's path, type, size, mode, mtime and SHA-256 (symlinks: their target)
+//! plus the warnings of the run; and `manifest.txt`, the guide's
+//! human-readable summary. Both are the last entries of the tar, so hashes are
+//! computed while streaming.
+//!
+//! Names are bytes (Linux file names need not be UTF-8): a name that is UTF-8
+//! is written as `"path"`; any other is written as `"path_hex"` (the exact
+//! bytes, authoritative) plus a `"path"` for humans with the invalid bytes
+//! shown as `\xNN`. Symlink targets likewise (`"target"`/`"target_hex"`).
+//! Version 1 manifests (UTF-8 names only, no mtimes, no symlinks) still parse.
+//!
+//! In the tar, the top-level directory carries the PAX record
+//! `comment=secureclaw-backup archive 2` and the manifest entries
+//! carry `comment=secureclaw-backup manifest.json` (resp. `manifest.txt`), which
+//! is how restore tells them from a data file of the same name; stock tar
+//! ignores `comment` records. Their names avoid the data's top-level names
+//! ([`manifest_names`]).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 
 /// Name of the manifest files inside the top-level directory.
 pub const JSON_NAME: &str = "manifest.json";
 pub const TXT_NAME: &str = "manifest.txt";
+/// The PAX `comment` of the top-level directory entry of an archive made by
+/// this version: in such an archive only the marked entries are the manifest.
+pub const ARCHIVE_MARK: &str = "secureclaw-backup archive 2";
+/// The PAX `comment` values that mark the manifest entries of an archive.
+pub const JSON_MARK: &str = "secureclaw-backup manifest.json";
+pub const TXT_MARK: &str = "secureclaw-backup manifest.txt";
 /// The format tag and version written into every manifest.
 pub const FORMAT: &str = "secureclaw-backup-manifest";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest manifest version this tool reads.
+pub const MIN_VERSION: u32 = 1;
 /// Largest manifest we are willing to parse.
 pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -21,21 +45,180 @@ pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
 pub enum EntryKind {
     File,
     Dir,
+    Symlink,
 }
 
-/// One archived entry. `path` is relative to the data directory, `/`-separated.
-/// Kept compact (mode and digest as numbers, written as strings): a manifest
-/// of 200 000 entries is held in memory while it is written or checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A path relative to the data directory, `/`-separated, as raw bytes (a
+/// Linux file name is any bytes but NUL and `/`). Displayed with invalid
+/// UTF-8 and control characters escaped (`\xNN`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RelPath(pub Vec<u8>);
+
+impl RelPath {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        RelPath(bytes.into())
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    pub fn as_path(&self) -> &std::path::Path {
+        use std::os::unix::ffi::OsStrExt;
+        std::path::Path::new(std::ffi::OsStr::from_bytes(&self.0))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for RelPath {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&str> for RelPath {
+    fn from(s: &str) -> Self {
+        RelPath(s.as_bytes().to_vec())
+    }
+}
+
+impl From<&[u8]> for RelPath {
+    fn from(s: &[u8]) -> Self {
+        RelPath(s.to_vec())
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&show(&self.0))
+    }
+}
+
+impl fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", show(&self.0))
+    }
+}
+
+/// Bytes for humans: valid UTF-8 as it is (control characters escaped),
+/// anything else as `\xNN`.
+pub fn show(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One archived entry. Kept compact (mode and digest as numbers, written as
+/// strings): a manifest of 200 000 entries is held in memory while it is
+/// written or checked.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawEntry")]
 pub struct Entry {
-    pub path: String,
-    #[serde(rename = "type")]
+    pub path: RelPath,
     pub kind: EntryKind,
     pub size: u64,
     /// Permission bits as archived (`"0600"` in the JSON).
     pub mode: Mode,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Sha256Digest>,
+    /// Modification time, seconds since the epoch (absent in version 1).
+    pub mtime: Option<i64>,
+    /// A symlink's target.
+    pub target: Option<RelPath>,
+}
+
+/// Writes `key` (exact UTF-8) or `key` for humans plus `key_hex` (exact).
+fn serialize_bytes<S: SerializeStruct>(
+    st: &mut S,
+    key: &'static str,
+    hex_key: &'static str,
+    bytes: &[u8],
+) -> Result<(), S::Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => st.serialize_field(key, s),
+        Err(_) => {
+            st.serialize_field(key, &show(bytes))?;
+            st.serialize_field(hex_key, &hex::encode(bytes))
+        }
+    }
+}
+
+fn bytes_of(plain: Option<String>, hexed: Option<String>, what: &str) -> Result<Vec<u8>, String> {
+    match (plain, hexed) {
+        (_, Some(h)) => hex::decode(&h).map_err(|_| format!("{what}_hex is not hex")),
+        (Some(p), None) => Ok(p.into_bytes()),
+        (None, None) => Err(format!("missing field `{what}`")),
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Entry", 8)?;
+        serialize_bytes(&mut st, "path", "path_hex", self.path.as_bytes())?;
+        st.serialize_field("type", &self.kind)?;
+        st.serialize_field("size", &self.size)?;
+        st.serialize_field("mode", &self.mode)?;
+        if let Some(m) = self.mtime {
+            st.serialize_field("mtime", &m)?;
+        }
+        if let Some(d) = &self.sha256 {
+            st.serialize_field("sha256", d)?;
+        }
+        if let Some(t) = &self.target {
+            serialize_bytes(&mut st, "target", "target_hex", t.as_bytes())?;
+        }
+        st.end()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    path_hex: Option<String>,
+    #[serde(rename = "type")]
+    kind: EntryKind,
+    size: u64,
+    mode: Mode,
+    #[serde(default)]
+    sha256: Option<Sha256Digest>,
+    #[serde(default)]
+    mtime: Option<i64>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    target_hex: Option<String>,
+}
+
+impl TryFrom<RawEntry> for Entry {
+    type Error = String;
+    fn try_from(r: RawEntry) -> Result<Self, String> {
+        let path = RelPath(bytes_of(r.path, r.path_hex, "path")?);
+        let target = match (r.target, r.target_hex) {
+            (None, None) => None,
+            (t, h) => Some(RelPath(bytes_of(t, h, "target")?)),
+        };
+        Ok(Entry {
+            path,
+            kind: r.kind,
+            size: r.size,
+            mode: r.mode,
+            sha256: r.sha256,
+            mtime: r.mtime,
+            target,
+        })
+    }
 }
 
 /// Permission bits, written as four octal digits (`"0600"`).
@@ -84,10 +267,14 @@ impl<'de> Deserialize<'de> for Sha256Digest {
 }
 
 /// Something the operator should know about: a skipped or changing entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `path` is written like an entry's (`path`, plus `path_hex` when the name
+/// is not UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawWarning")]
 pub struct Warning {
-    pub path: String,
-    /// Warnings: `symlink`, `socket`, `fifo`, `device`, `non-utf8-name`,
+    pub path: RelPath,
+    /// Warnings: `symlink`, `socket`, `fifo`, `device`, `non-utf8-name`
+    /// (older versions only),
     /// `changed-while-read`, `partial-line`, `live-lock`, `sqlite-fallback`,
     /// `vanished`, `replaced`. Notes (expected, not counted by `--strict`):
     /// `lock-file`, `excluded-destination`.
@@ -95,7 +282,55 @@ pub struct Warning {
     pub detail: String,
 }
 
+impl Serialize for Warning {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Warning", 4)?;
+        serialize_bytes(&mut st, "path", "path_hex", self.path.as_bytes())?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("detail", &self.detail)?;
+        st.end()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawWarning {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    path_hex: Option<String>,
+    kind: String,
+    detail: String,
+}
+
+impl TryFrom<RawWarning> for Warning {
+    type Error = String;
+    fn try_from(r: RawWarning) -> Result<Self, String> {
+        Ok(Warning {
+            path: RelPath(bytes_of(r.path, r.path_hex, "path")?),
+            kind: r.kind,
+            detail: r.detail,
+        })
+    }
+}
+
+/// Warning kinds that mean "seen in the source but not archived": restore
+/// carries such entries over from the current tree instead of dropping them.
+pub const SKIPPED_KINDS: [&str; 7] = [
+    "symlink",
+    "socket",
+    "fifo",
+    "device",
+    "lock-file",
+    "excluded-destination",
+    "non-utf8-name",
+];
+
 impl Warning {
+    /// Whether the entry was left out of the archive (see [`SKIPPED_KINDS`]).
+    pub fn is_skip(&self) -> bool {
+        SKIPPED_KINDS.contains(&self.kind.as_str())
+    }
+
     /// Whether this is an expected skip (a lock file, the destination inside
     /// the source) rather than something that may need a retry.
     pub fn is_note(&self) -> bool {
@@ -146,20 +381,26 @@ impl Manifest {
                 m.format
             ));
         }
-        if m.version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&m.version) {
             return Err(format!(
-                "manifest.json version {} is not supported (this tool reads version {VERSION})",
+                "manifest.json version {} is not supported (this tool reads versions {MIN_VERSION} to {VERSION})",
                 m.version
             ));
         }
         let mut seen = std::collections::HashSet::new();
         for e in &m.entries {
-            if !seen.insert(e.path.as_str()) {
+            if !seen.insert(e.path.as_bytes()) {
                 return Err(format!("manifest.json lists {:?} twice", e.path));
             }
             if e.kind == EntryKind::File && e.sha256.is_none() {
                 return Err(format!(
                     "manifest.json entry {:?} has no valid sha256",
+                    e.path
+                ));
+            }
+            if (e.kind == EntryKind::Symlink) != e.target.is_some() {
+                return Err(format!(
+                    "manifest.json entry {:?}: only a symlink has a target, and every symlink has one",
                     e.path
                 ));
             }
@@ -195,17 +436,25 @@ impl Manifest {
     }
 
     /// Entries by path.
-    pub fn by_path(&self) -> BTreeMap<&str, &Entry> {
-        self.entries.iter().map(|e| (e.path.as_str(), e)).collect()
+    pub fn by_path(&self) -> BTreeMap<&[u8], &Entry> {
+        self.entries
+            .iter()
+            .map(|e| (e.path.as_bytes(), e))
+            .collect()
     }
 
     /// The guide's human-readable `manifest.txt`, with the same fields.
     pub fn to_text(&self) -> String {
         let files = self.entries.iter().filter(|e| e.kind == EntryKind::File);
         let (count, bytes) = files.fold((0u64, 0u64), |(c, b), e| (c + 1, b + e.size));
-        let mut top: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut top: BTreeMap<&[u8], u64> = BTreeMap::new();
         for e in &self.entries {
-            let first = e.path.split('/').next().unwrap_or("");
+            let first = e
+                .path
+                .as_bytes()
+                .split(|&b| b == b'/')
+                .next()
+                .unwrap_or(b"");
             *top.entry(first).or_default() += e.size;
         }
         let mut s = String::new();
@@ -220,7 +469,7 @@ impl Manifest {
         s.push_str(&format!("Encrypted to: {}\n", self.recipients.join(", ")));
         s.push_str("\nBacked up directories:\n");
         for (name, size) in &top {
-            s.push_str(&format!("  {name}  {}\n", human_bytes(*size)));
+            s.push_str(&format!("  {}  {}\n", show(name), human_bytes(*size)));
         }
         s.push_str(&format!(
             "\nFiles: {count}\nBackup size: {}\n",
@@ -233,6 +482,25 @@ impl Manifest {
             }
         }
         s
+    }
+}
+
+/// The names for `manifest.txt` and `manifest.json` in an archive whose data
+/// has the top-level names `taken`: the usual ones unless the data uses them,
+/// else `manifest-N.txt`/`manifest-N.json` with the first free N (the PAX
+/// mark, not the name, identifies the manifest).
+pub fn manifest_names(taken: &std::collections::BTreeSet<&[u8]>) -> (String, String) {
+    let free = |t: &str, j: &str| !taken.contains(t.as_bytes()) && !taken.contains(j.as_bytes());
+    if free(TXT_NAME, JSON_NAME) {
+        return (TXT_NAME.to_owned(), JSON_NAME.to_owned());
+    }
+    let mut n = 1u64;
+    loop {
+        let (t, j) = (format!("manifest-{n}.txt"), format!("manifest-{n}.json"));
+        if free(&t, &j) {
+            return (t, j);
+        }
+        n += 1;
     }
 }
 
@@ -291,6 +559,8 @@ mod tests {
                     size: 0,
                     mode: Mode(0o700),
                     sha256: None,
+                    mtime: Some(1_700_000_000),
+                    target: None,
                 },
                 Entry {
                     path: "credentials/oauth.json".into(),
@@ -298,9 +568,33 @@ mod tests {
                     size: 3,
                     mode: Mode(0o600),
                     sha256: Some(Sha256Digest([0xAB; 32])),
+                    mtime: None,
+                    target: None,
+                },
+                Entry {
+                    path: RelPath::new(b"credentials/caf\xE9\\x.json".to_vec()),
+                    kind: EntryKind::File,
+                    size: 0,
+                    mode: Mode(0o600),
+                    sha256: Some(Sha256Digest([0; 32])),
+                    mtime: Some(-5),
+                    target: None,
+                },
+                Entry {
+                    path: RelPath::from("credentials/link"),
+                    kind: EntryKind::Symlink,
+                    size: 0,
+                    mode: Mode(0o777),
+                    sha256: None,
+                    mtime: Some(1),
+                    target: Some(RelPath::new(b"caf\xE9\\x.json".to_vec())),
                 },
             ],
-            warnings: vec![],
+            warnings: vec![Warning {
+                path: RelPath::new(b"s\xFF.sock".to_vec()),
+                kind: "socket".into(),
+                detail: "socket; not archived".into(),
+            }],
         }
     }
 
@@ -311,6 +605,66 @@ mod tests {
         assert_eq!(Manifest::from_reader(&m.to_json()[..]).unwrap(), m);
         assert_eq!(m.json_len(), m.to_json().len() as u64);
         assert!(m.to_text().contains("Backup Type: daily"));
+        let json = String::from_utf8(m.to_json()).unwrap();
+        // non-UTF-8 names: exact hex plus an escaped form for humans
+        assert!(json.contains(&format!(
+            "\"path_hex\": \"{}\"",
+            hex::encode(b"credentials/caf\xE9\\x.json")
+        )));
+        assert!(
+            json.contains(r#""path": "credentials/caf\\xE9\\x.json""#),
+            "{json}"
+        );
+        assert!(json.contains(r#""path": "credentials/oauth.json""#));
+        assert!(json.contains(&format!(
+            "\"target_hex\": \"{}\"",
+            hex::encode(b"caf\xE9\\x.json")
+        )));
+        assert!(json.contains(&format!("\"path_hex\": \"{}\"", hex::encode(b"s\xFF.sock"))));
+    }
+
+    #[test]
+    fn version_1_manifests_still_parse() {
+        let v1 = br#"{"format":"secureclaw-backup-manifest","version":1,"type":"daily",
+            "created":"2026-01-01T00:00:00Z","timestamp":"20260101_000000","host":"h",
+            "tool_version":"0.1.0","source":"/s","recipients":[],
+            "entries":[{"path":"a","type":"dir","size":0,"mode":"0700"},
+                       {"path":"a/b","type":"file","size":1,"mode":"0600","sha256":"ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB"}],
+            "warnings":[{"path":"caf\u00e9","kind":"non-utf8-name","detail":"x"}]}"#;
+        let m = Manifest::parse(v1).unwrap();
+        assert_eq!(m.entries[1].path.as_bytes(), b"a/b");
+        assert_eq!(m.entries[1].mtime, None);
+        assert!(m.warnings[0].is_skip());
+        // a symlink without a target, or a file with one, is malformed
+        let mut m = sample();
+        m.entries[3].target = None;
+        assert!(Manifest::parse(&m.to_json()).is_err());
+        let mut m = sample();
+        m.entries[1].target = Some(RelPath::from("x"));
+        assert!(Manifest::parse(&m.to_json()).is_err());
+        let json = String::from_utf8(sample().to_json()).unwrap();
+        assert!(Manifest::parse(
+            json.replace("\"path_hex\": \"", "\"path_hex\": \"zz")
+                .as_bytes()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn manifest_names_avoid_the_data() {
+        let mut taken = std::collections::BTreeSet::new();
+        assert_eq!(manifest_names(&taken), (TXT_NAME.into(), JSON_NAME.into()));
+        taken.insert(&b"manifest.json"[..]);
+        assert_eq!(
+            manifest_names(&taken),
+            ("manifest-1.txt".into(), "manifest-1.json".into())
+        );
+        taken.insert(&b"manifest-1.txt"[..]);
+        assert_eq!(
+            manifest_names(&taken),
+            ("manifest-2.txt".into(), "manifest-2.json".into())
+        );
+        assert_eq!(show(b"a\nb\xE9"), "a\\nb\\xE9");
     }
 
     #[test]

@@ -23,8 +23,13 @@ pub fn harden() {
     );
 }
 
-/// Installs SIGINT/SIGTERM/SIGHUP handlers that set the interruption flag; a
-/// second signal terminates at once (temp files are then removed by the next run).
+/// Installs SIGINT/SIGTERM/SIGHUP handlers that only set the interruption
+/// flag, for the first signal and every later one alike: the loops that poll
+/// it (the walk, every file read, the extraction of every entry and chunk)
+/// stop within a chunk, and the way out removes what the run made (temp
+/// archive, plaintext staging of a restore or a live capture). A second
+/// Ctrl-C therefore never kills the process halfway through that cleanup;
+/// only SIGKILL does, and then the next run removes the leftovers.
 pub fn install_signal_handlers() {
     let flag = INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false)));
     for sig in [
@@ -32,7 +37,6 @@ pub fn install_signal_handlers() {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ] {
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
         let _ = signal_hook::flag::register(sig, flag.clone());
     }
 }

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use crate::archive::pipeline;
 use crate::backup::{self, BackupOptions, BackupReport};
 use crate::crypto::{Encryptor, Identities};
 use crate::error::{Error, IoContext, Result};
+use crate::manifest::RelPath;
 use crate::store::BackupType;
 use crate::ui::Ui;
 
@@ -68,60 +70,62 @@ pub struct RestoreReport {
 /// Replacement units of a tree given its relative paths: top-level entries,
 /// except `agents/`, whose units are `agents/<id>/<child>` so that restoring a
 /// partial agent backup never drops an agent's other data.
-pub fn units<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+pub fn units<'a>(paths: impl Iterator<Item = &'a [u8]>) -> BTreeSet<RelPath> {
     let mut out = BTreeSet::new();
     for p in paths {
-        let comps: Vec<&str> = p.split('/').collect();
-        if comps[0] == "agents" && comps.len() >= 2 {
+        let comps: Vec<&[u8]> = p.split(|&b| b == b'/').collect();
+        if comps[0] == b"agents" && comps.len() >= 2 {
             let depth = comps.len().min(3);
-            out.insert(comps[..depth].join("/"));
+            out.insert(RelPath::new(comps[..depth].join(&b'/')));
         } else {
-            out.insert(comps[0].to_owned());
+            out.insert(RelPath::from(comps[0]));
         }
     }
+    let slashes = |u: &RelPath| u.as_bytes().iter().filter(|&&b| b == b'/').count();
     // an agent dir listed alone only counts when it has no children listed
-    let with_children: BTreeSet<String> = out
+    let with_children: BTreeSet<Vec<u8>> = out
         .iter()
-        .filter(|u| u.matches('/').count() == 2)
-        .map(|u| {
-            u.rsplit_once('/')
-                .map(|(a, _)| a.to_owned())
-                .unwrap_or_default()
+        .filter(|u| slashes(u) == 2)
+        .filter_map(|u| {
+            let b = u.as_bytes();
+            b.iter().rposition(|&c| c == b'/').map(|i| b[..i].to_vec())
         })
         .collect();
-    out.retain(|u| !(u.matches('/').count() == 1 && with_children.contains(u)));
-    if out.iter().any(|u| u.starts_with("agents/")) {
-        out.remove("agents");
+    out.retain(|u| !(slashes(u) == 1 && with_children.contains(u.as_bytes())));
+    if out.iter().any(|u| u.as_bytes().starts_with(b"agents/")) {
+        out.remove(b"agents".as_slice());
     }
     out
 }
 
-fn tree_units(root: &Path) -> Result<BTreeSet<String>> {
-    let mut paths = Vec::new();
+fn tree_units(root: &Path) -> Result<BTreeSet<RelPath>> {
+    let mut paths: Vec<Vec<u8>> = Vec::new();
     let rd = match fs::read_dir(root) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
         Err(e) => return Err(Error::io("listing", root, e)),
     };
+    let join = |parts: &[&[u8]]| parts.join(&b'/');
     for e in rd {
         let e = e.at("listing", root)?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name == "agents" && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            paths.push("agents".to_owned());
+        let name = e.file_name();
+        let name = name.as_bytes();
+        if name == b"agents" && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            paths.push(b"agents".to_vec());
             for a in fs::read_dir(e.path()).at("listing", &e.path())?.flatten() {
-                let an = a.file_name().to_string_lossy().into_owned();
-                paths.push(format!("agents/{an}"));
+                let an = a.file_name();
+                paths.push(join(&[b"agents", an.as_bytes()]));
                 if a.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     for c in fs::read_dir(a.path()).at("listing", &a.path())?.flatten() {
-                        paths.push(format!("agents/{an}/{}", c.file_name().to_string_lossy()));
+                        paths.push(join(&[b"agents", an.as_bytes(), c.file_name().as_bytes()]));
                     }
                 }
             }
         } else {
-            paths.push(name);
+            paths.push(name.to_vec());
         }
     }
-    Ok(units(paths.iter().map(String::as_str)))
+    Ok(units(paths.iter().map(Vec::as_slice)))
 }
 
 /// Streams a legacy plaintext backup directory as a tar under its own name.
@@ -145,10 +149,16 @@ fn directory_stream(dir: &Path) -> Result<pipeline::StageReader> {
             }
         };
         let mut warnings = Vec::new();
-        let res = aw.add_top(0).and_then(|_| {
-            crate::source::walk(&dir, &sel, &mut warnings, &mut |item| match item {
-                crate::source::Item::Dir { rel, .. } => aw.add_dir(rel, 0o700, 0),
-                crate::source::Item::File { rel, path, .. } => aw.add_file(rel, path),
+        let res = aw.add_top_unmarked(0).and_then(|_| {
+            crate::source::walk(&dir, &sel, &mut warnings, &mut |item| {
+                use std::os::unix::fs::MetadataExt;
+                match item {
+                    crate::source::Item::Dir { rel, meta } => aw.add_dir(rel, 0o700, meta.mtime()),
+                    crate::source::Item::File { rel, path, .. } => aw.add_file(rel, path),
+                    crate::source::Item::Symlink { rel, target, meta } => {
+                        aw.add_symlink(rel, target, meta.mtime())
+                    }
+                }
             })
         });
         match (res, aw.finish_without_manifest()) {
@@ -175,9 +185,10 @@ fn fix_legacy_transcripts(staging: &Path, ui: &Ui) -> Result<Vec<String>> {
         }
         let mut misplaced = Vec::new();
         for f in fs::read_dir(a.path()).at("listing", &a.path())?.flatten() {
-            let n = f.file_name().to_string_lossy().into_owned();
+            let n = f.file_name();
+            let b = n.as_bytes();
             let is_file = f.file_type().map(|t| t.is_file()).unwrap_or(false);
-            if is_file && (n.ends_with(".jsonl") || n == "sessions.json") {
+            if is_file && (b.ends_with(b".jsonl") || b == b"sessions.json") {
                 misplaced.push(n);
             }
         }
@@ -203,7 +214,8 @@ fn fix_legacy_transcripts(staging: &Path, ui: &Ui) -> Result<Vec<String>> {
                 continue;
             }
             fs::rename(a.path().join(&n), &to).at("moving", &to)?;
-            moved.push(format!("agents/{}/{n}", a.file_name().to_string_lossy()));
+            let rel = [b"agents", a.file_name().as_bytes(), n.as_bytes()].join(&b'/');
+            moved.push(crate::manifest::show(&rel));
         }
     }
     if !moved.is_empty() {
@@ -264,6 +276,12 @@ fn run_restore_from(
     let _lock = crate::lock::lock_dir(&target, "restore target")?;
     let mut recovered = Vec::new();
     if opts.dry_run {
+        // plaintext staging that dead runs left beside the target goes first,
+        // also in a dry run (nothing of the target is touched)
+        for r in crate::swap::sweep_dead_staging(&target)? {
+            ui.warn(&r);
+            recovered.push(r);
+        }
         if swap_pending(&target) {
             recovered.push(
                 "an interrupted restore is pending; a real restore finishes or rolls it back first"
@@ -346,15 +364,21 @@ fn stage(
         phases.push((name.to_owned(), mark.elapsed().as_secs_f64()));
         mark = Instant::now();
     };
-    let mut limits = Limits::default();
-    let outcome: Outcome = match staging {
-        Some(s) => {
+    // every restored path must fit PATH_MAX below the target itself (the
+    // staging directory's longer name does not count: it is written through
+    // directory descriptors)
+    let mut limits = Limits {
+        max_rel_len: extract::PATH_MAX.saturating_sub(target.as_os_str().len() + 1),
+        ..Limits::default()
+    };
+    let mut sink = staging.map(StagingSink::new).transpose()?;
+    let outcome: Outcome = match (&mut sink, staging) {
+        (Some(k), Some(s)) => {
             // keep 64 MiB of headroom on the filesystem
             limits.max_total_bytes = free_bytes(s).saturating_sub(64 << 20);
-            let mut sink = StagingSink::new(s);
-            extract::extract(stream, &mut sink as &mut dyn Sink, &limits)?
+            extract::extract(stream, k as &mut dyn Sink, &limits)?
         }
-        None => extract::extract(stream, &mut Discard as &mut dyn Sink, &limits)?,
+        _ => extract::extract(stream, &mut Discard as &mut dyn Sink, &limits)?,
     };
     lap("decrypt+extract", &mut phases);
     let mut warnings = Vec::new();
@@ -383,25 +407,20 @@ fn stage(
     lap("verify", &mut phases);
     let new_units = match staging {
         Some(s) => tree_units(s)?,
-        None => units(
-            outcome
-                .files
-                .keys()
-                .chain(outcome.dirs.iter())
-                .map(String::as_str),
-        ),
+        None => units(outcome.paths()),
     };
     let cur_units = tree_units(target)?;
-    let replaced: Vec<String> = new_units.intersection(&cur_units).cloned().collect();
-    let added: Vec<String> = new_units.difference(&cur_units).cloned().collect();
-    let kept: Vec<String> = cur_units
+    let replaced: Vec<RelPath> = new_units.intersection(&cur_units).cloned().collect();
+    let added: Vec<RelPath> = new_units.difference(&cur_units).cloned().collect();
+    let kept: Vec<RelPath> = cur_units
         .difference(&new_units)
         .filter(|u| {
             // a kept agent child whose agent the archive replaces wholesale is dropped
-            !(u.starts_with("agents/") && new_units.contains("agents"))
+            !(u.as_bytes().starts_with(b"agents/") && new_units.contains(b"agents".as_slice()))
         })
         .cloned()
         .collect();
+    let shown = |v: &[RelPath]| v.iter().map(RelPath::to_string).collect::<Vec<_>>();
     let mut report = RestoreReport {
         archive: opts.archive.clone(),
         target: target.to_owned(),
@@ -410,9 +429,9 @@ fn stage(
         legacy,
         files: outcome.files.len(),
         bytes: outcome.bytes,
-        replaced,
-        added,
-        kept,
+        replaced: shown(&replaced),
+        added: shown(&added),
+        kept: shown(&kept),
         snapshot: None,
         recovered: std::mem::take(recovered),
         warnings,
@@ -457,7 +476,18 @@ fn stage(
     lap("snapshot", &mut phases);
     crate::process::check_interrupted()?;
     if fs::symlink_metadata(target).is_ok() {
-        crate::swap::carry_over(target, staging, &report.kept)?;
+        let kept: Vec<PathBuf> = kept.iter().map(|u| u.as_path().to_owned()).collect();
+        crate::swap::carry_over(target, staging, &kept)?;
+        if let Some(m) = &outcome.manifest {
+            for w in carry_skipped(target, staging, m, &outcome)? {
+                ui.detail(&w);
+                report.warnings.push(w);
+            }
+        }
+    }
+    if let Some(sink) = &mut sink {
+        // carried-over entries and moved transcripts touched directories
+        sink.set_dir_mtimes(&outcome.dir_mtimes)?;
     }
     crate::swap::commit(target, staging, &opts.archive, ui)?;
     lap("swap", &mut phases);
@@ -468,6 +498,91 @@ fn stage(
     report.validation = Some(validation);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Whether every proper prefix of `rel` below `root` is a real directory
+/// (no symlink on the way).
+fn real_parents(root: &Path, rel: &[u8]) -> bool {
+    let mut p = root.to_owned();
+    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+    for c in &comps[..comps.len().saturating_sub(1)] {
+        p.push(std::ffi::OsStr::from_bytes(c));
+        if !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Entries the backup saw but did not archive (manifest warnings such as a
+/// socket, an absolute symlink, a lock file, the destination inside the
+/// source, or a non-UTF-8 name in an older archive) and that the current tree
+/// still has: linked into the staged tree, so that replacing their component
+/// does not delete them. Only where the archive has their parent directory
+/// (top-level ones are kept components already) and no entry of their own,
+/// and only through real directories on both sides. Returns what was kept.
+fn carry_skipped(
+    target: &Path,
+    staging: &Path,
+    m: &crate::manifest::Manifest,
+    outcome: &Outcome,
+) -> Result<Vec<String>> {
+    let mut rels: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for w in m.warnings.iter().filter(|w| w.is_skip()) {
+        let rel = w.path.as_bytes();
+        if w.kind == "non-utf8-name" {
+            // older versions recorded such a name lossily: find it again
+            let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&rel[..i], &rel[i + 1..]),
+                None => (&b""[..], rel),
+            };
+            let dir = target.join(std::ffi::OsStr::from_bytes(parent));
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let n = e.file_name();
+                if std::str::from_utf8(n.as_bytes()).is_err()
+                    && n.to_string_lossy().as_bytes() == name
+                {
+                    let mut full = parent.to_vec();
+                    if !full.is_empty() {
+                        full.push(b'/');
+                    }
+                    full.extend_from_slice(n.as_bytes());
+                    rels.insert(full);
+                }
+            }
+        } else {
+            rels.insert(rel.to_vec());
+        }
+    }
+    let mut kept = Vec::new();
+    let mut carry: Vec<PathBuf> = Vec::new();
+    for rel in rels {
+        let Some(i) = rel.iter().rposition(|&b| b == b'/') else {
+            continue; // a top-level entry is a component of its own
+        };
+        let in_archive = outcome.files.contains_key(rel.as_slice())
+            || outcome.dirs.contains(rel.as_slice())
+            || outcome.symlinks.contains_key(rel.as_slice());
+        if in_archive || !outcome.dirs.contains(&rel[..i]) {
+            continue;
+        }
+        let p = Path::new(std::ffi::OsStr::from_bytes(&rel)).to_owned();
+        if !real_parents(target, &rel)
+            || !real_parents(staging, &rel)
+            || fs::symlink_metadata(target.join(&p)).is_err()
+            || fs::symlink_metadata(staging.join(&p)).is_ok()
+        {
+            continue;
+        }
+        kept.push(format!(
+            "kept {} from the current tree (seen but not archived at backup time)",
+            crate::manifest::show(&rel)
+        ));
+        carry.push(p);
+    }
+    crate::swap::carry_over(target, staging, &carry)?;
+    Ok(kept)
 }
 
 /// The validation's next steps, plus how to undo this restore.
@@ -499,9 +614,10 @@ mod tests {
                 "agents/a/agent/auth.json",
                 "agents/b",
             ]
-            .into_iter(),
+            .into_iter()
+            .map(str::as_bytes),
         );
-        let v: Vec<&str> = u.iter().map(String::as_str).collect();
+        let v: Vec<String> = u.iter().map(RelPath::to_string).collect();
         assert_eq!(
             v,
             vec![

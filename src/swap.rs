@@ -110,10 +110,10 @@ fn link_tree(src: &Path, dst: &Path) -> Result<()> {
 /// Brings the components of the current target that the new tree lacks into
 /// `staging` (hard links), so the swap keeps them. `units` are paths relative
 /// to the tree (depth 1, or `agents/<id>/<child>`).
-pub fn carry_over(target: &Path, staging: &Path, keep: &[String]) -> Result<()> {
+pub fn carry_over<P: AsRef<Path>>(target: &Path, staging: &Path, keep: &[P]) -> Result<()> {
     for unit in keep {
-        let src = target.join(unit);
-        let dst = staging.join(unit);
+        let src = target.join(unit.as_ref());
+        let dst = staging.join(unit.as_ref());
         if let Some(parent) = dst.parent() {
             fs::DirBuilder::new()
                 .recursive(true)

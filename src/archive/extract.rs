@@ -1,31 +1,57 @@
-//! Reading a payload under the restore safety rules of DESIGN §6. This is the
-//! one place where archive entries are judged. Refused (exit 5), with nothing
-//! written outside the sink: absolute paths, `..`/`.`/empty/NUL components,
-//! non-UTF-8 or over-long names, entries outside the single top-level
-//! directory, symlinks, hardlinks, devices, FIFOs, sparse and global/override
-//! headers (PAX `linkpath`, PAX size disagreeing with the header), duplicate
-//! entries, too many entries or bytes. Integrity failures (exit 3): a corrupt
-//! or truncated stream, trailing data after the tar, a manifest mismatch.
-//! Modes are clamped: directories 0700, files 0600 (0700 with owner-exec).
+//! Reading a payload under the restore safety rules (README "Restore
+//! safety"). This is the one place where archive entries are judged.
+//! Refused (exit 5), with nothing written outside the sink: absolute paths,
+//! `..`/`.`/empty/NUL components, over-long names (archive limits, and the
+//! target's: [`Limits::max_rel_len`]), entries outside the single top-level
+//! directory, hardlinks, devices, FIFOs, sparse and global/override headers
+//! (PAX `linkpath`, PAX size disagreeing with the header), duplicate entries,
+//! entries below a file or a symlink, symlinks whose target is absolute or
+//! leaves the tree ([`check_link_target`]), too many entries or bytes.
+//! Integrity failures (exit 3): a corrupt or truncated stream, trailing data
+//! after the tar, a manifest mismatch.
+//!
+//! Names are bytes: non-UTF-8 names, backslashes, newlines are data like any
+//! other. The manifest entries are the top-level files marked by a PAX
+//! `comment` (see [`crate::manifest`]); in an archive whose top-level
+//! directory entry lacks the archive mark (older versions, the old shell
+//! scripts) the top-level `manifest.json`/`manifest.txt` are the manifest, as
+//! they always were.
+//!
+//! The staging sink works relative to directory descriptors (`openat`,
+//! `mkdirat` with `O_NOFOLLOW`), so the staging directory's own name never
+//! shortens the names that fit. Symlinks are created after every file and
+//! directory, once the whole stream was read and authenticated, with
+//! `symlinkat`; nothing is ever written through one. Modes are clamped:
+//! directories 0700, files 0600 (0700 with owner-exec); mtimes are restored.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, Mode as FsMode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{self, EntryKind, Manifest, Sha256Digest};
+use crate::manifest::{self, show, EntryKind, Manifest, RelPath, Sha256Digest};
+
+/// The longest path the kernel takes as one argument (PATH_MAX less the NUL).
+pub const PATH_MAX: usize = 4095;
 
 /// Bounds that keep a hostile archive from exhausting memory or disk.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_entries: u64,
     pub max_total_bytes: u64,
+    /// Of a name in the archive, top-level directory included.
     pub max_path_len: usize,
     pub max_component_len: usize,
+    /// Of a restored path relative to the target, so that the target's path
+    /// plus it still fits PATH_MAX (restore lowers it for its target).
+    pub max_rel_len: usize,
 }
 
 impl Default for Limits {
@@ -38,14 +64,27 @@ impl Default for Limits {
             max_total_bytes: 1 << 50,
             max_path_len: 4096,
             max_component_len: 255,
+            max_rel_len: PATH_MAX,
         }
     }
 }
 
 /// Where accepted entries go: a staging directory, or nowhere (verify).
+/// Paths are relative to the data tree, `/`-separated bytes.
 pub trait Sink {
-    fn dir(&mut self, rel: &str) -> Result<()>;
-    fn file(&mut self, rel: &str, executable: bool, data: &mut dyn Read) -> Result<u64>;
+    fn dir(&mut self, rel: &[u8]) -> Result<()>;
+    fn file(
+        &mut self,
+        rel: &[u8],
+        executable: bool,
+        mtime: i64,
+        data: &mut dyn Read,
+    ) -> Result<u64>;
+    /// Called only after every file and directory, once the stream was read
+    /// to its end; `target` was checked by [`check_link_target`].
+    fn symlink(&mut self, rel: &[u8], target: &[u8], mtime: i64) -> Result<()>;
+    /// Sets a directory's mtime (after everything inside it was created).
+    fn dir_mtime(&mut self, rel: &[u8], mtime: i64) -> Result<()>;
 }
 
 /// A file as read from the archive.
@@ -54,28 +93,46 @@ pub struct FileInfo {
     pub size: u64,
     pub sha256: Sha256Digest,
     pub executable: bool,
+    pub mtime: i64,
+}
+
+/// A symlink as read from the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub target: RelPath,
+    pub mtime: i64,
 }
 
 /// What an extraction found.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// The top-level directory name.
+    /// The top-level directory name (invalid UTF-8 escaped).
     pub top: String,
     pub manifest: Option<Manifest>,
-    pub files: BTreeMap<String, FileInfo>,
+    pub files: BTreeMap<RelPath, FileInfo>,
     /// Directories, explicit and implied by file paths.
-    pub dirs: BTreeSet<String>,
+    pub dirs: BTreeSet<RelPath>,
+    /// The mtimes of the explicit directory entries.
+    pub dir_mtimes: BTreeMap<RelPath, i64>,
+    pub symlinks: BTreeMap<RelPath, LinkInfo>,
     pub bytes: u64,
 }
 
 impl Outcome {
     /// The top-level components of the data tree (`secureclaw.json`, `agents` …).
-    pub fn components(&self) -> BTreeSet<String> {
+    pub fn components(&self) -> BTreeSet<RelPath> {
+        self.paths()
+            .filter_map(|p| p.split(|&b| b == b'/').next().map(RelPath::from))
+            .collect()
+    }
+
+    /// Every path of the data tree (files, directories, symlinks).
+    pub fn paths(&self) -> impl Iterator<Item = &[u8]> {
         self.files
             .keys()
             .chain(self.dirs.iter())
-            .filter_map(|p| p.split('/').next().map(str::to_owned))
-            .collect()
+            .chain(self.symlinks.keys())
+            .map(RelPath::as_bytes)
     }
 }
 
@@ -99,37 +156,33 @@ pub fn stream_error(e: io::Error) -> Error {
 }
 
 /// Validates a tar path and splits it into components.
-fn check_path<'a>(raw: &'a [u8], limits: &Limits) -> Result<Vec<&'a str>> {
-    let shown = String::from_utf8_lossy(raw);
+fn check_path<'a>(raw: &'a [u8], limits: &Limits) -> Result<Vec<&'a [u8]>> {
+    let s = show(raw);
     if raw.contains(&0) {
-        return Err(refuse(format!(
-            "archive entry {shown:?} contains a NUL byte"
-        )));
+        return Err(refuse(format!("archive entry {s:?} contains a NUL byte")));
     }
-    let s = std::str::from_utf8(raw)
-        .map_err(|_| refuse(format!("archive entry name {shown:?} is not UTF-8")))?;
-    if s.len() > limits.max_path_len {
+    if raw.len() > limits.max_path_len {
         return Err(refuse(format!(
             "archive entry name is {} bytes long (limit {})",
-            s.len(),
+            raw.len(),
             limits.max_path_len
         )));
     }
-    if s.starts_with('/') {
+    if raw.starts_with(b"/") {
         return Err(refuse(format!("archive entry {s:?} has an absolute path")));
     }
-    let trimmed = s.strip_suffix('/').unwrap_or(s);
-    let trimmed = trimmed.strip_prefix("./").unwrap_or(trimmed);
+    let trimmed = raw.strip_suffix(b"/").unwrap_or(raw);
+    let trimmed = trimmed.strip_prefix(b"./").unwrap_or(trimmed);
     let mut comps = Vec::new();
-    for c in trimmed.split('/') {
+    for c in trimmed.split(|&b| b == b'/') {
         match c {
-            ".." => return Err(refuse(format!("archive entry {s:?} contains '..'"))),
-            "." => {
+            b".." => return Err(refuse(format!("archive entry {s:?} contains '..'"))),
+            b"." => {
                 return Err(refuse(format!(
                     "archive entry {s:?} contains a '.' component"
                 )))
             }
-            "" => {
+            b"" => {
                 return Err(refuse(format!(
                     "archive entry {s:?} has an empty path component"
                 )))
@@ -140,21 +193,69 @@ fn check_path<'a>(raw: &'a [u8], limits: &Limits) -> Result<Vec<&'a str>> {
                     limits.max_component_len
                 )))
             }
-            c if c.contains('\\') => {
-                return Err(refuse(format!("archive entry {s:?} contains a backslash")))
-            }
             c => comps.push(c),
         }
     }
     Ok(comps)
 }
 
-fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<()> {
+/// Whether the symlink `link` (a path in the tree) may point to `target`:
+/// relative, no NUL, and resolving inside the tree from the link's own
+/// directory. Lexically, `..` may only lead the target (at most as many as
+/// the link is deep): a `..` after a name could climb out through another
+/// link (`d/l -> ..`, `x -> d/l/..`). Backup archives only links that pass,
+/// restore refuses any other. Returns why not.
+pub fn check_link_target(link: &[u8], target: &[u8]) -> std::result::Result<(), String> {
+    if target.is_empty() {
+        return Err("is empty".into());
+    }
+    if target.contains(&0) {
+        return Err("contains a NUL byte".into());
+    }
+    if target.len() > PATH_MAX {
+        return Err(format!("is longer than {PATH_MAX} bytes"));
+    }
+    if target.starts_with(b"/") {
+        return Err("is absolute".into());
+    }
+    let depth = link.split(|&b| b == b'/').count().saturating_sub(1);
+    let mut ups = 0usize;
+    let mut named = false;
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." if named => {
+                return Err(
+                    "has '..' after a name (it could leave the tree through another link)".into(),
+                )
+            }
+            b".." => {
+                ups += 1;
+                if ups > depth {
+                    return Err("leaves the tree".into());
+                }
+            }
+            c if c.len() > 255 => return Err("has a name component longer than 255 bytes".into()),
+            _ => named = true,
+        }
+    }
+    Ok(())
+}
+
+/// What the PAX records of an entry tell us.
+#[derive(Default)]
+struct Pax {
+    comment: Option<Vec<u8>>,
+    mtime: Option<i64>,
+}
+
+fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<Pax> {
+    let mut pax = Pax::default();
     let header_size = entry.header().size().ok();
     // the name in effect (a GNU long name wins over PAX `path` in tar-rs)
     let effective = entry.path_bytes().into_owned();
     let Ok(Some(exts)) = entry.pax_extensions() else {
-        return Ok(());
+        return Ok(pax);
     };
     let mut keys = BTreeSet::new();
     for ext in exts {
@@ -178,8 +279,15 @@ fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<()> {
                     "archive entry {path:?} has a PAX path that disagrees with its GNU long name"
                 )))
             }
-            "path" | "mtime" | "atime" | "ctime" | "uid" | "gid" | "uname" | "gname"
-            | "comment" | "charset" | "hdrcharset" => {}
+            "comment" => pax.comment = Some(ext.value_bytes().to_vec()),
+            "mtime" => {
+                pax.mtime = ext
+                    .value()
+                    .ok()
+                    .and_then(|v| v.split('.').next().and_then(|s| s.trim().parse().ok()))
+            }
+            "path" | "atime" | "ctime" | "uid" | "gid" | "uname" | "gname" | "charset"
+            | "hdrcharset" => {}
             k if k.starts_with("SCHILY.xattr.")
                 || k.starts_with("LIBARCHIVE.xattr.")
                 || k == "SCHILY.fflags" => {}
@@ -211,7 +319,7 @@ fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(pax)
 }
 
 /// Hashes and counts what passes through.
@@ -255,19 +363,25 @@ impl<R: Read> Read for Tap<R> {
 }
 
 /// Reads the whole tar stream into `sink` under the safety rules, then reads
-/// the stream to its very end (authentication, gzip CRC, no trailing data).
+/// the stream to its very end (authentication, gzip CRC, no trailing data),
+/// and only then creates the symlinks and sets directory mtimes.
+/// Checks the interrupt flag between entries and while copying data.
 /// Does not compare with the manifest: see [`check_manifest`].
 pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Result<Outcome> {
     let mut ar = tar::Archive::new(stream);
     let mut out = Outcome::default();
-    let mut top: Option<String> = None;
+    let mut top: Option<Vec<u8>> = None;
+    // whether the top-level directory carries the archive mark (this version)
+    let mut marked = false;
     // explicit directory entries (and "" for the top); files are in out.files
-    let mut seen_dirs: BTreeSet<String> = BTreeSet::new();
-    let mut manifest_seen: BTreeSet<String> = BTreeSet::new();
+    let mut seen_dirs: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut manifest_names: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut txt_seen = false;
     let mut count = 0u64;
     {
         let entries = ar.entries().map_err(stream_error)?;
         for entry in entries {
+            crate::process::check_interrupted()?;
             let mut entry = entry.map_err(stream_error)?;
             count += 1;
             if count > limits.max_entries {
@@ -277,16 +391,12 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                 )));
             }
             let raw = entry.path_bytes().into_owned();
-            let shown = String::from_utf8_lossy(&raw).into_owned();
+            let shown = show(&raw);
             let etype = entry.header().entry_type();
             let kind = match etype {
                 tar::EntryType::Regular => EntryKind::File,
                 tar::EntryType::Directory => EntryKind::Dir,
-                tar::EntryType::Symlink => {
-                    return Err(refuse(format!(
-                        "archive entry {shown:?} is a symbolic link"
-                    )))
-                }
+                tar::EntryType::Symlink => EntryKind::Symlink,
                 tar::EntryType::Link => {
                     return Err(refuse(format!("archive entry {shown:?} is a hard link")))
                 }
@@ -311,73 +421,113 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     )))
                 }
             };
-            check_pax(&mut entry, &shown)?;
+            let pax = check_pax(&mut entry, &shown)?;
             let comps = check_path(&raw, limits)?;
             let Some((first, rest)) = comps.split_first() else {
                 return Err(refuse(format!("archive entry {shown:?} has an empty path")));
             };
             match &top {
-                None => top = Some((*first).to_owned()),
-                Some(t) if t != first => {
+                None => top = Some(first.to_vec()),
+                Some(t) if t.as_slice() != *first => {
                     return Err(refuse(format!(
-                        "archive entry {shown:?} lies outside the top-level directory {t:?} (more than one top-level directory)"
+                        "archive entry {shown:?} lies outside the top-level directory {:?} (more than one top-level directory)",
+                        show(t)
                     )))
                 }
                 _ => {}
             }
+            let mtime = pax
+                .mtime
+                .or_else(|| {
+                    entry
+                        .header()
+                        .mtime()
+                        .ok()
+                        .and_then(|m| i64::try_from(m).ok())
+                })
+                .unwrap_or(0);
             if rest.is_empty() {
                 if kind != EntryKind::Dir {
                     return Err(refuse(format!(
                         "archive entry {shown:?} is a file at the top level"
                     )));
                 }
-                if !seen_dirs.insert(String::new()) {
+                if !seen_dirs.insert(Vec::new()) {
                     return Err(refuse(format!(
                         "archive has the top-level directory {shown:?} twice"
                     )));
                 }
+                marked = pax.comment.as_deref() == Some(manifest::ARCHIVE_MARK.as_bytes());
                 continue;
             }
-            let rel = rest.join("/");
-            // ancestors must not be files
+            let rel = rest.join(&b'/');
+            if rel.len() > limits.max_rel_len {
+                return Err(refuse(format!(
+                    "archive entry {shown:?} is {} bytes long below the top-level directory: too long to be restored at the target (limit {} there)",
+                    rel.len(),
+                    limits.max_rel_len
+                )));
+            }
+            // ancestors must be directories: not files, not symlinks
             for i in 1..rest.len() {
-                let anc = rest[..i].join("/");
-                if out.files.contains_key(&anc) {
+                let anc = rest[..i].join(&b'/');
+                if out.files.contains_key(anc.as_slice()) {
                     return Err(refuse(format!(
-                        "archive entry {shown:?} lies below {anc:?}, which is a file"
+                        "archive entry {shown:?} lies below {:?}, which is a file",
+                        show(&anc)
+                    )));
+                }
+                if out.symlinks.contains_key(anc.as_slice()) {
+                    return Err(refuse(format!(
+                        "archive entry {shown:?} lies below {:?}, which is a symbolic link (nothing is written through a link)",
+                        show(&anc)
                     )));
                 }
             }
-            let duplicate = out.files.contains_key(&rel)
-                || manifest_seen.contains(&rel)
+            let mark = pax.comment.as_deref();
+            let json_mark = mark == Some(manifest::JSON_MARK.as_bytes());
+            let txt_mark = mark == Some(manifest::TXT_MARK.as_bytes());
+            let top_file = rest.len() == 1 && kind == EntryKind::File;
+            if (json_mark || txt_mark) && !top_file {
+                return Err(refuse(format!(
+                    "archive entry {shown:?} is marked as a manifest but is not a top-level file"
+                )));
+            }
+            let is_json =
+                json_mark || (!marked && top_file && rel == manifest::JSON_NAME.as_bytes());
+            let is_txt = txt_mark || (!marked && top_file && rel == manifest::TXT_NAME.as_bytes());
+            let duplicate = out.files.contains_key(rel.as_slice())
+                || out.symlinks.contains_key(rel.as_slice())
+                || manifest_names.contains(&rel)
                 || match kind {
                     EntryKind::Dir => !seen_dirs.insert(rel.clone()),
-                    EntryKind::File => out.dirs.contains(&rel),
+                    EntryKind::File | EntryKind::Symlink => out.dirs.contains(rel.as_slice()),
                 };
             if duplicate {
                 return Err(refuse(format!(
                     "archive has the entry {shown:?} more than once"
                 )));
             }
-            let is_manifest = rest.len() == 1
-                && kind == EntryKind::File
-                && (rel == manifest::JSON_NAME || rel == manifest::TXT_NAME);
+            if (is_json && out.manifest.is_some()) || (is_txt && txt_seen) {
+                return Err(refuse(format!("archive has a second manifest, {shown:?}")));
+            }
             let size = entry.size();
             match kind {
                 EntryKind::Dir => {
                     for i in 1..=rest.len() {
-                        out.dirs.insert(rest[..i].join("/"));
+                        out.dirs.insert(RelPath::new(rest[..i].join(&b'/')));
                     }
                     sink.dir(&rel)?;
+                    out.dir_mtimes.insert(RelPath::new(rel), mtime);
                 }
-                EntryKind::File if is_manifest => {
+                EntryKind::File if is_json || is_txt => {
                     if size > manifest::MAX_MANIFEST_BYTES {
                         return Err(refuse(format!(
                             "{shown:?} is larger than {} bytes",
                             manifest::MAX_MANIFEST_BYTES
                         )));
                     }
-                    manifest_seen.insert(rel.clone());
+                    manifest_names.insert(rel.clone());
                     let mut tap = Tap {
                         inner: (&mut entry).take(size),
                         count: 0,
@@ -385,7 +535,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     };
                     // manifest.json is parsed while streaming (no copy of a
                     // large manifest); manifest.txt is for humans only
-                    let parsed = (rel == manifest::JSON_NAME).then(|| {
+                    let parsed = is_json.then(|| {
                         Manifest::from_reader(io::BufReader::with_capacity(64 * 1024, &mut tap))
                     });
                     // read what the parser left, to tell damage from truncation
@@ -397,6 +547,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     if tap.count != size {
                         return Err(truncated(&shown));
                     }
+                    txt_seen |= is_txt;
                     if let Some(parsed) = parsed {
                         out.manifest = Some(parsed.map_err(|e| {
                             Error::integrity(format!("{shown}: {e}"))
@@ -413,7 +564,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                         )));
                     }
                     for i in 1..rest.len() {
-                        out.dirs.insert(rest[..i].join("/"));
+                        out.dirs.insert(RelPath::new(rest[..i].join(&b'/')));
                     }
                     let mode = entry.header().mode().unwrap_or(0o600);
                     let executable = mode & 0o100 != 0;
@@ -422,17 +573,45 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                         hasher: Sha256::new(),
                         count: 0,
                     };
-                    sink.file(&rel, executable, &mut h)?;
+                    sink.file(&rel, executable, mtime, &mut h)?;
                     if h.count != size {
                         return Err(truncated(&shown));
                     }
                     let sha256 = Sha256Digest(h.hasher.finalize().into());
                     out.files.insert(
-                        rel,
+                        RelPath::new(rel),
                         FileInfo {
                             size,
                             sha256,
                             executable,
+                            mtime,
+                        },
+                    );
+                }
+                EntryKind::Symlink => {
+                    if size != 0 {
+                        return Err(refuse(format!(
+                            "archive entry {shown:?} is a symbolic link with {size} bytes of data"
+                        )));
+                    }
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
+                    check_link_target(&rel, &target).map_err(|why| {
+                        refuse(format!(
+                            "archive entry {shown:?} is a symbolic link to {:?}, which {why}",
+                            show(&target)
+                        ))
+                    })?;
+                    for i in 1..rest.len() {
+                        out.dirs.insert(RelPath::new(rest[..i].join(&b'/')));
+                    }
+                    out.symlinks.insert(
+                        RelPath::new(rel),
+                        LinkInfo {
+                            target: RelPath::new(target),
+                            mtime,
                         },
                     );
                 }
@@ -442,7 +621,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
     let Some(top) = top else {
         return Err(Error::integrity("the archive holds no entries").hint("use another archive"));
     };
-    out.top = top;
+    out.top = show(&top);
     // The tar ended: the rest of the stream may only be zero padding, and must
     // be read to its end so that gzip's CRC and the cipher's authentication run.
     let mut rest = ar.into_inner();
@@ -459,6 +638,14 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
             );
         }
     }
+    // everything is authenticated: links last, then the directories' mtimes
+    for (rel, l) in &out.symlinks {
+        crate::process::check_interrupted()?;
+        sink.symlink(rel.as_bytes(), l.target.as_bytes(), l.mtime)?;
+    }
+    for (rel, m) in &out.dir_mtimes {
+        sink.dir_mtime(rel.as_bytes(), *m)?;
+    }
     Ok(out)
 }
 
@@ -470,7 +657,8 @@ fn truncated(shown: &str) -> Error {
 }
 
 /// Compares what was read with the manifest: every file listed with the same
-/// size and SHA-256, every listed entry present, nothing unlisted.
+/// size and SHA-256, every symlink with the same target, mtimes where the
+/// manifest has them, every listed entry present, nothing unlisted.
 pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
     let listed = m.by_path();
     let fail = |msg: String| {
@@ -487,8 +675,9 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
             out.top, m.backup_type, m.timestamp
         ));
     }
+    let mtime_differs = |e: &manifest::Entry, actual: i64| e.mtime.is_some_and(|t| t != actual);
     for (path, info) in &out.files {
-        match listed.get(path.as_str()) {
+        match listed.get(path.as_bytes()) {
             None => {
                 return fail(format!(
                     "{path:?} is in the archive but not in its manifest"
@@ -496,7 +685,7 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
             }
             Some(e) if e.kind != EntryKind::File => {
                 return fail(format!(
-                    "{path:?} is a file in the archive but a directory in the manifest"
+                    "{path:?} is a file in the archive but not in the manifest"
                 ))
             }
             Some(e) if e.size != info.size || e.sha256 != Some(info.sha256) => {
@@ -504,13 +693,37 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
                     "{path:?} does not match the size/SHA-256 in the manifest"
                 ))
             }
+            Some(e) if mtime_differs(e, info.mtime) => {
+                return fail(format!("{path:?} does not match the mtime in the manifest"))
+            }
             _ => {}
+        }
+    }
+    for (path, l) in &out.symlinks {
+        match listed.get(path.as_bytes()) {
+            Some(e) if e.kind == EntryKind::Symlink && e.target.as_ref() == Some(&l.target) => {
+                if mtime_differs(e, l.mtime) {
+                    return fail(format!("{path:?} does not match the mtime in the manifest"));
+                }
+            }
+            Some(_) => {
+                return fail(format!(
+                    "{path:?} is a symbolic link to {:?} in the archive, which the manifest does not list",
+                    l.target
+                ))
+            }
+            None => {
+                return fail(format!(
+                    "symbolic link {path:?} is in the archive but not in its manifest"
+                ))
+            }
         }
     }
     for e in &m.entries {
         let present = match e.kind {
             EntryKind::File => out.files.contains_key(&e.path),
             EntryKind::Dir => out.dirs.contains(&e.path),
+            EntryKind::Symlink => out.symlinks.contains_key(&e.path),
         };
         if !present {
             return fail(format!(
@@ -520,10 +733,21 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
         }
     }
     for d in &out.dirs {
-        if !listed.contains_key(d.as_str()) {
-            return fail(format!(
-                "directory {d:?} is in the archive but not in its manifest"
-            ));
+        match listed.get(d.as_bytes()) {
+            Some(e) if e.kind == EntryKind::Dir => {}
+            _ => {
+                return fail(format!(
+                    "directory {d:?} is in the archive but not in its manifest"
+                ))
+            }
+        }
+    }
+    for (d, t) in &out.dir_mtimes {
+        if listed
+            .get(d.as_bytes())
+            .is_some_and(|e| mtime_differs(e, *t))
+        {
+            return fail(format!("{d:?} does not match the mtime in the manifest"));
         }
     }
     Ok(())
@@ -533,54 +757,166 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
 pub struct Discard;
 
 impl Sink for Discard {
-    fn dir(&mut self, _rel: &str) -> Result<()> {
+    fn dir(&mut self, _rel: &[u8]) -> Result<()> {
         Ok(())
     }
-    fn file(&mut self, _rel: &str, _x: bool, data: &mut dyn Read) -> Result<u64> {
-        io::copy(data, &mut io::sink()).map_err(stream_error)
+    fn file(&mut self, _rel: &[u8], _x: bool, _m: i64, data: &mut dyn Read) -> Result<u64> {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            crate::process::check_interrupted()?;
+            match data.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => total += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(stream_error(e)),
+            }
+        }
+    }
+    fn symlink(&mut self, _rel: &[u8], _target: &[u8], _mtime: i64) -> Result<()> {
+        Ok(())
+    }
+    fn dir_mtime(&mut self, _rel: &[u8], _mtime: i64) -> Result<()> {
+        Ok(())
     }
 }
 
 /// Staged files at least this large start their writeback when complete.
 const WRITEBACK_MIN: u64 = 256 * 1024;
 
-/// Writes into a fresh 0700 staging directory that only we can modify, with
-/// exclusive, no-follow creation and owner-only modes from the first byte.
+fn times(mtime: i64) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        },
+    }
+}
+
+/// Writes into a fresh 0700 staging directory that only we can modify:
+/// every name is resolved one component at a time from the staging
+/// directory's descriptor with `O_NOFOLLOW`, created exclusively, with
+/// owner-only modes from the first byte.
 pub struct StagingSink {
     root: PathBuf,
+    root_fd: OwnedFd,
     buf: Vec<u8>,
-    /// The parent directory of the last file: files come grouped by
-    /// directory, so most need no directory creation at all.
-    last_parent: String,
+    /// The last directory entered and its descriptor: files come grouped by
+    /// directory, so most need no directory lookup at all.
+    cur: Option<(Vec<u8>, OwnedFd)>,
     background: crate::store::BackgroundSync,
 }
 
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
 impl StagingSink {
-    pub fn new(root: &Path) -> Self {
-        StagingSink {
+    pub fn new(root: &Path) -> Result<Self> {
+        let root_fd = rustix::fs::open(root, dir_flags(), FsMode::empty())
+            .map_err(|e| Error::io("opening staging directory", root, e.into()))?;
+        Ok(StagingSink {
             root: root.to_owned(),
+            root_fd,
             buf: vec![0u8; 256 * 1024],
-            last_parent: String::new(),
+            cur: None,
             background: crate::store::BackgroundSync::new(root),
+        })
+    }
+
+    fn shown(&self, rel: &[u8]) -> PathBuf {
+        self.root.join(std::ffi::OsStr::from_bytes(rel))
+    }
+
+    fn err(&self, what: &str, rel: &[u8], e: Errno) -> Error {
+        staging_error(what, rel, &self.shown(rel), e.into())
+    }
+
+    /// The descriptor of directory `rel` ("" is the root), creating missing
+    /// directories (0700) when `create`.
+    fn enter(&mut self, rel: &[u8], create: bool) -> Result<BorrowedFd<'_>> {
+        if rel.is_empty() {
+            return Ok(self.root_fd.as_fd());
+        }
+        let reuse = matches!(&self.cur, Some((p, _)) if p.as_slice() == rel);
+        if !reuse {
+            // start from the cached directory when `rel` lies below it
+            let (mut fd, start) = match &self.cur {
+                Some((p, fd))
+                    if rel.len() > p.len() && rel.starts_with(p) && rel[p.len()] == b'/' =>
+                {
+                    (
+                        fd.try_clone()
+                            .map_err(|e| Error::io("duplicating", &self.root, e))?,
+                        p.len() + 1,
+                    )
+                }
+                _ => (
+                    self.root_fd
+                        .try_clone()
+                        .map_err(|e| Error::io("duplicating", &self.root, e))?,
+                    0,
+                ),
+            };
+            let mut end = start;
+            for c in rel[start..].split(|&b| b == b'/') {
+                end += c.len();
+                if create {
+                    match rustix::fs::mkdirat(&fd, c, FsMode::from_raw_mode(0o700)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => {
+                            return Err(self.err("creating staging directory", &rel[..end], e))
+                        }
+                    }
+                }
+                fd = rustix::fs::openat(&fd, c, dir_flags(), FsMode::empty()).map_err(|e| {
+                    if matches!(e, Errno::NOTDIR | Errno::LOOP) {
+                        refuse(format!(
+                            "archive entry {:?} lies below something that is not a directory",
+                            show(rel)
+                        ))
+                    } else {
+                        self.err("opening staging directory", &rel[..end], e)
+                    }
+                })?;
+                end += 1;
+            }
+            self.cur = Some((rel.to_vec(), fd));
+        }
+        match &self.cur {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => Ok(self.root_fd.as_fd()),
         }
     }
 
-    fn mkdirs(&self, rel: &str) -> Result<()> {
-        let p = self.root.join(rel);
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&p)
-            .map_err(|e| staging_error("creating staging directory", rel, &p, e))
+    /// Sets the mtimes of these directories again (after a restore put more
+    /// entries into them: carried-over components, moved transcripts).
+    pub fn set_dir_mtimes(&mut self, dirs: &BTreeMap<RelPath, i64>) -> Result<()> {
+        for (rel, m) in dirs {
+            self.dir_mtime(rel.as_bytes(), *m)?;
+        }
+        Ok(())
+    }
+}
+
+fn split_parent(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (b"", rel),
     }
 }
 
 /// An I/O error while staging `rel`; a name too long for this filesystem is
 /// a name limit the archive exceeds (refused), not an operational failure.
-fn staging_error(what: &str, rel: &str, p: &Path, e: io::Error) -> Error {
-    if e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) {
+fn staging_error(what: &str, rel: &[u8], p: &Path, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(Errno::NAMETOOLONG.raw_os_error()) {
         return refuse(format!(
-            "archive entry {rel:?} is too long to be restored below {}",
+            "archive entry {:?} is too long to be restored below {}",
+            show(rel),
             p.display().to_string().chars().take(80).collect::<String>()
         ));
     }
@@ -588,31 +924,36 @@ fn staging_error(what: &str, rel: &str, p: &Path, e: io::Error) -> Error {
 }
 
 impl Sink for StagingSink {
-    fn dir(&mut self, rel: &str) -> Result<()> {
-        self.mkdirs(rel)
+    fn dir(&mut self, rel: &[u8]) -> Result<()> {
+        self.enter(rel, true).map(|_| ())
     }
 
-    fn file(&mut self, rel: &str, executable: bool, data: &mut dyn Read) -> Result<u64> {
-        if let Some((parent, _)) = rel.rsplit_once('/') {
-            if parent != self.last_parent {
-                self.mkdirs(parent)?;
-                parent.clone_into(&mut self.last_parent);
-            }
-        }
-        let p = self.root.join(rel);
+    fn file(
+        &mut self,
+        rel: &[u8],
+        executable: bool,
+        mtime: i64,
+        data: &mut dyn Read,
+    ) -> Result<u64> {
+        let (parent, name) = split_parent(rel);
         let mode = if executable { 0o700 } else { 0o600 };
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&p)
-            .map_err(|e| staging_error("creating staged file", rel, &p, e))?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io("setting mode of", &p, e))?;
+        let fd = {
+            let dir = self.enter(parent, true)?;
+            rustix::fs::openat(
+                dir,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                FsMode::from_raw_mode(mode),
+            )
+        }
+        .map_err(|e| self.err("creating staged file", rel, e))?;
+        rustix::fs::fchmod(&fd, FsMode::from_raw_mode(mode))
+            .map_err(|e| self.err("setting mode of", rel, e))?;
+        let mut f = File::from(fd);
         let mut total = 0u64;
         let mut writeback = crate::store::Writeback::default();
         loop {
+            crate::process::check_interrupted()?;
             let n = match data.read(&mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -620,10 +961,12 @@ impl Sink for StagingSink {
                 Err(e) => return Err(stream_error(e)),
             };
             f.write_all(&self.buf[..n])
-                .map_err(|e| Error::io("writing staged file", &p, e))?;
+                .map_err(|e| Error::io("writing staged file", &self.shown(rel), e))?;
             total += n as u64;
             writeback.advance(&f, n as u64);
         }
+        rustix::fs::futimens(&f, &times(mtime))
+            .map_err(|e| self.err("setting the mtime of", rel, e))?;
         // large files start their own writeback; small ones are synced in
         // batches by the background syncfs
         if total >= WRITEBACK_MIN {
@@ -632,6 +975,25 @@ impl Sink for StagingSink {
             self.background.wrote(total);
         }
         Ok(total)
+    }
+
+    fn symlink(&mut self, rel: &[u8], target: &[u8], mtime: i64) -> Result<()> {
+        let (parent, name) = split_parent(rel);
+        let res = {
+            let dir = self.enter(parent, true)?;
+            rustix::fs::symlinkat(target, dir, name).and_then(|()| {
+                rustix::fs::utimensat(dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+            })
+        };
+        res.map_err(|e| self.err("creating symbolic link", rel, e))
+    }
+
+    fn dir_mtime(&mut self, rel: &[u8], mtime: i64) -> Result<()> {
+        let res = {
+            let dir = self.enter(rel, false)?;
+            rustix::fs::futimens(dir, &times(mtime))
+        };
+        res.map_err(|e| self.err("setting the mtime of", rel, e))
     }
 }
 

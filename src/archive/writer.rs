@@ -1,16 +1,25 @@
 //! Building the tar stream. A file is archived with exactly the size its tar
 //! header announces: read bounded, zero-padded if it shrank, and reported as a
 //! warning if it changed while it was read, so the archive is always valid.
+//!
+//! Names are written as their bytes (GNU long-name records beyond 100
+//! bytes, which GNU tar reads), with the mtime in seconds; in-tree symlinks
+//! are symlink entries (GNU long-link records for long targets). The two
+//! manifest entries come last, each marked by a PAX `comment` record.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{CountingWriter, Entry, EntryKind, Manifest, Mode, Sha256Digest, Warning};
+use crate::manifest::{
+    CountingWriter, Entry, EntryKind, Manifest, Mode, RelPath, Sha256Digest, Warning,
+};
 
 /// Writes tar entries under `<top>/`.
 pub struct ArchiveWriter<W: Write> {
@@ -90,39 +99,82 @@ impl<W: Write> ArchiveWriter<W> {
         }
     }
 
-    fn append(&mut self, mut h: tar::Header, rel: &str, data: impl Read) -> io::Result<()> {
-        let path = if rel.is_empty() {
-            format!("{}/", self.top)
-        } else {
-            format!("{}/{rel}", self.top)
-        };
-        self.tar.append_data(&mut h, path, data)
+    fn full_path(&self, rel: &[u8]) -> Vec<u8> {
+        let mut path = Vec::with_capacity(self.top.len() + 1 + rel.len());
+        path.extend_from_slice(self.top.as_bytes());
+        path.push(b'/');
+        path.extend_from_slice(rel);
+        path
     }
 
-    /// The top-level directory entry.
+    fn append(&mut self, mut h: tar::Header, rel: &[u8], data: impl Read) -> io::Result<()> {
+        let path = self.full_path(rel);
+        self.tar
+            .append_data(&mut h, Path::new(OsStr::from_bytes(&path)), data)
+    }
+
+    /// The top-level directory entry, with the mark of this archive version
+    /// (only the marked entries are the manifest: see [`crate::manifest`]).
     pub fn add_top(&mut self, mtime: i64) -> Result<()> {
+        self.tar
+            .append_pax_extensions([("comment", crate::manifest::ARCHIVE_MARK.as_bytes())])
+            .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
+        self.add_top_unmarked(mtime)
+    }
+
+    /// The top-level directory entry of a stream without a manifest (a legacy
+    /// directory read as a tar): its `manifest.txt` stays the old script's.
+    pub fn add_top_unmarked(&mut self, mtime: i64) -> Result<()> {
         let h = header(tar::EntryType::Directory, 0, 0o700, mtime);
-        self.append(h, "", io::empty())
+        self.append(h, b"", io::empty())
             .map_err(|e| Error::operational(format!("writing the archive: {e}")))
     }
 
-    pub fn add_dir(&mut self, rel: &str, mode: u32, mtime: i64) -> Result<()> {
+    pub fn add_dir(&mut self, rel: &[u8], mode: u32, mtime: i64) -> Result<()> {
         let h = header(tar::EntryType::Directory, 0, mode, mtime);
-        self.append(h, &format!("{rel}/"), io::empty())
+        let mut with_slash = rel.to_vec();
+        with_slash.push(b'/');
+        self.append(h, &with_slash, io::empty())
             .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
         self.entries.push(Entry {
-            path: rel.to_owned(),
+            path: RelPath::from(rel),
             kind: EntryKind::Dir,
             size: 0,
             mode: mode_bits(mode),
             sha256: None,
+            mtime: Some(mtime.max(0)),
+            target: None,
+        });
+        Ok(())
+    }
+
+    /// A symlink entry `rel` → `target` (the caller checked that the target
+    /// is relative and stays inside the tree).
+    pub fn add_symlink(&mut self, rel: &[u8], target: &[u8], mtime: i64) -> Result<()> {
+        let mut h = header(tar::EntryType::Symlink, 0, 0o777, mtime);
+        let path = self.full_path(rel);
+        self.tar
+            .append_link(
+                &mut h,
+                Path::new(OsStr::from_bytes(&path)),
+                Path::new(OsStr::from_bytes(target)),
+            )
+            .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
+        self.entries.push(Entry {
+            path: RelPath::from(rel),
+            kind: EntryKind::Symlink,
+            size: 0,
+            mode: Mode(0o777),
+            sha256: None,
+            mtime: Some(mtime.max(0)),
+            target: Some(RelPath::from(target)),
         });
         Ok(())
     }
 
     /// Archives the regular file at `path` as `rel`. The size is taken from the
     /// open descriptor; changes while reading become a warning.
-    pub fn add_file(&mut self, rel: &str, path: &Path) -> Result<()> {
+    pub fn add_file(&mut self, rel: &[u8], path: &Path) -> Result<()> {
         let mut file = match std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(
@@ -156,7 +208,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// Archives an already open regular file (also used for staged captures).
     pub fn add_open_file(
         &mut self,
-        rel: &str,
+        rel: &[u8],
         path: &Path,
         file: &mut File,
         meta: &std::fs::Metadata,
@@ -198,7 +250,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// Stops with an error if a termination signal arrives while reading.
     pub fn add_open_file_as(
         &mut self,
-        rel: &str,
+        rel: &[u8],
         path: &Path,
         file: &mut File,
         size: u64,
@@ -235,11 +287,13 @@ impl<W: Write> ArchiveWriter<W> {
                 .unwrap_or(false);
         }
         self.entries.push(Entry {
-            path: rel.to_owned(),
+            path: RelPath::from(rel),
             kind: EntryKind::File,
             size,
             mode: mode_bits(mode),
             sha256: Some(digest),
+            mtime: Some(mtime.max(0)),
+            target: None,
         });
         self.bytes += size;
         Ok(ReadOutcome {
@@ -249,9 +303,9 @@ impl<W: Write> ArchiveWriter<W> {
         })
     }
 
-    pub fn warn(&mut self, rel: &str, kind: &str, detail: impl Into<String>) {
+    pub fn warn(&mut self, rel: &[u8], kind: &str, detail: impl Into<String>) {
         self.warnings.push(Warning {
-            path: rel.to_owned(),
+            path: RelPath::from(rel),
             kind: kind.to_owned(),
             detail: detail.into(),
         });
@@ -264,22 +318,37 @@ impl<W: Write> ArchiveWriter<W> {
             .map_err(|e| Error::operational(format!("writing the archive: {e}")))
     }
 
-    /// Appends `manifest.txt` and `manifest.json` (last), ends the tar and
-    /// returns the inner writer, which the caller must still finish.
+    /// Appends `manifest.txt` and `manifest.json` (last, each marked by its
+    /// PAX `comment`, under names the data's top level does not use: see
+    /// [`crate::manifest::manifest_names`]), ends the tar and returns the
+    /// inner writer, which the caller must still finish.
     /// `manifest.json` is serialized twice — once to learn its length for the
     /// tar header, once straight into the stream — rather than held in memory
     /// (tens of MB for 200 000 files).
     pub fn finish(mut self, manifest: &Manifest, mtime: i64) -> Result<W> {
+        let taken: std::collections::BTreeSet<&[u8]> = manifest
+            .entries
+            .iter()
+            .map(|e| e.path.as_bytes())
+            .filter(|p| !p.contains(&b'/'))
+            .collect();
+        let (txt_name, json_name) = crate::manifest::manifest_names(&taken);
         let txt = manifest.to_text();
         let werr = |e: io::Error| Error::operational(format!("writing the archive: {e}"));
+        self.tar
+            .append_pax_extensions([("comment", crate::manifest::TXT_MARK.as_bytes())])
+            .map_err(werr)?;
         self.append(
             header(tar::EntryType::Regular, txt.len() as u64, 0o600, mtime),
-            crate::manifest::TXT_NAME,
+            txt_name.as_bytes(),
             txt.as_bytes(),
         )
         .map_err(werr)?;
+        self.tar
+            .append_pax_extensions([("comment", crate::manifest::JSON_MARK.as_bytes())])
+            .map_err(werr)?;
         let len = manifest.json_len();
-        let path = format!("{}/{}", self.top, crate::manifest::JSON_NAME);
+        let path = format!("{}/{json_name}", self.top);
         let mut h = header(tar::EntryType::Regular, len, 0o600, mtime);
         if path.len() < 100 && h.set_path(&path).is_ok() {
             h.set_cksum();
@@ -302,7 +371,7 @@ impl<W: Write> ArchiveWriter<W> {
             // a top-level name too long for a plain header: tar writes the
             // long-name extension, from a buffer
             let json = manifest.to_json();
-            self.append(h, crate::manifest::JSON_NAME, &json[..])
+            self.append(h, json_name.as_bytes(), &json[..])
                 .map_err(werr)?;
         }
         self.tar.into_inner().map_err(werr)

@@ -1,12 +1,19 @@
 //! Append-only text files read while they grow: JSONL session transcripts and
 //! logs (`*.jsonl`, `*.log`).
 //!
-//! The archived entry is a prefix of the file that ends at a line boundary, so
-//! a restore never holds half a JSON line: the size is taken when the file is
+//! A quiet file is archived whole, whether or not its last line ends in a
+//! newline. Only while a writer is really appending — its session lock is
+//! held, or the file changes while we look at it — is the archived entry cut
+//! to a prefix that ends at a line boundary, so a restore never holds half a
+//! line that was still being written: the size is taken when the file is
 //! opened, the cut (after the last `\n` within that size) is found by reading
 //! the end of that region with positioned reads, and only then is the tar
 //! header written with exactly that size. A trailing unterminated JSONL line
 //! that parses as a complete JSON object or array is kept.
+//!
+//! A file whose last line is unterminated and that was modified in the last
+//! [`RECENT`] is watched for up to [`WATCH`]: if it changes, it is being
+//! appended to.
 //!
 //! Session write locks (`<file>.lock`, JSON with a `pid`) are honoured: while
 //! the lock's pid is alive we wait (up to `--lock-wait`, polling every 50 ms)
@@ -26,6 +33,11 @@ use crate::error::{Error, Result};
 const WINDOW: u64 = 64 * 1024;
 /// Poll interval while waiting for a session lock.
 const POLL: Duration = Duration::from_millis(50);
+/// A file modified longer ago than this is quiet.
+pub const RECENT: Duration = Duration::from_secs(2);
+/// How long a recently modified file with an unterminated last line is
+/// watched for appends.
+pub const WATCH: Duration = Duration::from_millis(100);
 
 /// Whether `name` is a line-oriented file archived at a line boundary.
 pub fn is_line_file(name: &str) -> bool {
@@ -111,7 +123,7 @@ pub fn wait_for_lock(path: &Path, wait: Duration) -> Result<Option<i32>> {
 /// left out.
 pub fn archive<W: Write>(
     aw: &mut ArchiveWriter<W>,
-    rel: &str,
+    rel: &[u8],
     path: &Path,
     lock_wait: Duration,
 ) -> Result<()> {
@@ -146,8 +158,15 @@ pub fn archive<W: Write>(
         return Ok(());
     }
     let size = meta.len();
-    let cut = line_boundary(&file, size, rel.ends_with(".jsonl"))
-        .map_err(|e| Error::io("reading", path, e))?;
+    let json_tail = rel.ends_with(b".jsonl");
+    let unterminated =
+        line_boundary(&file, size, json_tail).map_err(|e| Error::io("reading", path, e))? < size;
+    let appending = held.is_some() || (unterminated && being_appended(&file, &meta));
+    let cut = if appending {
+        line_boundary(&file, size, json_tail).map_err(|e| Error::io("reading", path, e))?
+    } else {
+        size
+    };
     let o = aw.add_open_file_as(rel, path, &mut file, cut, meta.mode(), meta.mtime())?;
     let after = o.after.as_ref().map_or(size, |a| a.len());
     if let Some(pid) = held {
@@ -193,6 +212,36 @@ pub fn archive<W: Write>(
         );
     }
     Ok(())
+}
+
+/// Whether the open file changes (size or mtime) within [`WATCH`], when it
+/// was modified within the last [`RECENT`] (a writer between two writes).
+fn being_appended(file: &File, at_open: &std::fs::Metadata) -> bool {
+    let changed = |m: &std::fs::Metadata| {
+        m.len() != at_open.len()
+            || m.mtime() != at_open.mtime()
+            || m.mtime_nsec() != at_open.mtime_nsec()
+    };
+    let recent = at_open
+        .modified()
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .is_none_or(|age| age < RECENT);
+    if !recent {
+        return false;
+    }
+    let started = Instant::now();
+    loop {
+        match file.metadata() {
+            Ok(m) if changed(&m) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        if started.elapsed() >= WATCH || crate::process::interrupted() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[cfg(test)]

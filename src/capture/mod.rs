@@ -13,8 +13,9 @@
 //!   restored database must not be paired with a foreign WAL. They are not
 //!   warnings (nothing is lost), so `--strict` is not tripped by every live
 //!   database.
-//! * `*.jsonl` transcripts and `*.log` files are archived as a prefix ending
-//!   at a line boundary, honouring session write locks ([`jsonl`]).
+//! * `*.jsonl` transcripts and `*.log` files are archived whole when quiet,
+//!   and as a prefix ending at a line boundary while a writer appends (a
+//!   session write lock is held, or the file changes as we look) ([`jsonl`]).
 //! * Everything else is read bounded by [`ArchiveWriter::add_file`].
 //!
 //! Warning kinds added here: `sqlite-fallback`, `live-lock`, `partial-line`
@@ -67,7 +68,12 @@ pub struct Capturer {
 impl Capturer {
     /// Staging goes under [`crate::paths::runtime_dir`].
     pub fn new(opts: LiveOptions, ui: &Ui) -> Self {
-        Self::with_staging_base(opts, crate::paths::runtime_dir(), ui)
+        // an unusable runtime directory was refused by the locks already;
+        // staging re-verifies whatever base it gets
+        let base = crate::paths::runtime_dir()
+            .map(|rt| rt.path.clone())
+            .unwrap_or_else(|_| crate::paths::runtime_candidate());
+        Self::with_staging_base(opts, base, ui)
     }
 
     pub fn with_staging_base(opts: LiveOptions, base: std::path::PathBuf, ui: &Ui) -> Self {
@@ -82,10 +88,13 @@ impl Capturer {
     pub fn archive_file<W: Write>(
         &mut self,
         aw: &mut ArchiveWriter<W>,
-        rel: &str,
+        rel: &[u8],
         path: &Path,
     ) -> Result<()> {
-        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(rel);
+        // the kinds are told by ASCII suffixes, which a lossy view keeps
+        let name = String::from_utf8_lossy(name);
+        let name = name.as_ref();
         if sqlite::sidecar_of(name, path).is_some() {
             return Ok(());
         }
@@ -101,7 +110,7 @@ impl Capturer {
     fn archive_sqlite<W: Write>(
         &mut self,
         aw: &mut ArchiveWriter<W>,
-        rel: &str,
+        rel: &[u8],
         path: &Path,
     ) -> Result<()> {
         let meta = match std::fs::symlink_metadata(path) {
@@ -138,7 +147,8 @@ impl Capturer {
                 drop(file);
                 staged.shred()?;
                 self.ui.detail(format!(
-                    "{rel}: SQLite online backup, {} pages in {:.0} ms ({} restart(s){})",
+                    "{}: SQLite online backup, {} pages in {:.0} ms ({} restart(s){})",
+                    crate::manifest::show(rel),
                     snap.pages,
                     snap.elapsed.as_secs_f64() * 1000.0,
                     snap.restarts,
@@ -179,7 +189,10 @@ impl Capturer {
 
 /// Shreds the staging left by runs that died (kill -9) and warns about each.
 pub fn sweep_stale_staging(ui: &Ui) {
-    for s in staging::sweep_stale(&crate::paths::runtime_dir()) {
+    let Ok(rt) = crate::paths::runtime_dir() else {
+        return;
+    };
+    for s in staging::sweep_stale(&rt.path) {
         let by = s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
         match s.result {
             Ok(()) => ui.warn(format!(
@@ -251,7 +264,7 @@ mod tests {
             .collect();
         names.sort();
         for n in names {
-            c.archive_file(&mut aw, &n, &dir.join("src").join(&n))
+            c.archive_file(&mut aw, n.as_bytes(), &dir.join("src").join(&n))
                 .unwrap();
         }
         c.finish().unwrap();
@@ -280,8 +293,8 @@ mod tests {
         let _open = wal_db(&d.path().join("src/m.sqlite"));
         assert!(d.path().join("src/m.sqlite-wal").exists());
         let aw = capture_all(d.path(), LiveOptions::default());
-        let paths: Vec<_> = aw.entries.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["m.sqlite"]);
+        let paths: Vec<_> = aw.entries.iter().map(|e| e.path.as_bytes()).collect();
+        assert_eq!(paths, [b"m.sqlite"]);
         assert!(aw.warnings.is_empty(), "{:?}", aw.warnings);
     }
 
