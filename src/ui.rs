@@ -142,7 +142,9 @@ pub fn print_error(e: &crate::error::Error, json: bool) {
         .hint
         .clone()
         .unwrap_or_else(|| e.kind.default_hint().to_owned());
-    eprintln!("error: {}", printable(&e.message));
+    // one line: a path or a server's answer quoted in it cannot start a
+    // line of its own
+    eprintln!("error: {}", escape(&e.message, false));
     eprintln!("hint: {}", printable(&hint));
     if json && !result_printed() {
         let doc = serde_json::json!({

@@ -402,6 +402,8 @@ fn archive_strings_are_printed_escaped() {
     let mut t = Tar::new();
     t.top();
     t.file("config.txt", 0o600, b"x");
+    // a top-level name with escapes and a newline: listed by restore as "added"
+    t.file("\x1b]0;x\x07evil\nrestore verified OK", 0o600, b"y");
     let mut m: serde_json::Value = serde_json::from_slice(&t.manifest_json()).unwrap();
     m["warnings"] =
         serde_json::json!([{"path": format!("a\n{evil}"), "kind": evil, "detail": evil}]);
@@ -485,6 +487,29 @@ fn archive_strings_are_printed_escaped() {
         }
     }
     assert!(saw_warning, "the manifest warning was shown somewhere");
+    let o = sb.run(&[
+        "restore".as_ref(),
+        archive.as_os_str(),
+        "-i".as_ref(),
+        id.as_os_str(),
+        "--target".as_ref(),
+        sb.target().as_os_str(),
+        "--dry-run".as_ref(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(
+        o.stdout
+            .contains("\\x1b]0;x\\x07evil\\nrestore verified OK"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        !o.text()
+            .lines()
+            .any(|l| l.starts_with("restore verified OK")),
+        "{}",
+        o.text()
+    );
 }
 
 // ------------------------------------------------------------------ identity files

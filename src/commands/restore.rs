@@ -50,10 +50,10 @@ fn human(r: &RestoreReport) -> String {
     };
     s.push_str(&format!(
         "{verb} {} ({}{}) into {}: {} files, {}\n",
-        r.archive.display(),
+        crate::ui::Safe(&r.archive),
         r.format,
         if r.legacy { ", legacy" } else { "" },
-        r.target.display(),
+        crate::ui::Safe(&r.target),
         r.files,
         human_bytes(r.bytes)
     ));
@@ -61,7 +61,11 @@ fn human(r: &RestoreReport) -> String {
         if v.is_empty() {
             "-".to_owned()
         } else {
-            v.join(", ")
+            // top-level names from the archive: one line each, escaped
+            v.iter()
+                .map(|n| crate::ui::Safe(n).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     s.push_str(&format!(

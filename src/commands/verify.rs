@@ -24,11 +24,11 @@ pub struct Args {
 fn human(r: &VerifyReport) -> String {
     let mut s = format!(
         "{}: OK ({}, {}, {} recipient(s): {}; sidecar {:?})",
-        r.archive.display(),
+        crate::ui::Safe(&r.archive),
         r.format.family(),
         human_bytes(r.size),
         r.recipients.len(),
-        r.recipients.join(", "),
+        crate::ui::Safe(r.recipients.join(", ")),
         r.sidecar
     );
     if r.full {

@@ -175,7 +175,7 @@ pub fn read_bounded(path: &Path, what: &str, limit: u64) -> Result<zeroize::Zero
     }
     let too_big = || {
         Error::usage(format!(
-            "{what} {} is larger than {} MiB: not a {what}",
+            "{what} {} is larger than {} MiB, too large to be one",
             crate::ui::Safe(path),
             limit / (1024 * 1024)
         ))
