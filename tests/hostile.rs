@@ -152,14 +152,9 @@ fn absolute_path() {
 
 #[test]
 fn empty_and_dot_components() {
-    for (i, rel) in [
-        "credentials//x",
-        "./credentials/./x",
-        "credentials/x\\..\\y",
-    ]
-    .iter()
-    .enumerate()
-    {
+    // (a backslash is an ordinary byte of a Linux name now: see
+    // `backslash_names_are_plain_bytes`)
+    for (i, rel) in ["credentials//x", "./credentials/./x"].iter().enumerate() {
         case(
             &format!("components-{i}"),
             Variants::Both,
@@ -632,13 +627,26 @@ fn pax_size_disagreeing_with_header() {
 
 // ------------------------------------------------------------------ names
 
+/// A non-UTF-8 name is data now (backups archive such names), but the
+/// manifest must list its exact bytes: a lossy record does not match.
 #[test]
 fn non_utf8_name() {
-    case("non-utf8", Variants::Both, &[REFUSED], |t, _| {
+    case("non-utf8", Variants::ManifestOnly, &[INTEGRITY], |t, _| {
         let mut name = format!("{TOP}/caf").into_bytes();
         name.push(0xE9);
         t.raw(&name, ty::FILE, 0o600, b"", b"x");
         t.record("caf\u{FFFD}", false, b"x");
+    });
+}
+
+/// A NUL byte inside a name (possible only through a PAX `path` record) is
+/// still refused.
+#[test]
+fn nul_in_a_name() {
+    case("nul-name", Variants::Both, &[REFUSED], |t, _| {
+        t.pax(&[("path", format!("{TOP}/cred\0entials.json").as_bytes())]);
+        t.raw(format!("{TOP}/x").as_bytes(), ty::FILE, 0o600, b"", b"x");
+        t.record("cred\0entials.json", false, b"x");
     });
 }
 
@@ -661,9 +669,9 @@ fn over_long_names() {
     });
 }
 
-/// A name within the archive limit that does not fit below the staging
-/// directory (PATH_MAX): refused, nothing left behind. `verify` has no staging
-/// directory, so it is not compared here.
+/// A name within the archive limit that does not fit below the target
+/// (target path + name beyond PATH_MAX): refused, nothing left behind.
+/// `verify` has no target, so it is not compared here.
 #[test]
 fn long_path_beyond_path_max_of_staging() {
     for backend in backends() {
@@ -1695,4 +1703,503 @@ fn ambiguous_pax_and_gnu_overrides() {
             t.record("benign", false, b"x");
         },
     );
+}
+
+// ------------------------------------------------------------------ issue 13: new rules, same safety
+
+/// Appends a manifest.json (when `with_manifest`) listing the recorded
+/// entries plus `extra` (symlinks, byte names), optionally with the PAX mark
+/// of a manifest entry, and ends the archive.
+fn finish_with(
+    mut t: Tar,
+    with_manifest: bool,
+    extra: &[serde_json::Value],
+    marked: bool,
+) -> Vec<u8> {
+    if with_manifest {
+        let mut m: serde_json::Value = serde_json::from_slice(&t.manifest_json()).unwrap();
+        m["entries"]
+            .as_array_mut()
+            .unwrap()
+            .extend(extra.iter().cloned());
+        let m = serde_json::to_vec_pretty(&m).unwrap();
+        if marked {
+            t.pax(&[("comment", b"secureclaw-backup manifest.json")]);
+        }
+        t.raw(
+            format!("{TOP}/manifest.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            &m,
+        );
+    }
+    t.finish(false)
+}
+
+fn link_entry(path: &str, target: &str) -> serde_json::Value {
+    serde_json::json!({"path": path, "type": "symlink", "size": 0, "mode": "0777", "target": target})
+}
+
+/// Like [`case`], with extra manifest entries from `build`.
+fn case_x(
+    name: &str,
+    variants: Variants,
+    expect: &[i32],
+    build: impl Fn(&mut Tar, &Sandbox) -> Vec<serde_json::Value>,
+) {
+    for backend in backends() {
+        let manifests: &[bool] = match variants {
+            Variants::Both => &[true, false],
+            Variants::ManifestOnly => &[true],
+        };
+        for &with_manifest in manifests {
+            let sb = Sandbox::new();
+            populate_target(&sb.target());
+            let mut t = Tar::new();
+            t.top();
+            let extra = build(&mut t, &sb);
+            let tar = finish_with(t, with_manifest, &extra, false);
+            let archive = write_archive(&sb.p("arch"), name, backend, &tar);
+            let label = format!("{name} [{backend:?}, manifest: {with_manifest}]");
+            expect_rejected(&sb, &archive, &backend.identity(), expect, &label);
+        }
+    }
+}
+
+/// Restores `tar` into a fresh sandbox's populated target and expects
+/// success; the canary and the target's parent (no staging, no journal) are
+/// untouched. Returns the sandbox for further checks.
+fn expect_restored(tar: &[u8], backend: Backend, label: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    populate_target(&sb.target());
+    let canary_before = snapshot(&sb.p("w/canary"));
+    let archive = write_archive(&sb.p("arch"), "ok", backend, tar);
+    let out = sb.run(&[
+        "restore".as_ref(),
+        archive.as_os_str(),
+        "-i".as_ref(),
+        backend.identity().as_os_str(),
+        "--target".as_ref(),
+        sb.target().as_os_str(),
+        "--no-snapshot".as_ref(),
+    ]);
+    assert_eq!(out.code, 0, "{label}: {}", out.text());
+    assert!(
+        snapshot(&sb.p("w/canary")) == canary_before,
+        "{label}: the canary changed"
+    );
+    let beside: Vec<_> = fs::read_dir(sb.p("w/parent"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("target")], "{label}");
+    sb
+}
+
+/// Rule changed on purpose (issue 13): a backslash is an ordinary byte of a
+/// Linux file name. `credentials/x\..\y` is one file of that literal name,
+/// inside the tree; nothing is interpreted.
+#[test]
+fn backslash_names_are_plain_bytes() {
+    for backend in backends() {
+        for with_manifest in [true, false] {
+            let mut t = Tar::new();
+            t.top();
+            t.dir("credentials", 0o700);
+            t.file("credentials/x\\..\\y", 0o600, b"x");
+            t.file("a\\b.json", 0o600, b"{}");
+            let tar = t.finish(with_manifest);
+            let sb = expect_restored(
+                &tar,
+                backend,
+                &format!("backslash {backend:?} {with_manifest}"),
+            );
+            assert_eq!(
+                fs::read(sb.target().join("credentials/x\\..\\y")).unwrap(),
+                b"x"
+            );
+            assert_eq!(fs::read(sb.target().join("a\\b.json")).unwrap(), b"{}");
+            assert!(!sb.target().join("y").exists());
+        }
+    }
+}
+
+/// Rule changed on purpose (issue 13): non-UTF-8 names restore with their
+/// exact bytes when the manifest lists them (`path_hex`), and in legacy
+/// archives without a manifest.
+#[test]
+fn non_utf8_names_listed_in_the_manifest_restore() {
+    use std::os::unix::ffi::OsStrExt;
+    for backend in backends() {
+        for with_manifest in [true, false] {
+            let mut t = Tar::new();
+            t.top();
+            let name = b"\xE9t\xE9.json";
+            let mut full = format!("{TOP}/").into_bytes();
+            full.extend_from_slice(name);
+            t.raw(&full, ty::FILE, 0o600, b"", b"latin1");
+            let extra = [
+                serde_json::json!({"path": "?t?.json", "path_hex": hex::encode(name),
+                "type": "file", "size": 6, "mode": "0600", "sha256": sha256_hex(b"latin1")}),
+            ];
+            let tar = finish_with(t, with_manifest, &extra, false);
+            let sb = expect_restored(
+                &tar,
+                backend,
+                &format!("latin1 {backend:?} {with_manifest}"),
+            );
+            let p = sb.target().join(std::ffi::OsStr::from_bytes(name));
+            assert_eq!(fs::read(p).unwrap(), b"latin1");
+        }
+    }
+}
+
+/// In-tree relative symlinks restore (last, with their target); everything
+/// that could write through one or leave the tree stays refused.
+#[test]
+fn in_tree_symlinks_restore() {
+    for backend in backends() {
+        for with_manifest in [true, false] {
+            let mut t = Tar::new();
+            t.top();
+            t.dir("credentials", 0o700);
+            t.file("credentials/oauth.json", 0o600, b"{}");
+            t.raw(
+                format!("{TOP}/creds").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"credentials",
+                b"",
+            );
+            t.dir("venv", 0o700);
+            t.dir("venv/lib", 0o700);
+            t.raw(
+                format!("{TOP}/venv/lib64").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"lib",
+                b"",
+            );
+            t.raw(
+                format!("{TOP}/venv/up").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"../credentials/oauth.json",
+                b"",
+            );
+            t.raw(
+                format!("{TOP}/dangling").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"not-there",
+                b"",
+            );
+            let extra = [
+                link_entry("creds", "credentials"),
+                link_entry("venv/lib64", "lib"),
+                link_entry("venv/up", "../credentials/oauth.json"),
+                link_entry("dangling", "not-there"),
+            ];
+            let tar = finish_with(t, with_manifest, &extra, false);
+            let sb = expect_restored(&tar, backend, &format!("links {backend:?} {with_manifest}"));
+            let tg = sb.target();
+            assert_eq!(
+                fs::read_link(tg.join("creds")).unwrap(),
+                Path::new("credentials")
+            );
+            assert_eq!(
+                fs::read_link(tg.join("venv/lib64")).unwrap(),
+                Path::new("lib")
+            );
+            assert_eq!(fs::read(tg.join("venv/up")).unwrap(), b"{}");
+            assert!(fs::symlink_metadata(tg.join("dangling"))
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+    }
+}
+
+#[test]
+fn symlink_inside_the_tree_then_write_through_it() {
+    case_x("inside-link-write", Variants::Both, &[REFUSED], |t, _| {
+        t.dir("credentials", 0o700);
+        t.raw(
+            format!("{TOP}/l").as_bytes(),
+            ty::SYMLINK,
+            0o777,
+            b"credentials",
+            b"",
+        );
+        t.raw(
+            format!("{TOP}/l/evil").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"pwned",
+        );
+        t.record("l/evil", false, b"pwned");
+        vec![link_entry("l", "credentials")]
+    });
+    case_x(
+        "inside-link-then-dir",
+        Variants::Both,
+        &[REFUSED],
+        |t, _| {
+            t.raw(
+                format!("{TOP}/l").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"credentials",
+                b"",
+            );
+            t.raw(format!("{TOP}/l/").as_bytes(), ty::DIR, 0o777, b"", b"");
+            vec![link_entry("l", "credentials")]
+        },
+    );
+    case_x(
+        "file-then-link-same-name",
+        Variants::Both,
+        &[REFUSED],
+        |t, _| {
+            t.file("l", 0o600, b"x");
+            t.raw(
+                format!("{TOP}/l").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"credentials",
+                b"",
+            );
+            vec![]
+        },
+    );
+}
+
+/// Targets that leave the tree: too many `..` for the link's depth, and a
+/// `..` after a name (which could climb out through another link:
+/// `d/l -> ..`, then `x -> d/l/..`), and absolute ones.
+#[test]
+fn symlink_targets_that_leave_the_tree() {
+    for (i, (link, target)) in [
+        ("a/b/l", "../../../canary"),
+        ("x", "d/l/.."),
+        ("x", "d/../../canary"),
+        ("a/l", "/etc"),
+        ("l", ".."),
+    ]
+    .iter()
+    .enumerate()
+    {
+        case_x(
+            &format!("link-escape-{i}"),
+            Variants::Both,
+            &[REFUSED],
+            |t, _| {
+                t.dir("d", 0o700);
+                t.raw(
+                    format!("{TOP}/d/l").as_bytes(),
+                    ty::SYMLINK,
+                    0o777,
+                    b"..",
+                    b"",
+                );
+                t.raw(
+                    format!("{TOP}/{link}").as_bytes(),
+                    ty::SYMLINK,
+                    0o777,
+                    target.as_bytes(),
+                    b"",
+                );
+                vec![link_entry("d/l", ".."), link_entry(link, target)]
+            },
+        );
+    }
+}
+
+#[test]
+fn symlink_not_matching_the_manifest() {
+    case_x(
+        "link-unlisted",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.dir("credentials", 0o700);
+            t.raw(
+                format!("{TOP}/l").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"credentials",
+                b"",
+            );
+            vec![]
+        },
+    );
+    case_x(
+        "link-other-target",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.dir("credentials", 0o700);
+            t.dir("identity", 0o700);
+            t.raw(
+                format!("{TOP}/l").as_bytes(),
+                ty::SYMLINK,
+                0o777,
+                b"credentials",
+                b"",
+            );
+            vec![link_entry("l", "identity")]
+        },
+    );
+    case_x(
+        "link-listed-as-file",
+        Variants::ManifestOnly,
+        &[INTEGRITY],
+        |t, _| {
+            t.raw(format!("{TOP}/l").as_bytes(), ty::SYMLINK, 0o777, b"x", b"");
+            t.record("l", false, b"");
+            vec![]
+        },
+    );
+}
+
+/// The manifest mark: only a top-level file may carry it, and only once.
+#[test]
+fn manifest_marks_cannot_be_abused() {
+    case("mark-in-subdir", Variants::Both, &[REFUSED], |t, _| {
+        t.dir("credentials", 0o700);
+        t.pax(&[("comment", b"secureclaw-backup manifest.json")]);
+        t.raw(
+            format!("{TOP}/credentials/m.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"{}",
+        );
+    });
+    case(
+        "two-manifests",
+        Variants::ManifestOnly,
+        &[REFUSED],
+        |t, _| {
+            let m = t.manifest_json();
+            t.pax(&[("comment", b"secureclaw-backup manifest.json")]);
+            t.raw(
+                format!("{TOP}/manifest-1.json").as_bytes(),
+                ty::FILE,
+                0o600,
+                b"",
+                &m,
+            );
+        },
+    );
+}
+
+/// New-format archives (top-level directory marked): a data file called
+/// `manifest.json` is data; the marked `manifest-1.json` is the manifest.
+/// The old format (nothing marked) keeps its top-level `manifest.json`.
+#[test]
+fn data_named_manifest_json_in_a_marked_archive() {
+    for backend in backends() {
+        let mut t = Tar::new();
+        t.pax(&[("comment", b"secureclaw-backup archive 2")]);
+        t.top();
+        t.file("manifest.json", 0o600, b"{\"mine\":1}");
+        t.file("manifest.txt", 0o600, b"my notes");
+        let m = t.manifest_json();
+        t.pax(&[("comment", b"secureclaw-backup manifest.json")]);
+        t.raw(
+            format!("{TOP}/manifest-1.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            &m,
+        );
+        let tar = t.finish(false);
+        let sb = expect_restored(&tar, backend, "data manifest.json");
+        assert_eq!(
+            fs::read(sb.target().join("manifest.json")).unwrap(),
+            b"{\"mine\":1}"
+        );
+        assert_eq!(
+            fs::read(sb.target().join("manifest.txt")).unwrap(),
+            b"my notes"
+        );
+        assert!(!sb.target().join("manifest-1.json").exists());
+        // the same data manifest.json tampered with: an integrity failure
+        let mut t = Tar::new();
+        t.pax(&[("comment", b"secureclaw-backup archive 2")]);
+        t.top();
+        t.file("manifest.json", 0o600, b"{\"mine\":1}");
+        let m = t.manifest_json();
+        let mut t2 = Tar::new();
+        t2.pax(&[("comment", b"secureclaw-backup archive 2")]);
+        t2.top();
+        t2.raw(
+            format!("{TOP}/manifest.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            b"{\"evil\":1}",
+        );
+        t2.pax(&[("comment", b"secureclaw-backup manifest.json")]);
+        t2.raw(
+            format!("{TOP}/manifest-1.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            &m,
+        );
+        let sb = Sandbox::new();
+        populate_target(&sb.target());
+        let archive = write_archive(&sb.p("arch"), "tampered", backend, &t2.finish(false));
+        expect_rejected(
+            &sb,
+            &archive,
+            &backend.identity(),
+            &[INTEGRITY],
+            "tampered data manifest.json",
+        );
+        drop(t);
+    }
+}
+
+/// A path that fits below the target but not below the longer staging
+/// directory name restores (extraction is relative to directory descriptors).
+#[test]
+fn path_near_path_max_of_the_target_restores() {
+    for backend in backends() {
+        let sb = Sandbox::new();
+        let tlen = sb.target().as_os_str().len();
+        // target + "/" + rel == 4095 bytes (PATH_MAX less the NUL)
+        let want = 4095 - tlen - 1;
+        let mut rel = vec!["g".repeat(200); want / 201].join("/");
+        rel.push('/');
+        rel.push_str(&"h".repeat(want - rel.len()));
+        assert_eq!(tlen + 1 + rel.len(), 4095);
+        let mut t = Tar::new();
+        t.gnu = true;
+        t.top();
+        t.gnu_longname(format!("{TOP}/{rel}").as_bytes());
+        t.raw(format!("{TOP}/x").as_bytes(), ty::FILE, 0o600, b"", b"deep");
+        t.record(&rel, false, b"deep");
+        let comps: Vec<&str> = rel.split('/').collect();
+        for i in 1..comps.len() {
+            t.record(&comps[..i].join("/"), true, b"");
+        }
+        let tar = t.finish(true);
+        let archive = write_archive(&sb.p("arch"), "deep", backend, &tar);
+        let out = sb.run(&[
+            "restore".as_ref(),
+            archive.as_os_str(),
+            "-i".as_ref(),
+            backend.identity().as_os_str(),
+            "--target".as_ref(),
+            sb.target().as_os_str(),
+            "--no-snapshot".as_ref(),
+        ]);
+        assert_eq!(out.code, 0, "{backend:?}: {}", out.text());
+        assert_eq!(fs::read(sb.target().join(&rel)).unwrap(), b"deep");
+    }
 }
