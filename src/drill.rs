@@ -2,10 +2,13 @@
 //! system" and "document time to complete restore (RTO)". Restores an archive
 //! into a scratch directory through the real restore path (full verification,
 //! atomic swap, validation), reports the time per phase against the RTO, and
-//! shreds the scratch tree afterwards.
+//! shreds the scratch tree afterwards. The scratch parent is often the shared
+//! `$TMPDIR`: the scratch directory gets a random name (never one someone
+//! created first), and trees are swept and shredded relative to directory
+//! descriptors, only when they are ours (SECURITY.md, "Local attacker model").
 
 use std::fs;
-use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -42,34 +45,44 @@ pub fn newest_archive(dest: &Path) -> Result<PathBuf> {
         })
 }
 
-/// Overwrites every file with zeros, fsyncs, then removes the tree.
+/// Overwrites every file with zeros, fsyncs, then removes the tree; walked
+/// relative to directory descriptors, never following a symlink.
 pub fn shred_tree(root: &Path) -> Result<()> {
-    fn walk(p: &Path) -> Result<()> {
-        let m = fs::symlink_metadata(p).at("reading", p)?;
-        if m.is_dir() {
-            for e in fs::read_dir(p).at("listing", p)? {
-                walk(&e.at("listing", p)?.path())?;
-            }
-        } else if m.is_file() {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .open(p)
-                .at("opening", p)?;
-            let zeros = vec![0u8; 1 << 20];
-            let mut left = m.len();
-            while left > 0 {
-                let n = left.min(zeros.len() as u64) as usize;
-                f.write_all(&zeros[..n]).at("overwriting", p)?;
-                left -= n as u64;
-            }
-            f.sync_all().at("syncing", p)?;
-            f.set_len(0).at("truncating", p)?;
+    crate::fsx::shred_tree(root).at("securely deleting", root)
+}
+
+/// Prefix of scratch directory names: `secureclaw-drill-<pid>-<random>`.
+const SCRATCH_PREFIX: &str = "secureclaw-drill-";
+
+/// Shreds the plaintext scratch trees of drills that were killed: our own
+/// directories (not symlinks) in `parent` whose pid is dead. Another user's
+/// are left alone, with a warning.
+fn sweep_scratch(pfd: &OwnedFd, parent: &Path, ui: &Ui) -> Result<()> {
+    for name in crate::fsx::names(pfd).at("listing", parent)? {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(SCRATCH_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(Some(st)) = crate::fsx::lstat_at(pfd, name) else {
+            continue;
+        };
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory
+            || st.st_uid != crate::fsx::euid()
+        {
+            ui.warn(format!(
+                "ignoring {}: not a directory of this user",
+                parent.join(name).display()
+            ));
+            continue;
         }
-        Ok(())
-    }
-    if root.exists() {
-        walk(root)?;
-        fs::remove_dir_all(root).at("removing", root)?;
+        if pid == std::process::id() as i32 || crate::process::pid_alive(pid) {
+            continue;
+        }
+        crate::fsx::shred_tree_at(pfd, name).at("securely deleting", &parent.join(name))?;
+        ui.warn(format!("shredded {name}, left by an interrupted drill"));
     }
     Ok(())
 }
@@ -82,25 +95,23 @@ pub fn run_drill(
     ui: &Ui,
 ) -> Result<DrillReport> {
     let started = Instant::now();
-    // plaintext scratch trees of drills that were killed: shred them first
-    if let Ok(rd) = fs::read_dir(scratch_parent) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid = name
-                .strip_prefix("secureclaw-drill-")
-                .and_then(|p| p.parse::<i32>().ok());
-            if pid.is_some_and(|p| !crate::process::pid_alive(p)) {
-                shred_tree(&e.path())?;
-                ui.warn(format!("shredded {name}, left by an interrupted drill"));
-            }
-        }
-    }
-    let scratch = scratch_parent.join(format!("secureclaw-drill-{}", std::process::id()));
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&scratch)
-        .at("creating scratch directory", &scratch)?;
+        .create(scratch_parent)
+        .at("creating scratch directory", scratch_parent)?;
+    let pfd = rustix::fs::open(
+        scratch_parent,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io("opening", scratch_parent, e.into()))?;
+    // plaintext scratch trees of drills that were killed: shred them first
+    sweep_scratch(&pfd, scratch_parent, ui)?;
+    let prefix = format!("{SCRATCH_PREFIX}{}-", std::process::id());
+    let (name, _fd) = crate::fsx::create_unique_dir(&pfd, &prefix)
+        .map_err(|e| Error::io("creating a scratch directory in", scratch_parent, e))?;
+    let scratch = scratch_parent.join(&name);
     let res = run_restore(
         &RestoreOptions {
             archive: archive.to_owned(),
@@ -114,7 +125,7 @@ pub fn run_drill(
         },
         ui,
     );
-    let shredded = shred_tree(&scratch);
+    let shredded = crate::fsx::shred_tree_at(&pfd, &name).at("securely deleting", &scratch);
     let r = res?;
     shredded?;
     let seconds = started.elapsed().as_secs_f64();

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod crypto;
 pub mod drill;
 pub mod error;
+pub mod fsx;
 pub mod gateway;
 pub mod lock;
 pub mod manifest;

@@ -1,5 +1,6 @@
-//! Where things are: the SecureClaw data directory (DESIGN §4), the home
-//! directory, and the runtime directory for lock files.
+//! Where things are: the SecureClaw data directory (SECURECLAW-LAYOUT in the
+//! README), the home directory, and the private runtime directory for lock
+//! files and staging (SECURITY.md, "Local attacker model").
 
 use std::path::PathBuf;
 
@@ -35,15 +36,88 @@ pub fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
     Ok(home()?.join(".secureclaw"))
 }
 
-/// The directory for our lock files: `$XDG_RUNTIME_DIR`, else `$TMPDIR`, else
-/// `/tmp`, in a per-user 0700 subdirectory.
-pub fn runtime_dir() -> PathBuf {
+/// The private runtime directory for lock files and plaintext staging,
+/// verified before use: created 0700, opened with `O_NOFOLLOW`, and checked
+/// (a directory owned by the effective uid, mode exactly 0700) through the
+/// opened descriptor.
+#[derive(Debug)]
+pub struct RuntimeDir {
+    pub path: PathBuf,
+    pub fd: std::os::fd::OwnedFd,
+}
+
+static RUNTIME: std::sync::OnceLock<Result<RuntimeDir>> = std::sync::OnceLock::new();
+
+/// The candidate runtime directory: `secureclaw-backup-<uid>` in
+/// `$XDG_RUNTIME_DIR`, else `$TMPDIR`, else `/tmp`.
+pub fn runtime_candidate() -> PathBuf {
     let uid = rustix::process::getuid().as_raw();
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(tmp_dir);
     base.join(format!("secureclaw-backup-{uid}"))
+}
+
+/// The fallback runtime directory, per user under the XDG state directory:
+/// `$XDG_STATE_HOME/secureclaw-backup/run`, else
+/// `~/.local/state/secureclaw-backup/run`.
+pub fn runtime_fallback() -> Result<PathBuf> {
+    let state = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(s) if std::path::Path::new(&s).is_absolute() => PathBuf::from(s),
+        _ => home()?.join(".local").join("state"),
+    };
+    Ok(state.join("secureclaw-backup").join("run"))
+}
+
+/// The verified runtime directory of this process (chosen once). When the
+/// candidate ([`runtime_candidate`]) is unusable — another user's, a
+/// symlink, or writable by others — a warning names it and the per-user fallback
+/// ([`runtime_fallback`]) is used; nothing in the unusable one is touched.
+/// Neither usable: refused (exit 5).
+pub fn runtime_dir() -> Result<&'static RuntimeDir> {
+    RUNTIME
+        .get_or_init(|| choose_runtime(&runtime_candidate(), runtime_fallback()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn choose_runtime(candidate: &std::path::Path, fallback: Result<PathBuf>) -> Result<RuntimeDir> {
+    let why = match crate::fsx::private_dir(candidate) {
+        Ok(fd) => {
+            return Ok(RuntimeDir {
+                path: candidate.to_owned(),
+                fd,
+            })
+        }
+        Err(why) => why,
+    };
+    let fallback = fallback.map_err(|e| {
+        Error::refused(format!(
+            "the runtime directory {} is unusable ({why}), and there is no fallback: {}",
+            candidate.display(),
+            e.message
+        ))
+        .hint("set XDG_RUNTIME_DIR to a private directory (owned by you, mode 0700), or set HOME")
+    })?;
+    match crate::fsx::private_dir_all(&fallback) {
+        Ok(fd) => {
+            crate::ui::Ui::default().warn(format!(
+                "not using the runtime directory {} ({why}; another user may have created it); using {} instead",
+                candidate.display(),
+                fallback.display()
+            ));
+            Ok(RuntimeDir { path: fallback, fd })
+        }
+        Err(why2) => Err(Error::refused(format!(
+            "no private runtime directory: {} is unusable ({why}), and so is {} ({why2})",
+            candidate.display(),
+            fallback.display()
+        ))
+        .hint(
+            "set XDG_RUNTIME_DIR to a private directory (owned by you, mode 0700), then run again",
+        )),
+    }
 }
 
 /// `$TMPDIR`, else `/tmp`.
@@ -67,4 +141,37 @@ pub fn absolute(p: &std::path::Path) -> PathBuf {
         }
     }
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn unusable_candidate_falls_back() {
+        let d = tempfile::tempdir().unwrap();
+        let cand = d.path().join("cand");
+        let fb = d.path().join("state/secureclaw-backup/run");
+        // a symlink to a private directory is not followed
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink(&real, &cand).unwrap();
+        let rt = choose_runtime(&cand, Ok(fb.clone())).unwrap();
+        assert_eq!(rt.path, fb);
+        // wrong mode
+        std::fs::remove_file(&cand).unwrap();
+        std::fs::create_dir(&cand).unwrap();
+        std::fs::set_permissions(&cand, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert_eq!(choose_runtime(&cand, Ok(fb.clone())).unwrap().path, fb);
+        // a good candidate is used
+        std::fs::set_permissions(&cand, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(choose_runtime(&cand, Ok(fb.clone())).unwrap().path, cand);
+        // neither usable: refused
+        std::fs::set_permissions(&cand, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&fb, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = choose_runtime(&cand, Ok(fb.clone())).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Refused);
+    }
 }

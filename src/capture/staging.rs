@@ -14,19 +14,19 @@
 //! and on SSDs old blocks may survive; a tmpfs `$XDG_RUNTIME_DIR` is the best
 //! place for staging.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::ffi::OsString;
+use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsx;
 
 /// Prefix of staging directory names.
 pub const PREFIX: &str = "staging-";
-/// Block size of the zero overwrite.
-const BLOCK: usize = 1024 * 1024;
 /// A staging directory whose lock is free but whose pid is alive (pid reuse,
 /// or a run that has just created it) is only swept once it is this old.
 const YOUNG: Duration = Duration::from_secs(60);
@@ -34,13 +34,25 @@ const YOUNG: Duration = Duration::from_secs(60);
 /// The run's staging directory, created on first use; shredded on drop.
 pub struct Staging {
     base: PathBuf,
-    dir: Option<(PathBuf, OwnedFd)>,
+    dir: Option<Dir>,
     counter: u32,
+}
+
+/// The created staging directory: its path (for SQLite, which opens by
+/// path), its locked descriptor, and the verified base's descriptor it is
+/// removed from.
+struct Dir {
+    path: PathBuf,
+    name: String,
+    fd: OwnedFd,
+    base: OwnedFd,
 }
 
 /// A staged file; shredded when dropped unless already shredded.
 pub struct StagedFile {
     pub path: PathBuf,
+    dir: OwnedFd,
+    name: OsString,
     done: bool,
 }
 
@@ -48,16 +60,28 @@ impl StagedFile {
     /// Securely deletes the file now, reporting failure.
     pub fn shred(mut self) -> Result<()> {
         self.done = true;
-        shred_file(&self.path).at("securely deleting staged file", &self.path)
+        fsx::shred_file_at(&self.dir, &self.name).at("securely deleting staged file", &self.path)
     }
 }
 
 impl Drop for StagedFile {
     fn drop(&mut self) {
         if !self.done {
-            let _ = shred_file(&self.path);
+            let _ = fsx::shred_file_at(&self.dir, &self.name);
         }
     }
+}
+
+/// Opens (creating it 0700 if missing) and verifies the staging base: a
+/// directory owned by us, mode 0700, not a symlink.
+fn open_base(base: &Path) -> Result<OwnedFd> {
+    fsx::private_dir_all(base).map_err(|why| {
+        Error::refused(format!(
+            "{} is not a private directory of this user ({why}); refusing to stage plaintext there",
+            base.display()
+        ))
+        .hint("set XDG_RUNTIME_DIR (or TMPDIR) to a private directory, then run again")
+    })
 }
 
 impl Staging {
@@ -73,64 +97,51 @@ impl Staging {
 
     /// The staging directory, if it has been created.
     pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_ref().map(|(p, _)| p.as_path())
+        self.dir.as_ref().map(|d| d.path.as_path())
     }
 
-    fn ensure_dir(&mut self) -> Result<PathBuf> {
-        if let Some((p, _)) = &self.dir {
-            return Ok(p.clone());
+    fn ensure_dir(&mut self) -> Result<&Dir> {
+        if self.dir.is_none() {
+            let base = open_base(&self.base)?;
+            let prefix = format!("{PREFIX}{}-", rustix::process::getpid().as_raw_nonzero());
+            let (name, fd) = fsx::create_unique_dir(&base, &prefix)
+                .map_err(|e| Error::io("creating a staging directory in", &self.base, e))?;
+            let path = self.base.join(&name);
+            rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .map_err(|e| Error::io("locking", &path, e.into()))?;
+            self.dir = Some(Dir {
+                path,
+                name,
+                fd,
+                base,
+            });
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.base)
-            .at("creating runtime directory", &self.base)?;
-        let meta = fs::symlink_metadata(&self.base).at("reading", &self.base)?;
-        if !meta.is_dir() || meta.uid() != rustix::process::getuid().as_raw() {
-            return Err(Error::refused(format!(
-                "{} is not a directory owned by this user; refusing to stage plaintext there",
-                self.base.display()
-            ))
-            .hint("set XDG_RUNTIME_DIR (or TMPDIR) to a private directory, then run again"));
-        }
-        let mut rnd = [0u8; 6];
-        rustix::rand::getrandom(&mut rnd, rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| Error::operational(format!("reading random bytes: {e}")))?;
-        let name = format!(
-            "{PREFIX}{}-{}",
-            rustix::process::getpid().as_raw_nonzero(),
-            hex::encode(rnd)
-        );
-        let dir = self.base.join(name);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .at("creating staging directory", &dir)?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-            .at("setting permissions of", &dir)?;
-        let fd = open_dir(&dir).at("opening", &dir)?;
-        rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| Error::io("locking", &dir, e.into()))?;
-        self.dir = Some((dir.clone(), fd));
-        Ok(dir)
+        self.dir
+            .as_ref()
+            .ok_or_else(|| Error::operational("no staging directory"))
     }
 
     /// Creates a new, empty 0600 file in the staging directory (exclusively).
     /// `suffix` is appended to a counter to form its name.
     pub fn create(&mut self, suffix: &str) -> Result<StagedFile> {
-        let dir = self.ensure_dir()?;
         self.counter += 1;
-        let path = dir.join(format!("{:04}{suffix}", self.counter));
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(
-                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32,
-            )
-            .open(&path)
-            .at("creating staged file", &path)?;
-        Ok(StagedFile { path, done: false })
+        let name = format!("{:04}{suffix}", self.counter);
+        let dir = self.ensure_dir()?;
+        let path = dir.path.join(&name);
+        rustix::fs::openat(
+            &dir.fd,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| Error::io("creating staged file", &path, e.into()))?;
+        let dirfd = dir.fd.try_clone().at("opening", &dir.path)?;
+        Ok(StagedFile {
+            path,
+            dir: dirfd,
+            name: name.into(),
+            done: false,
+        })
     }
 
     /// Shreds everything left in the staging directory and removes it.
@@ -139,12 +150,15 @@ impl Staging {
     }
 
     fn cleanup(&mut self) -> Result<()> {
-        let Some((dir, fd)) = self.dir.take() else {
+        let Some(d) = self.dir.take() else {
             return Ok(());
         };
-        let res = shred_dir(&dir);
-        drop(fd);
-        res.at("securely deleting staging directory", &dir)
+        let res = fsx::clear_dir(&d.fd, true).and_then(|()| {
+            rustix::fs::unlinkat(&d.base, d.name.as_str(), AtFlags::REMOVEDIR)
+                .map_err(io::Error::from)
+        });
+        drop(d.fd);
+        res.at("securely deleting staging directory", &d.path)
     }
 }
 
@@ -154,75 +168,22 @@ impl Drop for Staging {
     }
 }
 
-fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io::Error::from)
-}
-
-/// Securely deletes one regular file: zeros over its whole length in 1 MiB
-/// blocks, fsync, truncate to 0, fsync, unlink. A missing file is not an error.
+/// Securely deletes one regular file (see [`fsx::shred_file_at`]), relative
+/// to its parent directory. A missing file is not an error.
 pub fn shred_file(path: &Path) -> io::Result<()> {
-    let file = match OpenOptions::new()
-        .write(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            // not a regular file we can open (a symlink?): just unlink it
-            return match fs::symlink_metadata(path) {
-                Ok(m) if !m.is_dir() => fs::remove_file(path),
-                _ => Err(e),
-            };
-        }
+    let Some((parent, name)) = fsx::split(path) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no file name"));
     };
-    let meta = file.metadata()?;
-    if meta.is_file() {
-        overwrite_zeros(&file, meta.len())?;
-        file.sync_all()?;
-        file.set_len(0)?;
-        file.sync_all()?;
-    }
-    drop(file);
-    fs::remove_file(path)
-}
-
-fn overwrite_zeros(mut file: &File, len: u64) -> io::Result<()> {
-    let zeros = vec![0u8; BLOCK];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(BLOCK as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
-}
-
-/// Shreds every file in `dir` (recursively) and removes the directory.
-fn shred_dir(dir: &Path) -> io::Result<()> {
-    let mut first_err = None;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let res = if entry.file_type()?.is_dir() {
-            shred_dir(&path)
-        } else {
-            shred_file(&path)
-        };
-        if let Err(e) = res {
-            first_err.get_or_insert(e);
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    fs::remove_dir(dir)
+    let pfd = match rustix::fs::open(
+        &parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    fsx::shred_file_at(&pfd, &name)
 }
 
 /// A staging directory found and shredded by [`sweep_stale`].
@@ -237,38 +198,53 @@ pub struct Swept {
 /// Shreds the staging directories under `base` left by runs that died without
 /// cleaning up (kill -9, power loss): those whose lock nobody holds and whose
 /// pid is dead (or, after pid reuse, that are older than a minute).
+///
+/// `base` is used only if it is private (ours, 0700, not a symlink), and the
+/// walk is relative to descriptors opened with `O_NOFOLLOW`: nothing a
+/// symlink points at is ever shredded.
 pub fn sweep_stale(base: &Path) -> Vec<Swept> {
     let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(base) else {
+    let Ok(bfd) = fsx::open_dir(base) else {
         return out;
     };
-    for entry in rd.flatten() {
-        let name = entry.file_name();
+    if fsx::check_private(&bfd).is_err() {
+        return out;
+    }
+    let Ok(names) = fsx::names(&bfd) else {
+        return out;
+    };
+    for name in names {
         let Some(name) = name.to_str() else { continue };
         let Some(rest) = name.strip_prefix(PREFIX) else {
             continue;
         };
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let dir = entry.path();
         let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-        let Ok(fd) = open_dir(&dir) else { continue };
+        // a directory, not followed, owned by us
+        let Ok(fd) = fsx::open_dir_at(&bfd, name) else {
+            continue;
+        };
+        let Ok(st) = fsx::check_owned(&fd) else {
+            continue;
+        };
         if rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
             continue; // a live run holds it
         }
-        let young = entry
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_none_or(|age| age < YOUNG);
+        let mtime = UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
+        let young = SystemTime::now()
+            .duration_since(mtime)
+            .map_or(true, |age| age < YOUNG);
         if pid.is_some_and(crate::process::pid_alive) && young {
             continue; // possibly a run that has not locked it yet
         }
-        let result = shred_dir(&dir);
+        let result = fsx::clear_dir(&fd, true).and_then(|()| {
+            rustix::fs::unlinkat(&bfd, name, AtFlags::REMOVEDIR).map_err(io::Error::from)
+        });
         drop(fd);
-        out.push(Swept { dir, pid, result });
+        out.push(Swept {
+            dir: base.join(name),
+            pid,
+            result,
+        });
     }
     out
 }
@@ -276,7 +252,10 @@ pub fn sweep_stale(base: &Path) -> Vec<Swept> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsx::{overwrite_zeros, BLOCK};
+    use std::fs::{self, File, OpenOptions};
     use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn staged_files_are_private_and_shredded() {
@@ -346,5 +325,40 @@ mod tests {
         assert!(lf.path.exists(), "a live run's staging is left alone");
         drop(lf);
         live.close().unwrap();
+    }
+
+    #[test]
+    fn sweep_never_follows_a_planted_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        fs::create_dir_all(data.join("credentials")).unwrap();
+        fs::write(data.join("credentials/oauth.json"), b"token").unwrap();
+        fs::write(data.join("secureclaw.json"), b"{}").unwrap();
+        let base = d.path().join("rt");
+        fs::create_dir(&base).unwrap();
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o700)).unwrap();
+        let dead = base.join(format!("{PREFIX}999999999-abcdef"));
+        fs::create_dir(&dead).unwrap();
+        std::os::unix::fs::symlink(&data, dead.join("d")).unwrap();
+        std::os::unix::fs::symlink(&data, base.join(format!("{PREFIX}999999998-ab"))).unwrap();
+        let swept = sweep_stale(&base);
+        assert_eq!(swept.len(), 1, "{swept:?}");
+        assert!(!dead.exists());
+        assert_eq!(
+            fs::read(data.join("credentials/oauth.json")).unwrap(),
+            b"token"
+        );
+        assert_eq!(fs::read(data.join("secureclaw.json")).unwrap(), b"{}");
+        // a base that is a symlink is not walked at all
+        let dead2 = base.join(format!("{PREFIX}999999997-abcdef"));
+        fs::create_dir(&dead2).unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&base, &link).unwrap();
+        assert!(sweep_stale(&link).is_empty());
+        assert!(dead2.exists());
+        // nor one that others can write to
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(sweep_stale(&base).is_empty());
+        assert!(dead2.exists());
     }
 }
