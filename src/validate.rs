@@ -419,7 +419,7 @@ fn check_agents(target: &Path) -> Check {
         if stray > 0 {
             misplaced.push(format!(
                 "agents/{}: {stray} transcript(s) outside sessions/ (the old script's layout; the app does not read them there)",
-                e.file_name().to_string_lossy()
+                crate::ui::Safe(e.file_name())
             ));
         }
     }
@@ -527,7 +527,7 @@ fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
         Ok(rd) => rd,
         Err(e) => {
             w.offenders
-                .push(format!("{}: cannot be listed: {e}", shown(rel)));
+                .push(format!("{}: cannot be listed: {e}", shown(&rel)));
             return;
         }
     };
@@ -539,7 +539,7 @@ fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(err) => {
-                w.offenders.push(format!("{}: {err}", rel.display()));
+                w.offenders.push(format!("{}: {err}", shown(&rel)));
                 continue;
             }
         };
@@ -556,7 +556,7 @@ fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
         if meta.uid() != euid() {
             w.offenders.push(format!(
                 "{}: owned by uid {}, not by you ({}); fix with chown",
-                rel.display(),
+                shown(&rel),
                 meta.uid(),
                 euid()
             ));
@@ -566,16 +566,16 @@ fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
                 match chmod_nofollow(&path, ft.is_dir(), want) {
                     Ok(()) => w
                         .fixed
-                        .push(format!("{} {mode:04o} → {want:04o}", rel.display())),
+                        .push(format!("{} {mode:04o} → {want:04o}", shown(&rel))),
                     Err(err) => w.offenders.push(format!(
                         "{}: {kind} mode {mode:04o}, could not set {want:04o}: {err}",
-                        rel.display()
+                        shown(&rel)
                     )),
                 }
             } else {
                 w.offenders.push(format!(
                     "{}: {kind} mode {mode:04o} (want {want:04o})",
-                    rel.display()
+                    shown(&rel)
                 ));
             }
         }
@@ -589,7 +589,8 @@ fn shown(rel: &Path) -> String {
     if rel.as_os_str().is_empty() {
         ".".into()
     } else {
-        rel.display().to_string()
+        // a name from the (restored) tree: escaped, on one line
+        crate::ui::Safe(rel).to_string()
     }
 }
 
