@@ -527,7 +527,7 @@ fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
         Ok(rd) => rd,
         Err(e) => {
             w.offenders
-                .push(format!("{}: cannot be listed: {e}", shown(&rel)));
+                .push(format!("{}: cannot be listed: {e}", shown(rel)));
             return;
         }
     };
