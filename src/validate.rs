@@ -763,6 +763,25 @@ mod tests {
     }
 
     #[test]
+    fn hostile_names_are_shown_escaped() {
+        let t = good_tree();
+        let name = "\x1b[2Jevil\nall checks passed\u{202e}";
+        let f = t.path().join("credentials").join(name);
+        fs::write(&f, "{}").unwrap();
+        set(&f, 0o644);
+        let r = validate(t.path(), false).unwrap();
+        let h = r.human();
+        assert!(
+            h.contains("\\x1b[2Jevil\\nall checks passed\\u{202e}"),
+            "{h}"
+        );
+        assert!(
+            !h.lines().any(|l| l.starts_with("all checks passed")),
+            "{h}"
+        );
+    }
+
+    #[test]
     fn config_errors_show_the_position_not_the_line() {
         let t = good_tree();
         let token = "sk-canary-0123456789abcdef";
