@@ -832,3 +832,36 @@ fn openpgp_compression_bomb_is_refused() {
     );
     assert_eq!(o.code, 0, "{}", o.text());
 }
+
+#[test]
+fn a_keyring_that_is_a_pipe_is_refused_at_once() {
+    let sb = Sandbox::new();
+    let src = sb.p("w/src");
+    fs::create_dir_all(&src).unwrap();
+    write_mode(&src.join("secureclaw.json"), b"{}", 0o600);
+    let fifo = sb.p("env/tmp/keyring.fifo");
+    mkfifo(&fifo);
+    let keyid = fs::read_to_string(key("openpgp-example.keyid")).unwrap();
+    let (o, took) = verify_with(
+        &sb,
+        &[
+            "backup".as_ref(),
+            "--source".as_ref(),
+            src.as_os_str(),
+            "--dest".as_ref(),
+            sb.p("arch").as_os_str(),
+            "-r".as_ref(),
+            keyid.trim().as_ref(),
+            "--keyring".as_ref(),
+            fifo.as_os_str(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(o.code, 2, "{}", o.text());
+    assert!(
+        o.stderr.contains("keyring") && o.stderr.contains("named pipe"),
+        "{}",
+        o.stderr
+    );
+    assert!(took < Duration::from_secs(10));
+}

@@ -137,14 +137,13 @@ pub fn inspect(path: &Path) -> Result<HeaderInfo> {
     }
 }
 
-/// Reads a small input file (identity, passphrase, recipients) safely: opened
-/// without blocking (a FIFO is refused at once instead of hanging), checked to
-/// be a regular file after `open` (symlinks to one are fine), bounded to
-/// `limit` bytes (`/dev/zero` or a 1 GB file is an error, not an allocation),
-/// and read into a zeroizing buffer. `what` names the file in errors.
-pub fn read_bounded(path: &Path, what: &str, limit: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+/// Opens an input file that must be a regular file (symlinks to one are
+/// fine): without blocking, so that a FIFO is refused at once instead of
+/// hanging, and checked with `fstat` after `open`. Returns the file and its
+/// metadata. `what` names the file in errors.
+pub fn open_regular(path: &Path, what: &str) -> Result<(std::fs::File, std::fs::Metadata)> {
     use crate::error::{Error, IoContext};
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC).bits() as i32)
@@ -153,26 +152,36 @@ pub fn read_bounded(path: &Path, what: &str, limit: u64) -> Result<zeroize::Zero
     let meta = f
         .metadata()
         .at(&format!("reading metadata of {what}"), path)?;
-    if !meta.is_file() {
-        let ft = meta.file_type();
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_fifo() {
-            "a named pipe"
-        } else if ft.is_char_device() || ft.is_block_device() {
-            "a device"
-        } else if ft.is_dir() {
-            "a directory"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(Error::usage(format!(
-            "{what} {} is {kind}, not a regular file",
-            crate::ui::Safe(path)
-        ))
-        .hint(format!("give the path of a regular file as the {what}")));
+    if meta.is_file() {
+        return Ok((f, meta));
     }
+    let ft = meta.file_type();
+    let kind = if ft.is_fifo() {
+        "a named pipe"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(Error::usage(format!(
+        "{what} {} is {kind}, not a regular file",
+        crate::ui::Safe(path)
+    ))
+    .hint(format!("give the path of a regular file as the {what}")))
+}
+
+/// Reads a small input file (identity, passphrase, recipients) safely: opened
+/// without blocking (a FIFO is refused at once instead of hanging), checked to
+/// be a regular file after `open` (symlinks to one are fine), bounded to
+/// `limit` bytes (`/dev/zero` or a 1 GB file is an error, not an allocation),
+/// and read into a zeroizing buffer. `what` names the file in errors.
+pub fn read_bounded(path: &Path, what: &str, limit: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    use crate::error::{Error, IoContext};
+    let (f, meta) = open_regular(path, what)?;
     let too_big = || {
         Error::usage(format!(
             "{what} {} is larger than {} MiB, too large to be one",

@@ -208,7 +208,8 @@ impl Store {
 
 /// Whether `path` is a GnuPG keybox (`KBXf` magic in the first blob).
 fn is_keybox(path: &Path) -> Result<bool> {
-    let mut f = File::open(path).at("opening keyring", path)?;
+    // a FIFO or device as --keyring is refused, never waited on
+    let (mut f, _) = crate::crypto::open_regular(path, "keyring")?;
     let mut head = [0u8; 12];
     let mut n = 0;
     while n < head.len() {
