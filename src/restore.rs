@@ -476,8 +476,7 @@ fn stage(
     lap("snapshot", &mut phases);
     crate::process::check_interrupted()?;
     if fs::symlink_metadata(target).is_ok() {
-        let kept: Vec<PathBuf> = kept.iter().map(|u| u.as_path().to_owned()).collect();
-        crate::swap::carry_over(target, staging, &kept)?;
+        link_or_carry(target, staging, kept.iter().map(RelPath::as_path))?;
         if let Some(m) = &outcome.manifest {
             for w in carry_skipped(target, staging, m, &outcome)? {
                 ui.detail(&w);
@@ -581,8 +580,30 @@ fn carry_skipped(
         ));
         carry.push(p);
     }
-    crate::swap::carry_over(target, staging, &carry)?;
+    link_or_carry(target, staging, carry.iter().map(PathBuf::as_path))?;
     Ok(kept)
+}
+
+/// Brings `paths` of the current tree into the staged one: a non-directory
+/// whose staged parent exists is hard-linked (the very inode: a symlink's
+/// own mtime, a socket), anything else goes through [`crate::swap::carry_over`].
+fn link_or_carry<'a>(
+    target: &Path,
+    staging: &Path,
+    paths: impl Iterator<Item = &'a Path>,
+) -> Result<()> {
+    for p in paths {
+        let (src, dst) = (target.join(p), staging.join(p));
+        let linked = fs::symlink_metadata(&src).is_ok_and(|m| !m.is_dir())
+            && dst
+                .parent()
+                .is_some_and(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+            && fs::hard_link(&src, &dst).is_ok();
+        if !linked {
+            crate::swap::carry_over(target, staging, &[p])?;
+        }
+    }
+    Ok(())
 }
 
 /// The validation's next steps, plus how to undo this restore.
