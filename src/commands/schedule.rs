@@ -95,7 +95,10 @@ impl When {
             let d = parse_duration(e)?;
             let s = d.num_seconds();
             let bad = || {
-                Error::usage(format!("--every {e}: cannot be written as one calendar rule"))
+                Error::usage(format!(
+                    "--every {}: cannot be written as one calendar rule",
+                    crate::ui::cut(e, 80)
+                ))
                     .hint("use minutes dividing an hour (5m, 10m, 15m, 20m, 30m), hours dividing a day (1h, 2h, 3h, 4h, 6h, 8h, 12h), 1d or 1w")
             };
             return match s {
@@ -189,7 +192,7 @@ impl When {
 
 fn parse_hhmm(s: &str) -> Result<(u32, u32)> {
     let bad = || {
-        Error::usage(format!("--at {s}: not a time of day"))
+        Error::usage(format!("--at {}: not a time of day", crate::ui::cut(s, 80)))
             .hint("write HH:MM, e.g. 02:00 or 23:30")
     };
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
