@@ -460,3 +460,71 @@ fn no_staged_plaintext_survives() {
     assert!(w.canary_hits().is_empty(), "{:?}", w.canary_hits());
     assert_eq!(w.archives().len(), 2);
 }
+
+/// Issue 13: a quiet `*.log`/`*.jsonl` whose last line has no newline is
+/// archived whole (it used to be cut to its last line boundary: `api.log`
+/// 28 → 0 bytes, `s1.jsonl` 29 → 16, exit 0) — just written or long quiet.
+/// A file that is appended to while the backup looks at it is still cut.
+#[test]
+fn quiet_line_files_without_a_final_newline_are_archived_whole() {
+    let w = World::new();
+    let api = b"GET /health 200 in 3 ms, ok!";
+    assert_eq!(api.len(), 28);
+    fs::write(w.src.join("api.log"), api).unwrap();
+    let s1 = b"{\"n\":1}\n{\"n\":2}\n{\"role\":\"user";
+    assert_eq!(s1.len(), 29);
+    fs::create_dir_all(w.src.join("agents/main/sessions")).unwrap();
+    fs::write(w.src.join("agents/main/sessions/s1.jsonl"), s1).unwrap();
+    // long quiet: modified a day ago
+    fs::write(w.src.join("old.log"), b"first\nsecond, unterminated").unwrap();
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    fs::File::options()
+        .write(true)
+        .open(w.src.join("old.log"))
+        .unwrap()
+        .set_modified(day_ago)
+        .unwrap();
+    // appended to in half lines while the backup runs
+    let busy = w.src.join("busy.log");
+    fs::write(&busy, b"line 0 begins").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (busy, stop) = (busy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut f = fs::OpenOptions::new().append(true).open(&busy).unwrap();
+            let mut i = 1;
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b" and ends\n").unwrap();
+                f.write_all(format!("line {i} begins").as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+                i += 1;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let out = run(w.plain(&[]));
+    stop.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let top = extract(&w.archives()[0], &w.home.join("x"));
+    assert_eq!(fs::read(top.join("api.log")).unwrap(), api);
+    assert_eq!(
+        fs::read(top.join("agents/main/sessions/s1.jsonl")).unwrap(),
+        s1
+    );
+    assert_eq!(
+        fs::read(top.join("old.log")).unwrap(),
+        b"first\nsecond, unterminated"
+    );
+    let got = fs::read(top.join("busy.log")).unwrap();
+    assert!(
+        got.ends_with(b" and ends\n"),
+        "cut at a line boundary: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let m = manifest(&top);
+    assert!(warnings_of(&m, "partial-line").is_empty());
+    assert!(!warnings_of(&m, "changed-while-read")
+        .iter()
+        .any(|(p, _)| p == "api.log" || p.ends_with("s1.jsonl") || p == "old.log"));
+}
