@@ -159,14 +159,10 @@ pub fn archive<W: Write>(
     }
     let size = meta.len();
     let json_tail = rel.ends_with(b".jsonl");
-    let unterminated =
-        line_boundary(&file, size, json_tail).map_err(|e| Error::io("reading", path, e))? < size;
-    let appending = held.is_some() || (unterminated && being_appended(&file, &meta));
-    let cut = if appending {
-        line_boundary(&file, size, json_tail).map_err(|e| Error::io("reading", path, e))?
-    } else {
-        size
-    };
+    let boundary =
+        line_boundary(&file, size, json_tail).map_err(|e| Error::io("reading", path, e))?;
+    let appending = held.is_some() || (boundary < size && being_appended(&file, &meta));
+    let cut = if appending { boundary } else { size };
     let o = aw.add_open_file_as(rel, path, &mut file, cut, meta.mode(), meta.mtime())?;
     let after = o.after.as_ref().map_or(size, |a| a.len());
     if let Some(pid) = held {
