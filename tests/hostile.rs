@@ -2203,3 +2203,54 @@ fn path_near_path_max_of_the_target_restores() {
         assert_eq!(fs::read(sb.target().join(&rel)).unwrap(), b"deep");
     }
 }
+
+/// An archive of an older version skipped non-UTF-8 names and recorded them
+/// lossily as warnings: restoring it over the current tree keeps such files
+/// in the components it replaces (they used to be deleted).
+#[test]
+fn names_skipped_by_an_older_backup_are_kept() {
+    use std::os::unix::ffi::OsStrExt;
+    for backend in backends() {
+        let mut t = Tar::new();
+        t.top();
+        t.dir("credentials", 0o700);
+        t.file("credentials/oauth.json", 0o600, b"{\"restored\":1}");
+        let mut m: serde_json::Value = serde_json::from_slice(&t.manifest_json()).unwrap();
+        m["warnings"] = serde_json::json!([{"path": "credentials/caf\u{FFFD}.json",
+            "kind": "non-utf8-name", "detail": "file name is not UTF-8; not archived"}]);
+        let m = serde_json::to_vec_pretty(&m).unwrap();
+        t.raw(
+            format!("{TOP}/manifest.json").as_bytes(),
+            ty::FILE,
+            0o600,
+            b"",
+            &m,
+        );
+        let tar = t.finish(false);
+        let sb = Sandbox::new();
+        populate_target(&sb.target());
+        let skipped = sb
+            .target()
+            .join(std::ffi::OsStr::from_bytes(b"credentials/caf\xE9.json"));
+        fs::write(&skipped, b"latin1 name").unwrap();
+        fs::write(sb.target().join("credentials/new-since.json"), b"{}").unwrap();
+        let archive = write_archive(&sb.p("arch"), "v1", backend, &tar);
+        let out = sb.run(&[
+            "restore".as_ref(),
+            archive.as_os_str(),
+            "-i".as_ref(),
+            backend.identity().as_os_str(),
+            "--target".as_ref(),
+            sb.target().as_os_str(),
+            "--no-snapshot".as_ref(),
+        ]);
+        assert_eq!(out.code, 0, "{backend:?}: {}", out.text());
+        assert_eq!(fs::read(&skipped).unwrap(), b"latin1 name");
+        assert_eq!(
+            fs::read(sb.target().join("credentials/oauth.json")).unwrap(),
+            b"{\"restored\":1}"
+        );
+        // what the backup never saw is not kept: the component is the archive's
+        assert!(!sb.target().join("credentials/new-since.json").exists());
+    }
+}
