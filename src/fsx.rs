@@ -58,7 +58,7 @@ impl fmt::Display for Untrusted {
             Untrusted::Foreign(uid) => {
                 write!(f, "it is owned by uid {uid}, not by this user ({})", euid())
             }
-            Untrusted::Mode(m) => write!(f, "its mode is {m:04o}, not 0700"),
+            Untrusted::Mode(m) => write!(f, "its mode is {m:04o}: others can write to it"),
             Untrusted::Io(e) => write!(f, "{e}"),
         }
     }

@@ -102,8 +102,14 @@ fn choose_runtime(candidate: &std::path::Path, fallback: Result<PathBuf>) -> Res
     })?;
     match crate::fsx::private_dir_all(&fallback) {
         Ok(fd) => {
+            let who = match why {
+                crate::fsx::Untrusted::Foreign(_) | crate::fsx::Untrusted::Symlink => {
+                    "; another user may have created it"
+                }
+                _ => "",
+            };
             crate::ui::Ui::default().warn(format!(
-                "not using the runtime directory {} ({why}; another user may have created it); using {} instead",
+                "not using the runtime directory {} ({why}{who}); using {} instead",
                 candidate.display(),
                 fallback.display()
             ));
