@@ -476,7 +476,10 @@ fn stage(
     lap("snapshot", &mut phases);
     crate::process::check_interrupted()?;
     if fs::symlink_metadata(target).is_ok() {
-        link_or_carry(target, staging, kept.iter().map(RelPath::as_path))?;
+        for w in link_or_carry(target, staging, kept.iter().map(RelPath::as_path))? {
+            ui.warn(&w);
+            report.warnings.push(w);
+        }
         if let Some(m) = &outcome.manifest {
             for w in carry_skipped(target, staging, m, &outcome)? {
                 ui.detail(&w);
@@ -580,19 +583,34 @@ fn carry_skipped(
         ));
         carry.push(p);
     }
-    link_or_carry(target, staging, carry.iter().map(PathBuf::as_path))?;
+    kept.extend(link_or_carry(
+        target,
+        staging,
+        carry.iter().map(PathBuf::as_path),
+    )?);
     Ok(kept)
 }
 
 /// Brings `paths` of the current tree into the staged one: a non-directory
 /// whose staged parent exists is hard-linked (the very inode: a symlink's
 /// own mtime, a socket), anything else goes through [`crate::swap::carry_over`].
+/// Never through a symlink of the staged tree (an archive that holds a link
+/// where the current tree has a directory): such a path is left out, and
+/// the returned warnings say so.
 fn link_or_carry<'a>(
     target: &Path,
     staging: &Path,
     paths: impl Iterator<Item = &'a Path>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     for p in paths {
+        if !real_parents(staging, p.as_os_str().as_bytes()) {
+            warnings.push(format!(
+                "not kept: {} (the archive has a symbolic link on its way)",
+                crate::manifest::show(p.as_os_str().as_bytes())
+            ));
+            continue;
+        }
         let (src, dst) = (target.join(p), staging.join(p));
         let linked = fs::symlink_metadata(&src).is_ok_and(|m| !m.is_dir())
             && dst
@@ -603,7 +621,7 @@ fn link_or_carry<'a>(
             crate::swap::carry_over(target, staging, &[p])?;
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// The validation's next steps, plus how to undo this restore.

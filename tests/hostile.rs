@@ -2254,3 +2254,59 @@ fn names_skipped_by_an_older_backup_are_kept() {
         assert!(!sb.target().join("credentials/new-since.json").exists());
     }
 }
+
+/// An archive whose `agents/main` is an (in-tree) symlink where the current
+/// tree has a directory: the current tree's `agents/main/sessions` is not
+/// carried over through the link (that would write through it into
+/// `credentials/`); the restore says so.
+#[test]
+fn kept_components_are_never_carried_through_an_archive_symlink() {
+    for backend in backends() {
+        let mut t = Tar::new();
+        t.top();
+        t.dir("credentials", 0o700);
+        t.file("credentials/oauth.json", 0o600, b"{}");
+        t.dir("agents", 0o700);
+        t.raw(
+            format!("{TOP}/agents/main").as_bytes(),
+            ty::SYMLINK,
+            0o777,
+            b"../credentials",
+            b"",
+        );
+        let tar = finish_with(
+            t,
+            true,
+            &[link_entry("agents/main", "../credentials")],
+            false,
+        );
+        let sb = Sandbox::new();
+        populate_target(&sb.target());
+        let archive = write_archive(&sb.p("arch"), "agent-link", backend, &tar);
+        let out = sb.run(&[
+            "restore".as_ref(),
+            archive.as_os_str(),
+            "-i".as_ref(),
+            backend.identity().as_os_str(),
+            "--target".as_ref(),
+            sb.target().as_os_str(),
+            "--no-snapshot".as_ref(),
+        ]);
+        assert_eq!(out.code, 0, "{backend:?}: {}", out.text());
+        assert!(
+            out.stderr.contains("not kept: agents/main/sessions"),
+            "{}",
+            out.text()
+        );
+        let tg = sb.target();
+        assert!(fs::symlink_metadata(tg.join("agents/main"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(
+            !tg.join("credentials/sessions").exists(),
+            "nothing written through the link"
+        );
+        assert_eq!(fs::read(tg.join("credentials/oauth.json")).unwrap(), b"{}");
+    }
+}
