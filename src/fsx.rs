@@ -455,6 +455,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::time::Duration;
 
     fn tree(root: &Path) {
         fs::create_dir_all(root.join("a/b/c")).unwrap();
@@ -487,6 +488,48 @@ mod tests {
         remove_tree_at(&pfd, "nothing").unwrap();
         remove_tree(&d.path().join("outside")).unwrap();
         assert!(!outside.exists());
+    }
+
+    #[test]
+    fn racing_swaps_for_symlinks_never_redirect_a_shred() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir_all(outside.join("credentials")).unwrap();
+        fs::write(outside.join("credentials/oauth.json"), b"token").unwrap();
+        fs::write(outside.join("secureclaw.json"), b"{}").unwrap();
+        let pfd = open_dir(d.path()).unwrap();
+        for round in 0..200 {
+            let root = d.path().join("root");
+            fs::create_dir_all(root.join("d/sub")).unwrap();
+            fs::write(root.join("d/f"), b"plain").unwrap();
+            fs::write(root.join("d/sub/g"), b"plain").unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let (r, o, st) = (root.clone(), outside.clone(), stop.clone());
+            let swapper = std::thread::spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    if fs::rename(r.join("d"), r.join("real")).is_err() {
+                        break;
+                    }
+                    let _ = std::os::unix::fs::symlink(&o, r.join("d"));
+                    let _ = fs::remove_file(r.join("d"));
+                    if fs::rename(r.join("real"), r.join("d")).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::sleep(Duration::from_micros(50 * (round % 7)));
+            let _ = shred_tree_at(&pfd, "root");
+            stop.store(true, Ordering::Relaxed);
+            swapper.join().unwrap();
+            assert_eq!(
+                fs::read(outside.join("credentials/oauth.json")).unwrap(),
+                b"token"
+            );
+            assert_eq!(fs::read(outside.join("secureclaw.json")).unwrap(), b"{}");
+            let _ = fs::remove_dir_all(&root);
+        }
     }
 
     #[test]
