@@ -10,6 +10,12 @@
 //! `kill -9` leaves behind is found by [`sweep_stale`] at the start of the next
 //! run: a staging directory whose lock nobody holds belongs to a dead run.
 //!
+//! The base is used only when it is private (ours, 0700, not a symlink; see
+//! [`crate::paths::runtime_dir`]); the staging directory gets a random name
+//! (a new one on every collision), and every creation, walk and shred is
+//! relative to directory descriptors opened with `O_NOFOLLOW` ([`crate::fsx`]),
+//! so nothing a planted or swapped-in symlink points at is ever touched.
+//!
 //! Overwriting is best effort: on copy-on-write or log-structured filesystems
 //! and on SSDs old blocks may survive; a tmpfs `$XDG_RUNTIME_DIR` is the best
 //! place for staging.
