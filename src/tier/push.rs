@@ -15,6 +15,10 @@
 //!   sidecar, and only then is the sidecar written: the sidecar on the tier
 //!   is what marks an archive as copied.
 //!
+//! A tier that cannot even be listed (unreachable, credentials refused, a
+//! replicated store without quorum) fails every archive that would be copied,
+//! each named in the report, with the store's condensed error and hint.
+//!
 //! Retention runs only when every copy succeeded.
 
 use std::path::Path;
@@ -53,6 +57,9 @@ pub struct PushReport {
     pub bytes_uploaded: u64,
     #[serde(skip)]
     pub failure_kinds: Vec<ErrorKind>,
+    /// The hint of the first failure (credentials, endpoint…).
+    #[serde(skip)]
+    pub first_hint: Option<String>,
 }
 
 impl PushReport {
@@ -95,6 +102,7 @@ impl PushReport {
                 ErrorKind::Operational
             };
             let (n, m) = &self.failed[0];
+            let again = "run push again: it resumes where it stopped (the tier's retention was not applied)";
             return Some(
                 Error::new(
                     kind,
@@ -104,7 +112,12 @@ impl PushReport {
                         self.failed.len()
                     ),
                 )
-                .hint("fix the cause and run push again: it resumes where it stopped (the tier's retention was not applied)"),
+                .hint(match &self.first_hint {
+                    Some(h) => format!(
+                        "{h} (push resumes where it stopped; the tier's retention was not applied)"
+                    ),
+                    None => format!("fix the cause and {again}"),
+                }),
             );
         }
         if !self.refused_plaintext.is_empty() {
@@ -143,7 +156,30 @@ pub fn push(
     let _lock = crate::lock::lock_dir(&tier.lock_key(), "push tier")?;
     r.stale_removed = tier.cleanup();
     let local = store::list_archives(dest)?;
-    let (remote, objects) = super::archives(tier)?;
+    let (remote, objects) = match super::archives(tier) {
+        Ok(x) => x,
+        // the tier cannot be listed (unreachable, refused, a replicated store
+        // without quorum): every archive that would be copied is not
+        Err(e)
+            if local
+                .iter()
+                .any(|a| !matches!(a.container, Container::Directory | Container::TarGz)) =>
+        {
+            for a in &local {
+                match a.container {
+                    Container::Directory => {}
+                    Container::TarGz => r.refused_plaintext.push(a.name.clone()),
+                    _ => {
+                        r.failure_kinds.push(e.kind);
+                        r.failed.push((a.name.clone(), e.message.clone()));
+                    }
+                }
+            }
+            r.first_hint = e.hint;
+            return Ok(r);
+        }
+        Err(e) => return Err(e),
+    };
     let sizes: std::collections::HashMap<&str, u64> =
         objects.iter().map(|o| (o.name.as_str(), o.size)).collect();
     // what the tier's retention would drop right after the copy
@@ -210,6 +246,9 @@ pub fn push(
             }
             Err(e) => {
                 ui.warn(format!("{}: {}", a.name, e.message));
+                if r.first_hint.is_none() {
+                    r.first_hint = e.hint.clone();
+                }
                 r.failure_kinds.push(e.kind);
                 r.failed.push((a.name.clone(), e.message));
             }

@@ -218,14 +218,14 @@ impl S3Tier {
             Some(n) => self.obj_url(n),
             None => self.url(),
         };
-        let msg = scrub(&format!("{e}"), &self.secrets);
+        let msg = condense(&scrub(&format!("{e}"), &self.secrets));
         // the root cause (the display repeats the intermediate ones)
         let mut root: Option<&dyn std::error::Error> = std::error::Error::source(&e);
         while let Some(next) = root.and_then(|r| r.source()) {
             root = Some(next);
         }
         let detail = root
-            .map(|r| scrub(&r.to_string(), &self.secrets))
+            .map(|r| condense(&scrub(&r.to_string(), &self.secrets)))
             .unwrap_or_default();
         let hint = match &e {
             object_store::Error::PermissionDenied { .. }
@@ -235,12 +235,27 @@ impl S3Tier {
             object_store::Error::NotFound { .. } => {
                 "check the bucket, prefix and archive name (`list --tier NAME`)"
             }
-            _ if detail.contains("InvalidAccessKeyId")
-                || detail.contains("SignatureDoesNotMatch")
-                || msg.contains("InvalidAccessKeyId")
-                || msg.contains("SignatureDoesNotMatch") =>
+            // listing errors come as Generic, whatever the status: the
+            // store's code tells (moto: InvalidAccessKeyId; Garage:
+            // 403 AccessDenied, for an unknown key and for a key not allowed
+            // on the bucket)
+            _ if [
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "403 Forbidden",
+                "401 Unauthorized",
+            ]
+            .iter()
+            .any(|c| detail.contains(c) || msg.contains(c)) =>
             {
-                "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws/credentials)"
+                "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws/credentials) and that the key may use the bucket (a bucket policy; Garage: `garage bucket allow`)"
+            }
+            _ if ["503 Service Unavailable", "ServiceUnavailable", "SlowDown"]
+                .iter()
+                .any(|c| detail.contains(c) || msg.contains(c)) =>
+            {
+                "the store is unavailable: on a replicated store, check that enough of its nodes are up (Garage with 3 copies: 2 of 3), then run again"
             }
             _ => "check the endpoint (AWS_ENDPOINT_URL or the tier's endpoint; AWS_ALLOW_HTTP=true for plain http), the bucket and the network, then run again",
         };
@@ -342,6 +357,127 @@ impl S3Tier {
     }
 }
 
+/// An object-store message made readable: every XML error body of the store
+/// (`<?xml …?><Error><Code>…</Code><Message>…</Message>…</Error>`, which the
+/// client quotes whole) becomes `Code: Message` with its entities decoded,
+/// a body quoted again (by a wrapping error) is dropped, and so are the query
+/// strings of request URLs (upload ids) and the retry settings.
+pub(crate) fn condense(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(512));
+    let mut seen: Vec<String> = Vec::new();
+    let mut rest = text;
+    loop {
+        let start = ["<?xml", "<Error>", "<Error "]
+            .iter()
+            .filter_map(|m| rest.find(m))
+            .min();
+        let Some(start) = start else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let body = &rest[start..];
+        let end = body
+            .find("</Error>")
+            .map_or(body.len(), |i| i + "</Error>".len());
+        let body = &body[..end];
+        let field = |tag: &str| {
+            let open = format!("<{tag}>");
+            let close = format!("</{tag}>");
+            let from = body.find(&open)? + open.len();
+            // a body cut short (the client keeps a bounded prefix) ends
+            // at the next tag or at its end
+            let len = body[from..]
+                .find(&close)
+                .or_else(|| body[from..].find('<'))
+                .unwrap_or(body.len() - from);
+            let v = xml_unescape(body[from..from + len].trim());
+            (!v.is_empty()).then_some(v)
+        };
+        let text = match (field("Code"), field("Message")) {
+            (Some(c), Some(m)) if m.contains(&c) => m,
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c,
+            (None, Some(m)) => m,
+            (None, None) => "(an error body without a code)".to_owned(),
+        };
+        rest = &rest[start + end..];
+        if seen.contains(&text) {
+            // the same body again: drop it and what introduced it
+            let t = out.trim_end_matches([':', ' ', '(']).len();
+            let opened = out[t..].contains('(');
+            out.truncate(t);
+            if opened {
+                rest = rest.strip_prefix(')').unwrap_or(rest);
+            }
+            continue;
+        }
+        out.push_str(&text);
+        seen.push(text);
+    }
+    // request URLs: the query (part numbers, upload ids) is noise here
+    let mut s = String::with_capacity(out.len());
+    for (i, word) in out.split(' ').enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        match word.find('?') {
+            Some(q) if word.starts_with("http://") || word.starts_with("https://") => {
+                s.push_str(&word[..q])
+            }
+            _ => s.push_str(word),
+        }
+    }
+    // "…, max_retries: 4, retry_timeout: 60s  - " (the configuration)
+    if let Some(i) = s.find(", max_retries: ") {
+        if let Some(j) = s[i..].find(" - ") {
+            s.replace_range(i..i + j + " - ".len(), ": ");
+        }
+    }
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The five XML entities and numeric character references.
+fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(semi) = tail.find(';').filter(|&n| n <= 10) else {
+            out.push('&');
+            rest = &tail[1..];
+            continue;
+        };
+        let ent = &tail[1..semi];
+        let ch = match ent {
+            "quot" => Some('"'),
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "apos" => Some('\''),
+            _ => ent
+                .strip_prefix("#x")
+                .or_else(|| ent.strip_prefix("#X"))
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match ch {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[semi + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Replaces every secret value in `s`.
 fn scrub(s: &str, secrets: &[String]) -> String {
     let mut out = s.to_owned();
@@ -371,7 +507,7 @@ impl Read for S3Reader {
                         Error::operational(format!(
                             "reading {}: {}",
                             self.url,
-                            scrub(&e.to_string(), &self.secrets)
+                            condense(&scrub(&e.to_string(), &self.secrets))
                         ))
                         .hint("check the network and the endpoint, then run again"),
                     ))
@@ -496,5 +632,47 @@ impl Tier for S3Tier {
             "/secureclaw-backup-s3/{}/{}",
             self.bucket, self.prefix
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What object_store printed for a Garage node without quorum (two of
+    /// three nodes down), body quoted by the retry error and again by its
+    /// source.
+    const GARAGE_503: &str = "Generic S3 error: Error performing PUT http://127.0.0.1:21901/secureclaw-test/fleet/a/weekly_20261201_201500.tar.gz.age?partNumber=1&uploadId=0f3a in 1.6s, after 4 retries, max_retries: 4, retry_timeout: 60s  - Server returned non-2xx status code: 503 Service Unavailable: <?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>ServiceUnavailable</Code><Message>Internal error: Could not reach quorum of 2 (sets=[3]). 1 of 3 request succeeded, others returned errors: [&quot;Netapp error: Not connected: 7f3c&quot;, &quot;Netapp error: Not connected: 9a1e&quot;]</Message><Resource>/secureclaw-test/fleet/a</Resource><Region>garage</Region></Error>";
+
+    #[test]
+    fn condense_keeps_the_code_and_message_of_an_xml_body() {
+        let c = condense(GARAGE_503);
+        assert_eq!(
+            c,
+            "Generic S3 error: Error performing PUT http://127.0.0.1:21901/secureclaw-test/fleet/a/weekly_20261201_201500.tar.gz.age in 1.6s, after 4 retries: Server returned non-2xx status code: 503 Service Unavailable: ServiceUnavailable: Internal error: Could not reach quorum of 2 (sets=[3]). 1 of 3 request succeeded, others returned errors: [\"Netapp error: Not connected: 7f3c\", \"Netapp error: Not connected: 9a1e\"]"
+        );
+        // the same body quoted twice (a wrapper and its source) stays once
+        let body = &GARAGE_503[GARAGE_503.find("<?xml").unwrap()..];
+        let c2 = condense(&format!("uploading: {body}: {body}"));
+        assert_eq!(c2.matches("Could not reach quorum").count(), 1, "{c2}");
+        assert!(c2.starts_with("uploading: ServiceUnavailable: Internal error"));
+        assert!(c2.ends_with("9a1e\"]"), "{c2}");
+        let c3 = condense(&format!("a: {body} (b: {body})"));
+        assert!(c3.ends_with("9a1e\"] (b)"), "{c3}");
+    }
+
+    #[test]
+    fn condense_leaves_plain_messages_alone() {
+        let m = "Generic S3 error: error sending request: connection refused";
+        assert_eq!(condense(m), m);
+        assert_eq!(
+            condense("x: <Error><Code>AccessDenied</Code></Error>"),
+            "x: AccessDenied"
+        );
+        assert_eq!(condense("x: <Error><Message>only"), "x: only");
+        assert_eq!(
+            xml_unescape("a&amp;b &lt;c&gt; &#65;&#x42; &bogus; & end"),
+            "a&b <c> AB &bogus; & end"
+        );
     }
 }
