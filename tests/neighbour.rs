@@ -43,12 +43,23 @@ fn id_of(name: &str, flag: &str) -> Option<u32> {
 /// The system user `name`, created (no home) if missing.
 fn user(name: &str) -> User {
     let _g = USERADD.lock().unwrap_or_else(|p| p.into_inner());
-    if id_of(name, "-u").is_none() {
-        let st = Command::new("useradd")
+    // another test binary may hold /etc/passwd's lock (useradd then fails):
+    // retry for a while
+    let mut tries = 0;
+    while id_of(name, "-u").is_none() {
+        let o = Command::new("useradd")
             .args(["-M", "-r", "-U", "-s", "/usr/sbin/nologin", name])
-            .status()
+            .output()
             .expect("useradd");
-        assert!(st.success(), "useradd {name} failed");
+        tries += 1;
+        if !o.status.success() && id_of(name, "-u").is_none() {
+            assert!(
+                tries < 50,
+                "useradd {name} failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     User {
         uid: id_of(name, "-u").unwrap(),
