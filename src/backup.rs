@@ -1,4 +1,4 @@
-//! The backup engine (DESIGN §2): walk → tar → parallel gzip → encryptor →
+//! The backup engine (README "Archive format"): walk → tar → parallel gzip → encryptor →
 //! owner-only temp file in the destination → finish every layer → fsync →
 //! keyless verification of what is on disk → no-replace rename → fsync the
 //! directory → `.sha256` sidecar. On any error the temp file is removed; no

@@ -1,4 +1,4 @@
-//! The restore engine (DESIGN §2, §6): plan, then apply.
+//! The restore engine (README "Restore safety"): plan, then apply.
 //!
 //! 1. lock the target, finish or roll back an interrupted restore, refuse
 //!    while a gateway runs on it;

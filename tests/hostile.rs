@@ -1,4 +1,4 @@
-//! Hostile archives (issue 4 §1, DESIGN §6). Archives are encrypted to a
+//! Hostile archives (issue 4 §1, SECURITY.md "Restore safety"). Archives are encrypted to a
 //! *public* key, so anyone who can write the backup storage can make one that
 //! decrypts fine: every archive here is built by hand (raw tar headers with
 //! correct checksums), gzip'd and encrypted to the example key (age crate, or

@@ -1,5 +1,5 @@
-//! Consistent capture of live files while SecureClaw keeps running (DESIGN §4,
-//! "Live data"). The backup engine hands every regular file of the walk to
+//! Consistent capture of live files while SecureClaw keeps running (README
+//! "What is backed up"). The backup engine hands every regular file of the walk to
 //! [`Capturer::archive_file`], which picks how to read it:
 //!
 //! * SQLite databases (`*.sqlite`, `*.sqlite3`, `*.db` with the SQLite header)
