@@ -865,15 +865,18 @@ impl StagingSink {
             let mut end = start;
             for c in rel[start..].split(|&b| b == b'/') {
                 end += c.len();
-                if create {
+                // most directories exist already: open first, create on ENOENT
+                let mut opened = rustix::fs::openat(&fd, c, dir_flags(), FsMode::empty());
+                if create && matches!(opened, Err(Errno::NOENT)) {
                     match rustix::fs::mkdirat(&fd, c, FsMode::from_raw_mode(0o700)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => {
                             return Err(self.err("creating staging directory", &rel[..end], e))
                         }
                     }
+                    opened = rustix::fs::openat(&fd, c, dir_flags(), FsMode::empty());
                 }
-                fd = rustix::fs::openat(&fd, c, dir_flags(), FsMode::empty()).map_err(|e| {
+                fd = opened.map_err(|e| {
                     if matches!(e, Errno::NOTDIR | Errno::LOOP) {
                         refuse(format!(
                             "archive entry {:?} lies below something that is not a directory",
