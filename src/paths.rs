@@ -1,5 +1,5 @@
-//! Where things are: the SecureClaw data directory (SECURECLAW-LAYOUT in the
-//! README), the home directory, and the private runtime directory for lock
+//! Where things are: the SecureClaw data directory (README "What is backed
+//! up"), the home directory, and the private runtime directory for lock
 //! files and staging (SECURITY.md, "Local attacker model").
 
 use std::path::PathBuf;

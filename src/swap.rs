@@ -1,4 +1,4 @@
-//! The atomic swap of a restore (DESIGN §6) and its crash recovery.
+//! The atomic swap of a restore (README "Restore safety") and its crash recovery.
 //!
 //! The new tree is complete in a staging directory beside the target (same
 //! filesystem). Components of the current tree that the archive does not hold
