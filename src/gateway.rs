@@ -1,6 +1,7 @@
 //! Detection of a running SecureClaw gateway (README "Recovery runbook",
-//! SECURITY.md "Local attacker model"): the lock file `secureclaw-<uid>/gateway.<hash>.lock` under
-//! `$TMPDIR` (the gateway's default is `/tmp`, so both are read) holds JSON
+//! SECURITY.md "Local attacker model"): the lock file
+//! `secureclaw-<uid>/gateway.<hash>.lock` under `$TMPDIR` (the gateway's
+//! default is `/tmp`, so both are read) holds JSON
 //! with the pid, the config path and, on Linux, the process start time
 //! (`startTime`, field 22 of `/proc/<pid>/stat`). A lock whose pid is dead is
 //! stale. Processes are only ever signalled by the pid in such a lock, never
