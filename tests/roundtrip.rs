@@ -521,3 +521,35 @@ fn interrupted_restore(signals: usize) {
         "reacted in {took:?}, a whole restore takes {full:?}"
     );
 }
+
+/// The longest path a source allows (its own path + the name = PATH_MAX)
+/// backs up and restores onto a target of the same length: the archive
+/// name (top-level directory + path) is then beyond 4096 bytes, and the
+/// staging directory's name longer still.
+#[test]
+fn the_longest_path_the_source_allows_round_trips() {
+    let env = Env::new();
+    let src = env.path("s");
+    make_tree(&src);
+    let want_len = 4095 - src.as_os_str().len() - 1;
+    let mut rel = PathBuf::from("long");
+    let mut len = 4;
+    while want_len - len > 256 {
+        rel.push("L".repeat(255));
+        len += 256;
+    }
+    rel.push("E".repeat(want_len - len - 1));
+    assert_eq!(src.join(&rel).as_os_str().len(), 4095);
+    write_file(&src.join(&rel), b"at the limit", 0o600);
+    let want = restorable(&tree(&src));
+    let archive = backup(&env, &src, &env.path("dest"));
+    let target = env.path("t");
+    assert_eq!(target.as_os_str().len(), src.as_os_str().len());
+    restore(&env, &archive, &target);
+    assert_same("longest path", &tree(&target), &want);
+    // and over the live tree
+    let before = tree(&src);
+    restore(&env, &archive, &src);
+    assert_same("longest path, live", &tree(&src), &over_live(&before));
+    assert_eq!(fs::read(src.join(&rel)).unwrap(), b"at the limit");
+}

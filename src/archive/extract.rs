@@ -62,7 +62,8 @@ impl Default for Limits {
             // claiming more is refused at its header (verify has no disk to
             // bound it; restore lowers this to the free space)
             max_total_bytes: 1 << 50,
-            max_path_len: 4096,
+            // the top-level directory plus a path that fits PATH_MAX
+            max_path_len: 256 + PATH_MAX,
             max_component_len: 255,
             max_rel_len: PATH_MAX,
         }
