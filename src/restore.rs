@@ -591,37 +591,147 @@ fn carry_skipped(
     Ok(kept)
 }
 
-/// Brings `paths` of the current tree into the staged one: a non-directory
-/// whose staged parent exists is hard-linked (the very inode: a symlink's
-/// own mtime, a socket), anything else goes through [`crate::swap::carry_over`].
-/// Never through a symlink of the staged tree (an archive that holds a link
-/// where the current tree has a directory): such a path is left out, and
-/// the returned warnings say so.
+/// Whether no proper prefix of `rel` below `root` exists as anything but a
+/// directory (missing ones are created).
+fn no_link_on_the_way(root: &Path, rel: &[u8]) -> bool {
+    let mut p = root.to_owned();
+    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+    for c in &comps[..comps.len().saturating_sub(1)] {
+        p.push(std::ffi::OsStr::from_bytes(c));
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Brings `paths` of the current tree into the staged one by hard links
+/// ([`link_tree_at`]). Never through a symlink of the staged tree (an archive
+/// that holds a link where the current tree has a directory): such a path is
+/// left out, and the returned warnings say so.
 fn link_or_carry<'a>(
     target: &Path,
     staging: &Path,
     paths: impl Iterator<Item = &'a Path>,
 ) -> Result<Vec<String>> {
+    use rustix::fs::{Mode, OFlags};
+    let open = |p: &Path| {
+        rustix::fs::open(
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("opening", p, e.into()))
+    };
+    let (tfd, sfd) = (open(target)?, open(staging)?);
     let mut warnings = Vec::new();
     for p in paths {
-        if !real_parents(staging, p.as_os_str().as_bytes()) {
+        let rel = p.as_os_str().as_bytes();
+        if !no_link_on_the_way(staging, rel) {
             warnings.push(format!(
                 "not kept: {} (the archive has a symbolic link on its way)",
-                crate::manifest::show(p.as_os_str().as_bytes())
+                crate::manifest::show(rel)
             ));
             continue;
         }
-        let (src, dst) = (target.join(p), staging.join(p));
-        let linked = fs::symlink_metadata(&src).is_ok_and(|m| !m.is_dir())
-            && dst
-                .parent()
-                .is_some_and(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
-            && fs::hard_link(&src, &dst).is_ok();
-        if !linked {
-            crate::swap::carry_over(target, staging, &[p])?;
+        // missing parents (an agent the archive lacks): 0700
+        let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+        for i in 1..comps.len() {
+            let parent = comps[..i].join(&b'/');
+            match rustix::fs::mkdirat(&sfd, parent.as_slice(), Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(Error::io("creating", &staging.join(p), e.into())),
+            }
         }
+        link_tree_at(target, &tfd, staging, &sfd, rel)?;
     }
     Ok(warnings)
+}
+
+/// Hard-links the tree at `rel` of `target` into `staging` at the same
+/// place, by paths relative to the two directories' descriptors (the staging
+/// directory's longer name never pushes a path past PATH_MAX): each
+/// non-directory is linked as the very inode (a symlink is linked, never
+/// followed: its target and mtime stay), a regular file that cannot be
+/// linked is copied; directories keep their mode and mtime.
+fn link_tree_at(
+    target: &Path,
+    tfd: &std::os::fd::OwnedFd,
+    staging: &Path,
+    sfd: &std::os::fd::OwnedFd,
+    rel: &[u8],
+) -> Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+    use std::os::unix::fs::MetadataExt;
+    let src = target.join(std::ffi::OsStr::from_bytes(rel));
+    let dst = || staging.join(std::ffi::OsStr::from_bytes(rel));
+    let m = fs::symlink_metadata(&src).at("reading", &src)?;
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: m.atime(),
+            tv_nsec: m.atime_nsec(),
+        },
+        last_modification: Timespec {
+            tv_sec: m.mtime(),
+            tv_nsec: m.mtime_nsec(),
+        },
+    };
+    if m.is_dir() {
+        let mode = Mode::from_raw_mode(m.mode() & 0o7777);
+        rustix::fs::mkdirat(sfd, rel, Mode::from_raw_mode(0o700))
+            .map_err(|e| Error::io("creating", &dst(), e.into()))?;
+        for e in fs::read_dir(&src).at("listing", &src)? {
+            let e = e.at("listing", &src)?;
+            let child = [rel, e.file_name().as_bytes()].join(&b'/');
+            link_tree_at(target, tfd, staging, sfd, &child)?;
+        }
+        rustix::fs::chmodat(sfd, rel, mode, AtFlags::empty())
+            .and_then(|()| rustix::fs::utimensat(sfd, rel, &times, AtFlags::SYMLINK_NOFOLLOW))
+            .map_err(|e| Error::io("setting mode and mtime of", &dst(), e.into()))?;
+        return Ok(());
+    }
+    if rustix::fs::linkat(tfd, rel, sfd, rel, AtFlags::empty()).is_ok() {
+        return Ok(());
+    }
+    if m.is_file() {
+        let mut from = fs::File::from(
+            rustix::fs::openat(
+                tfd,
+                rel,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::io("opening", &src, e.into()))?,
+        );
+        let mut to = fs::File::from(
+            rustix::fs::openat(
+                sfd,
+                rel,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(m.mode() & 0o7777),
+            )
+            .map_err(|e| Error::io("creating", &dst(), e.into()))?,
+        );
+        std::io::copy(&mut from, &mut to).at("copying", &src)?;
+        rustix::fs::futimens(&to, &times)
+            .map_err(|e| Error::io("setting mtime of", &dst(), e.into()))?;
+        return Ok(());
+    }
+    if m.file_type().is_symlink() {
+        let t = rustix::fs::readlinkat(tfd, rel, Vec::new())
+            .map_err(|e| Error::io("reading link", &src, e.into()))?;
+        rustix::fs::symlinkat(t.as_c_str(), sfd, rel)
+            .and_then(|()| rustix::fs::utimensat(sfd, rel, &times, AtFlags::SYMLINK_NOFOLLOW))
+            .map_err(|e| Error::io("creating link", &dst(), e.into()))?;
+        return Ok(());
+    }
+    Err(Error::operational(format!(
+        "cannot keep {}: it could not be hard-linked into the restored tree",
+        src.display()
+    ))
+    .hint("move it out of the target, restore, and move it back"))
 }
 
 /// The validation's next steps, plus how to undo this restore.

@@ -553,3 +553,50 @@ fn the_longest_path_the_source_allows_round_trips() {
     assert_same("longest path, live", &tree(&src), &over_live(&before));
     assert_eq!(fs::read(src.join(&rel)).unwrap(), b"at the limit");
 }
+
+/// A daily archive lacks `workspace/` and `logs/`: restored over the live
+/// tree, they are kept exactly — modes, directory and symlink mtimes, links
+/// as links, and a path as long as the target allows (the staging
+/// directory's longer name does not get in the way).
+#[test]
+fn daily_restore_keeps_what_it_lacks_exactly() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_hard_tree(&src);
+    let want_len = 4095 - src.as_os_str().len() - 1;
+    let mut rel = PathBuf::from("workspace/deep");
+    let mut len = rel.as_os_str().len();
+    while want_len - len > 256 {
+        rel.push("W".repeat(255));
+        len += 256;
+    }
+    rel.push("w".repeat(want_len - len - 1));
+    write_file(&src.join(&rel), b"kept at the limit", 0o640);
+    set_mtime(&src.join("workspace/deep"), 1_300_000_000);
+    fs::set_permissions(src.join("workspace"), fs::Permissions::from_mode(0o750)).unwrap();
+    set_mtime(&src.join("workspace"), 1_200_000_000);
+    let o = env
+        .cmd()
+        .arg("backup")
+        .args(["--type", "daily", "--json", "-r", &age_recipient()])
+        .arg("--source")
+        .arg(&src)
+        .arg("--dest")
+        .arg(env.path("dest"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let archive = PathBuf::from(v["backup"]["archive"].as_str().unwrap());
+    let before = tree(&src);
+    restore(&env, &archive, &src);
+    let lacks = |k: &[u8]| k.starts_with(b"workspace") || k.starts_with(b"logs");
+    let mut want = over_live(&before);
+    for (k, v) in &before {
+        if lacks(k) {
+            want.insert(k.clone(), v.clone());
+        }
+    }
+    assert_same("daily over the live tree", &tree(&src), &want);
+    assert_eq!(fs::read(src.join(&rel)).unwrap(), b"kept at the limit");
+}
