@@ -2310,3 +2310,57 @@ fn kept_components_are_never_carried_through_an_archive_symlink() {
         assert_eq!(fs::read(tg.join("credentials/oauth.json")).unwrap(), b"{}");
     }
 }
+
+/// Components the archive lacks are kept, also where the archive lacks
+/// their parent (another agent), with their modes and mtimes.
+#[test]
+fn components_the_archive_lacks_are_kept_with_their_parents() {
+    use std::os::unix::fs::MetadataExt;
+    for backend in backends() {
+        let mut t = Tar::new();
+        t.top();
+        t.dir("agents", 0o700);
+        t.dir("agents/main", 0o700);
+        t.dir("agents/main/agent", 0o700);
+        t.file("agents/main/agent/auth.json", 0o600, b"{}");
+        let tar = t.finish(true);
+        let sb = Sandbox::new();
+        populate_target(&sb.target());
+        let other = sb.target().join("agents/other/sessions");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("x.jsonl"), b"{\"other\":1}\n").unwrap();
+        let mtime = fs::metadata(other.join("x.jsonl")).unwrap().mtime();
+        let archive = write_archive(&sb.p("arch"), "agents", backend, &tar);
+        let out = sb.run(&[
+            "restore".as_ref(),
+            archive.as_os_str(),
+            "-i".as_ref(),
+            backend.identity().as_os_str(),
+            "--target".as_ref(),
+            sb.target().as_os_str(),
+            "--no-snapshot".as_ref(),
+        ]);
+        assert_eq!(out.code, 0, "{backend:?}: {}", out.text());
+        let tg = sb.target();
+        assert_eq!(fs::read(other.join("x.jsonl")).unwrap(), b"{\"other\":1}\n");
+        assert_eq!(fs::metadata(other.join("x.jsonl")).unwrap().mtime(), mtime);
+        assert_eq!(
+            fs::read(tg.join("agents/main/sessions/s1.jsonl")).unwrap(),
+            b"{\"old\":1}\n"
+        );
+        assert_eq!(
+            fs::read(tg.join("agents/main/agent/auth.json")).unwrap(),
+            b"{}"
+        );
+        assert_eq!(
+            fs::read(tg.join("workspace/notes.md")).unwrap(),
+            b"old notes\n"
+        );
+        let ws = fs::metadata(tg.join("workspace")).unwrap();
+        assert_eq!(
+            ws.permissions().mode() & 0o777,
+            0o750,
+            "kept directory mode"
+        );
+    }
+}
