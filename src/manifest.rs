@@ -475,6 +475,7 @@ impl Manifest {
             "\nFiles: {count}\nBackup size: {}\n",
             human_bytes(bytes)
         ));
+        s.push_str(&format!("{KEPT}\n"));
         if !self.warnings.is_empty() {
             s.push_str("\nWarnings:\n");
             for w in &self.warnings {
@@ -503,6 +504,11 @@ pub fn manifest_names(taken: &std::collections::BTreeSet<&[u8]>) -> (String, Str
         n += 1;
     }
 }
+
+/// What an archive keeps, for `manifest.txt` (the README says the same).
+pub const KEPT: &str = "Kept: names as bytes, contents, permission bits (restored owner-only: \
+directories 0700, files 0600/0700), mtimes to the second, relative symlinks inside the tree. \
+Not kept: ownership, xattrs, hard links (restored as separate files), and what the warnings list.";
 
 /// A `Write` that passes everything on and counts it.
 pub struct CountingWriter<W: std::io::Write> {
