@@ -754,6 +754,16 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// A reader that stops with the interrupt error once a signal arrived.
+struct Interruptible<'a>(&'a mut dyn Read);
+
+impl Read for Interruptible<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::process::check_interrupted().map_err(crate::error::into_io)?;
+        self.0.read(buf)
+    }
+}
+
 /// Discards data (verify): counts only.
 pub struct Discard;
 
@@ -762,17 +772,7 @@ impl Sink for Discard {
         Ok(())
     }
     fn file(&mut self, _rel: &[u8], _x: bool, _m: i64, data: &mut dyn Read) -> Result<u64> {
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        loop {
-            crate::process::check_interrupted()?;
-            match data.read(&mut buf) {
-                Ok(0) => return Ok(total),
-                Ok(n) => total += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(stream_error(e)),
-            }
-        }
+        io::copy(&mut Interruptible(data), &mut io::sink()).map_err(stream_error)
     }
     fn symlink(&mut self, _rel: &[u8], _target: &[u8], _mtime: i64) -> Result<()> {
         Ok(())
