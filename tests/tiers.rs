@@ -390,9 +390,10 @@ fn require_garage() -> bool {
 struct S3Server {
     backend: Backend,
     child: Child,
-    /// A private temporary directory: the script's state and its stderr.
+    /// A private temporary directory: the script's state and its stderr
+    /// (Garage: the DIR of `garage-cluster`, which removes it when it stops).
     base: PathBuf,
-    /// Garage: the cluster's state directory (the DIR of `garage-cluster`).
+    /// Garage: the cluster's state directory.
     dir: PathBuf,
     /// AWS_* variables for the key allowed on [`BUCKET`], and the node
     /// endpoints (`GARAGE_S3_ENDPOINT_n`).
@@ -470,8 +471,8 @@ fn start_garage() -> Result<S3Server, String> {
         .tempdir()
         .map_err(|e| e.to_string())?
         .keep();
-    let dir = base.join("cluster");
-    let log = base.join("cluster.stderr");
+    let dir = base.clone();
+    let log = base.join("start.stderr");
     let t0 = Instant::now();
     let child = Command::new(garage_script())
         .arg("start")
@@ -809,8 +810,17 @@ fn s3_config(h: &Host, prefix: &str, extra: &str) {
     ));
 }
 
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
 /// Runs `push -v --json`; `at_part` runs once the upload's first part was
-/// queued. Returns the exit code, the JSON report and stderr.
+/// queued (the push stopped with SIGSTOP meanwhile). Returns the exit code, the JSON report and stderr.
 fn push_with_event(
     h: &Host,
     env: &[(String, String)],
@@ -839,7 +849,10 @@ fn push_with_event(
         seen.push_str(&line);
         if line.contains("part 1/") {
             if let Some(f) = at_part.take() {
+                // frozen meanwhile, so that the event lands mid-upload
+                signal(child.id(), "STOP");
                 f();
+                signal(child.id(), "CONT");
             }
         }
         line.clear();
@@ -1096,6 +1109,19 @@ fn s3_interrupted_push_resumes_and_wrong_credentials_fail_clearly() {
         );
         assert_condensed(&all);
     }
+    if srv.backend == Backend::Garage {
+        // a region other than the cluster's s3_region: refused, and said so
+        let other = srv.env_with(&[("AWS_REGION".into(), "us-east-1".into())]);
+        let o = h.run(&other, &["list", "--config", &cfg, "--tier", "cloud"]);
+        assert_eq!(code(&o), 1);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("AuthorizationHeaderMalformed"), "{err}");
+        assert!(
+            err.contains("hint: the store expects another region"),
+            "{err}"
+        );
+        assert_condensed(&err);
+    }
     // the real secret never shows either
     let real = srv.var("AWS_SECRET_ACCESS_KEY");
     let o = h.run(
@@ -1339,6 +1365,9 @@ fn s3_fleet_two_hosts_push_and_prune_side_by_side() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("credentials"), "{err}");
     assert_condensed(&err);
+    let other = format!("s3://{BUCKET}/fleet/web-1/{}", recent[0]);
+    let o = h3.run(&env3, &["verify", &other]);
+    assert_eq!(code(&o), 1, "cannot read another host's archive");
     // … and the shared key cannot read the host's bucket
     let o = h3.run(
         &env,
@@ -1597,7 +1626,10 @@ fn garage_node_killed_during_a_restore_from_the_bucket() {
             std::thread::sleep(Duration::from_millis(2));
         }
         let written = wchar(pid);
+        // frozen meanwhile, so that the node dies mid-restore
+        signal(pid, "STOP");
         c.stop_node(victim, true);
+        signal(pid, "CONT");
         let out = child.wait_with_output().unwrap();
         eprintln!(
             "$ secureclaw-backup restore {url} (node {victim} killed after {written} bytes written)\n{}exit {:?}",

@@ -251,6 +251,13 @@ impl S3Tier {
             {
                 "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws/credentials) and that the key may use the bucket (a bucket policy; Garage: `garage bucket allow`)"
             }
+            // Garage checks the signature's region against its s3_region
+            _ if ["AuthorizationHeaderMalformed", "unexpected scope"]
+                .iter()
+                .any(|c| detail.contains(c) || msg.contains(c)) =>
+            {
+                "the store expects another region (see the scope it expects above): set `region` in the tier configuration or AWS_REGION (Garage: its s3_region, often \"garage\")"
+            }
             _ if ["503 Service Unavailable", "ServiceUnavailable", "SlowDown"]
                 .iter()
                 .any(|c| detail.contains(c) || msg.contains(c)) =>
@@ -434,7 +441,15 @@ pub(crate) fn condense(text: &str) -> String {
             s.replace_range(i..i + j + " - ".len(), ": ");
         }
     }
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    // "Generic S3 error: Generic S3 error: …" (a wrapper of a wrapper)
+    let mut clauses: Vec<&str> = Vec::new();
+    for c in s.split(": ") {
+        if clauses.last() != Some(&c) {
+            clauses.push(c);
+        }
+    }
+    clauses.join(": ")
 }
 
 /// The five XML entities and numeric character references.
@@ -659,6 +674,14 @@ mod tests {
         assert!(c2.ends_with("9a1e\"]"), "{c2}");
         let c3 = condense(&format!("a: {body} (b: {body})"));
         assert!(c3.ends_with("9a1e\"] (b)"), "{c3}");
+    }
+
+    #[test]
+    fn condense_drops_a_repeated_wrapper() {
+        assert_eq!(
+            condense("Generic S3 error: Generic S3 error: Error performing GET http://h/b/k?x=1 in 1s: HTTP error: error sending request"),
+            "Generic S3 error: Error performing GET http://h/b/k in 1s: HTTP error: error sending request"
+        );
     }
 
     #[test]
