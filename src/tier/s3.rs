@@ -6,7 +6,8 @@
 //! (`AmazonS3Builder::from_env`) or, when none are set there, from the shared
 //! credentials file (`$AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`,
 //! profile `$AWS_PROFILE` or `default`). They are never read from the tier
-//! configuration and are scrubbed from every error message.
+//! configuration and are scrubbed from every error message, which carries
+//! the store's error code and message rather than its XML body (`condense`).
 //!
 //! Uploads above [`MULTIPART_THRESHOLD`] are multipart, [`PART_SIZE`] parts,
 //! at most [`MAX_IN_FLIGHT`] parts in flight (bounded memory); the upload is
