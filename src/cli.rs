@@ -29,7 +29,7 @@ pub struct Cli {
     /// Print one JSON document on stdout (human text goes to stderr)
     #[arg(long, global = true)]
     pub json: bool,
-    /// Only errors and warnings on stderr
+    /// Print nothing on success: only errors and warnings (on stderr)
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// More detail on stderr
@@ -61,6 +61,8 @@ pub enum Command {
     Validate(commands::validate::Args),
     /// Print shell completions (bash, zsh, fish)
     Completions(commands::completions::Args),
+    /// Print a man page, or write them all (one per subcommand) with --dir
+    Man(commands::man::Args),
     /// Prove which archives the old identities open, then re-encrypt them to new recipients
     Rotate(commands::rotate::Args),
     /// Timed test restore into a scratch directory, checked against the RTO
@@ -93,6 +95,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keygen(a) => commands::keygen::run(a, &ui),
         Command::Validate(a) => commands::validate::run(a, &ui),
         Command::Completions(a) => commands::completions::run(a, &ui),
+        Command::Man(a) => commands::man::run(a, &ui),
         Command::Rotate(a) => commands::rotate::run(a, &ui),
         Command::Drill(a) => commands::drill::run(a, &ui),
         Command::Push(a) => commands::push::run(a, &ui),

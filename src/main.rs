@@ -1,11 +1,26 @@
 //! The thin binary: parse arguments, run the library, map errors to the exit
 //! codes documented in the README, print (through `ui`, which escapes what
 //! came from outside).
+//!
+//! Under `--json` a usage error found by the parser is a JSON document on
+//! stdout too (`{"ok": false, "error": {"kind": "usage", …}}`), beside clap's
+//! own text on stderr. `--help` and `--version` print their text as usual.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
 use secureclaw_backup::cli::{self, Cli};
+use secureclaw_backup::error::ErrorKind;
 use secureclaw_backup::process;
+use secureclaw_backup::ui;
+
+/// Whether `--json` is among the arguments (before a `--`), for errors the
+/// parser raises before it could tell us.
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
 
 fn main() {
     process::harden();
@@ -15,6 +30,18 @@ fn main() {
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
+            if code == 2 && json_requested() {
+                let text = e.render().to_string();
+                let message = text
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+                    .to_owned();
+                let doc =
+                    ui::error_document(ErrorKind::Usage, &message, ErrorKind::Usage.default_hint());
+                let _ = ui::write_stdout(format!("{}\n", ui::json_text(&doc, false)).as_bytes());
+            }
             std::process::exit(code);
         }
     };
@@ -22,7 +49,7 @@ fn main() {
     match cli::run(cli) {
         Ok(()) => {}
         Err(e) => {
-            secureclaw_backup::ui::print_error(&e, json);
+            ui::print_error(&e, json);
             std::process::exit(e.kind.exit_code());
         }
     }

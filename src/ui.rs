@@ -1,7 +1,14 @@
 //! Output discipline: with `--json` exactly one JSON document goes to stdout and
 //! human text to stderr; without it, results go to stdout and progress to
-//! stderr. `-q` silences progress, `-v` adds detail. Progress bars appear only
-//! when stderr is a terminal and never in `--json` mode.
+//! stderr. `-q` prints nothing on success: no progress, no summary, only
+//! warnings and errors (so a cron job mails only what needs attention); the
+//! data a command exists to print (completion scripts, man pages, unit files
+//! without `--install`) is still printed. `-v` adds detail. Progress bars
+//! appear only when stderr is a terminal and never in `--json` mode. Every
+//! JSON document has a top-level `ok` (see README "JSON output").
+//!
+//! A closed stdout (`… | head -1`) is not an error: writes that fail with
+//! `BrokenPipe` are dropped quietly ([`write_stdout`]), nothing panics.
 //!
 //! It is also the one place where text from outside (archive manifests, file
 //! names, configuration, the operator's arguments) is made safe to print:
@@ -125,14 +132,43 @@ pub fn json_text(v: &serde_json::Value, pretty: bool) -> String {
     out
 }
 
+/// Writes `text` to stdout and flushes. A reader that went away
+/// (`BrokenPipe`) is not an error: the rest is dropped quietly. Other write
+/// errors (a full disk behind a redirection) are returned.
+pub fn write_stdout(text: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// One line on stderr; a closed stderr is ignored (never a panic).
+fn write_stderr(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
 /// A warning on stderr, made [`printable`] (for code that has no [`Ui`]).
 pub fn warn(msg: impl AsRef<str>) {
-    eprintln!("warning: {}", printable(msg.as_ref()));
+    write_stderr(&format!("warning: {}", printable(msg.as_ref())));
 }
 
 /// A line on stderr, made [`printable`] (for code that has no [`Ui`]).
 pub fn note(msg: impl AsRef<str>) {
-    eprintln!("{}", printable(msg.as_ref()));
+    write_stderr(&printable(msg.as_ref()));
+}
+
+/// The JSON document of a failed command: `ok: false` and the error.
+pub fn error_document(
+    kind: crate::error::ErrorKind,
+    message: &str,
+    hint: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "ok": false,
+        "error": {"kind": kind, "exit_code": kind.exit_code(), "message": message, "hint": hint}
+    })
 }
 
 /// Prints a failed command's error: `error:` and `hint:` lines on stderr and,
@@ -144,14 +180,11 @@ pub fn print_error(e: &crate::error::Error, json: bool) {
         .unwrap_or_else(|| e.kind.default_hint().to_owned());
     // one line: a path or a server's answer quoted in it cannot start a
     // line of its own
-    eprintln!("error: {}", escape(&e.message, false));
-    eprintln!("hint: {}", printable(&hint));
+    write_stderr(&format!("error: {}", escape(&e.message, false)));
+    write_stderr(&format!("hint: {}", printable(&hint)));
     if json && !result_printed() {
-        let doc = serde_json::json!({
-            "ok": false,
-            "error": {"kind": e.kind, "exit_code": e.kind.exit_code(), "message": e.message, "hint": hint}
-        });
-        println!("{}", json_text(&doc, false));
+        let doc = error_document(e.kind, &e.message, &hint);
+        let _ = write_stdout(format!("{}\n", json_text(&doc, false)).as_bytes());
     }
 }
 
@@ -183,17 +216,31 @@ impl Ui {
         warn(msg);
     }
 
-    /// The command's result: JSON on stdout with `--json`, else the human text
-    /// on stdout.
+    /// The command's result: JSON on stdout with `--json` (also with `-q`:
+    /// the document was asked for), else the human summary on stdout, unless
+    /// `-q`. The document must have a top-level boolean `ok`.
     pub fn result(&self, human: impl AsRef<str>, json: serde_json::Value) {
-        let mut out = std::io::stdout().lock();
+        debug_assert!(
+            json.get("ok").is_some_and(serde_json::Value::is_boolean),
+            "JSON document without a top-level ok: {json}"
+        );
         RESULT_PRINTED.store(true, Ordering::Relaxed);
         if self.json {
-            let _ = writeln!(out, "{}", json_text(&json, true));
-        } else if !human.as_ref().is_empty() {
-            let _ = writeln!(out, "{}", printable(human.as_ref().trim_end()));
+            let _ = write_stdout(format!("{}\n", json_text(&json, true)).as_bytes());
+        } else if !self.quiet && !human.as_ref().is_empty() {
+            let text = format!("{}\n", printable(human.as_ref().trim_end()));
+            let _ = write_stdout(text.as_bytes());
         }
-        let _ = out.flush();
+    }
+
+    /// Data the command exists to print (a unit file, a man page): on stdout
+    /// even with `-q`. Not for `--json` (the caller refuses or wraps it).
+    pub fn data(&self, text: &str) -> Result<(), crate::error::Error> {
+        RESULT_PRINTED.store(true, Ordering::Relaxed);
+        write_stdout(text.as_bytes()).map_err(|e| {
+            crate::error::Error::operational(format!("writing to stdout: {e}"))
+                .hint("check where stdout is redirected to (free space, permissions)")
+        })
     }
 
     /// A progress bar over `total` bytes, or a hidden one when not on a terminal.

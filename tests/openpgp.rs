@@ -206,7 +206,7 @@ fn keyless_recipients(env: &Env, g: &Gpg, archive: &Path) -> Vec<String> {
     assert_eq!(code(&o), 0, "keyless verify of {}", archive.display());
     let v = json(&o);
     assert_eq!(v["verified"][0]["full"], false);
-    assert_eq!(v["verified"][0]["format"], "open-pgp");
+    assert_eq!(v["verified"][0]["format"], "openpgp");
     v["verified"][0]["recipients"]
         .as_array()
         .unwrap()

@@ -265,8 +265,15 @@ fn prune_dry_run_leaves_dest_byte_identical_then_prunes() {
 fn status_exit_codes_and_metrics() {
     let t = tempfile::tempdir().unwrap();
     let dest = t.path().join("dest");
-    // Missing destination: no backup → stale.
+    // Missing destination: a broken setup (exit 1, the problem listed), not
+    // an old backup; the report still says there is no backup.
     let o = run(t.path(), &["status", "--dest", p(&dest)]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("STALE"));
+    assert!(stdout(&o).contains("does not exist"), "{}", stdout(&o));
+    let empty = t.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let o = run(t.path(), &["status", "--dest", p(&empty)]);
     assert_eq!(code(&o), 6, "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("STALE"));
 

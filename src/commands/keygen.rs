@@ -49,7 +49,8 @@ pub struct Args {
     /// Protect the secret key with a passphrase (asked twice on the terminal)
     #[arg(long)]
     pub passphrase: bool,
-    /// Read the passphrase from the first line of this file (implies --passphrase)
+    /// Read the passphrase from the first line of this file (implies --passphrase;
+    /// with --passphrase, $SECURECLAW_BACKUP_PASSPHRASE_FILE is used when set)
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// OpenPGP user id name
@@ -79,6 +80,9 @@ fn get_passphrase(args: &Args) -> Result<Option<SecretString>> {
     }
     if !args.passphrase {
         return Ok(None);
+    }
+    if let Some(f) = crate::crypto::passphrase::passphrase_file(None) {
+        return read_passphrase_file(&f).map(Some);
     }
     let a = prompt("Passphrase for the new key: ")?;
     if a.expose_secret().is_empty() {
@@ -302,7 +306,9 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             generate_openpgp(&args.out, &uid, pass.as_ref())?
         }
     };
-    ui.result(human(&g), json!(g));
+    let mut doc = json!(g);
+    doc["ok"] = json!(true);
+    ui.result(human(&g), doc);
     Ok(())
 }
 

@@ -346,7 +346,9 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             "{bad} archive(s) do not match their sidecar: run `secureclaw-backup verify` on them"
         ));
     }
-    ui.result(human(&l), json!(l));
+    let mut doc = json!(l);
+    doc["ok"] = json!(true);
+    ui.result(human(&l), doc);
     Ok(())
 }
 

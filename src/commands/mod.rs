@@ -7,6 +7,7 @@ pub mod completions;
 pub mod drill;
 pub mod keygen;
 pub mod list;
+pub mod man;
 pub mod prune;
 pub mod push;
 pub mod restore;
@@ -90,6 +91,7 @@ pub struct IdentityArgs {
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     pub identities: Vec<PathBuf>,
     /// Read passphrases from the first line of this file instead of the terminal
+    /// (default $SECURECLAW_BACKUP_PASSPHRASE_FILE)
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 }
@@ -111,7 +113,7 @@ impl IdentityArgs {
     pub fn load(&self) -> Result<Identities> {
         Identities::load(
             &self.paths(),
-            PassphraseSource::new(self.passphrase_file.clone()),
+            PassphraseSource::from_flag_or_env(self.passphrase_file.clone()),
         )
     }
 }

@@ -232,6 +232,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     ui.result(
         human(&dest, &decisions, args.dry_run),
         json!({
+            "ok": true,
             "dest": dest,
             "dry_run": args.dry_run,
             "policy": policy,

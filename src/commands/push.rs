@@ -242,7 +242,7 @@ pub fn list_tier(name: &str, config: &ConfigArgs, ui: &Ui) -> Result<()> {
     }
     ui.result(
         human,
-        serde_json::json!({"tier": tc.name, "url": t.url(), "archives": entries, "unrecognised": other}),
+        serde_json::json!({"ok": true, "tier": tc.name, "url": t.url(), "archives": entries, "unrecognised": other}),
     );
     Ok(())
 }
@@ -255,7 +255,7 @@ pub fn prune_tier(name: &str, config: &ConfigArgs, dry_run: bool, ui: &Ui) -> Re
             format!(
                 "{name}: no retention configured (keep_within / keep_yearly): nothing to prune"
             ),
-            serde_json::json!({"tier": name, "dry_run": dry_run, "decisions": [], "removed": []}),
+            serde_json::json!({"ok": true, "tier": name, "dry_run": dry_run, "decisions": [], "removed": []}),
         );
         return Ok(());
     };
@@ -266,6 +266,7 @@ pub fn prune_tier(name: &str, config: &ConfigArgs, dry_run: bool, ui: &Ui) -> Re
     ui.result(
         human,
         serde_json::json!({
+            "ok": true,
             "tier": name,
             "url": t.url(),
             "dry_run": dry_run,

@@ -389,14 +389,8 @@ pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -
         desc = when.describe(),
         fields = when.cron(),
     );
-    let key = std::env::var("SECURECLAW_BACKUP_KEY")
-        .ok()
-        .filter(|k| {
-            !k.trim().is_empty()
-                && !k.chars().any(crate::ui::is_unsafe_char)
-                && crate::crypto::recipients::secret_kind(k.as_bytes()).is_none()
-        })
-        .unwrap_or_default();
+    let key =
+        env_key_value(std::env::var("SECURECLAW_BACKUP_KEY").ok().as_deref()).unwrap_or_default();
     let env_template = format!(
         "# secureclaw-backup: environment of scheduled backups. Keep this file mode 0600.\n\
          # PUBLIC recipients only: age1…, an SSH public key, an OpenPGP fingerprint or a\n\
@@ -409,6 +403,50 @@ pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -
         timer,
         cron,
         env_template,
+    }
+}
+
+/// The value written for `SECURECLAW_BACKUP_KEY=` in the env file, from the
+/// variable as set when `schedule` runs: the recipients themselves, not a
+/// reference to the variable (a timer or cron job does not see the login
+/// shell's environment, and recipients are public). Normalised to one line
+/// (comma-separated), relative recipient-file paths made absolute (the job
+/// runs elsewhere), single-quoted when it has spaces (an SSH key), so that
+/// both `sh` (`set -a; . FILE`) and systemd's `EnvironmentFile=` read it.
+/// `Ok("")` when unset; `Err(why)` when it cannot be written safely (a
+/// secret key, control characters, a quote).
+pub fn env_key_value(raw: Option<&str>) -> std::result::Result<String, String> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(String::new());
+    };
+    if crate::crypto::recipients::secret_kind(raw.as_bytes()).is_some() {
+        return Err(
+            "SECURECLAW_BACKUP_KEY holds a SECRET key, not written: put the PUBLIC recipient there"
+                .into(),
+        );
+    }
+    let specs = crate::crypto::recipients::split_specs(&[raw.to_owned()]);
+    let mut parts = Vec::new();
+    for s in specs {
+        if s.chars().any(crate::ui::is_unsafe_char) || s.contains(['\'', '"', '\\', '$', '`']) {
+            return Err(
+                "SECURECLAW_BACKUP_KEY has control characters or quotes, not written: write the recipients into the env file by hand".into(),
+            );
+        }
+        let path = Path::new(&s);
+        let is_file_path =
+            !s.starts_with("age1") && !s.starts_with("ssh-") && (s.contains('/') || path.is_file());
+        if is_file_path && path.is_relative() {
+            parts.push(crate::paths::absolute(path).to_string_lossy().into_owned());
+        } else {
+            parts.push(s);
+        }
+    }
+    let value = parts.join(",");
+    if value.contains(|c: char| c.is_whitespace() || "#;&|<>()*?[]~".contains(c)) {
+        Ok(format!("'{value}'"))
+    } else {
+        Ok(value)
     }
 }
 
@@ -472,6 +510,31 @@ fn install_env_file(path: &Path, template: &str, ui: &Ui) -> Result<bool> {
                     path.display()
                 ));
             }
+            // an env file left with an empty key by an earlier run gets the
+            // recipients now known; a key already there is never changed
+            let key_line = template
+                .lines()
+                .find(|l| l.starts_with("SECURECLAW_BACKUP_KEY="))
+                .filter(|l| *l != "SECURECLAW_BACKUP_KEY=");
+            if let Some(key_line) = key_line {
+                if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+                    let text = fs::read_to_string(path).at("reading", path)?;
+                    if text.lines().any(|l| l == "SECURECLAW_BACKUP_KEY=") {
+                        let filled: String = text
+                            .split_inclusive('\n')
+                            .map(|l| {
+                                if l.trim_end_matches('\n') == "SECURECLAW_BACKUP_KEY=" {
+                                    format!("{key_line}\n")
+                                } else {
+                                    l.to_owned()
+                                }
+                            })
+                            .collect();
+                        write_replace(path, &filled)?;
+                        return Ok(true);
+                    }
+                }
+            }
             Ok(false)
         }
         Err(e) => Err(Error::io("creating", path, e)),
@@ -513,6 +576,9 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let mut installed = Vec::new();
     let mut next = Vec::new();
     if args.install {
+        if let Err(why) = env_key_value(std::env::var("SECURECLAW_BACKUP_KEY").ok().as_deref()) {
+            ui.warn(why);
+        }
         if install_env_file(&env_path, &p.env_template, ui)? {
             installed.push(env_path.clone());
         }
@@ -527,13 +593,24 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             }
         }
     }
-    next.push(format!(
-        "put your PUBLIC recipient(s) in {} as SECURECLAW_BACKUP_KEY=… (mode 0600)",
-        env_path.display()
-    ));
+    let key_known = p
+        .env_template
+        .lines()
+        .any(|l| l.starts_with("SECURECLAW_BACKUP_KEY=") && l != "SECURECLAW_BACKUP_KEY=");
+    next.push(if key_known {
+        format!(
+            "{} takes SECURECLAW_BACKUP_KEY (the PUBLIC recipients) from your environment now: check it there (mode 0600)",
+            env_path.display()
+        )
+    } else {
+        format!(
+            "put your PUBLIC recipient(s) in {} as SECURECLAW_BACKUP_KEY=… (mode 0600)",
+            env_path.display()
+        )
+    });
     if args.drill {
         next.push(format!(
-            "the drill decrypts: add SECURECLAW_BACKUP_IDENTITY=/path/to/identity to {} (only on a host allowed to hold the key)",
+            "the drill decrypts: add SECURECLAW_BACKUP_IDENTITY=/path/to/identity to {} (only on a host allowed to hold the key), and SECURECLAW_BACKUP_PASSPHRASE_FILE=/path/to/passphrase-file (mode 0600) if the identity is passphrase-protected",
             env_path.display()
         ));
     }
@@ -575,6 +652,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         }
         Scheduler::Cron => human.push_str(&p.cron),
     }
+    if ui.quiet && !ui.json && !args.install {
+        // -q: only what was asked for, the units or the cron line (no steps)
+        return ui.data(&human);
+    }
     if !installed.is_empty() {
         human.push_str("\nWritten:\n");
         for i in &installed {
@@ -587,6 +668,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     }
     let out = match args.scheduler {
         Scheduler::Systemd => json!({
+            "ok": true,
             "scheduler": "systemd",
             "type": btype,
             "on_calendar": when.on_calendar(),
@@ -596,6 +678,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             "next_steps": next,
         }),
         Scheduler::Cron => json!({
+            "ok": true,
             "scheduler": "cron",
             "type": btype,
             "cron": when.cron(),

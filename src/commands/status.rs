@@ -4,7 +4,8 @@
 //! Reports the newest archive of each type, its age and size, its SHA-256
 //! against the sidecar (the newest of each type is read in full), and the free
 //! space of the destination. Exit 6 when the newest backup of any type but
-//! pre-restore is older than `--max-age` or there is none; otherwise exit 3 when
+//! pre-restore is older than `--max-age` or there is none; exit 1 when the
+//! destination does not exist (listed under problems); otherwise exit 3 when
 //! the newest archive of a type does not match its sidecar or its header is
 //! damaged. The report (and the metrics file) is written first in every case.
 
@@ -68,6 +69,17 @@ pub fn report(dest: &Path, max_age: TimeDelta, now: DateTime<Utc>, ui: &Ui) -> R
     let archives = store::list_archives(dest)?;
     let mut types = Vec::new();
     let mut problems = Vec::new();
+    if !dest.is_dir() {
+        problems.push(format!(
+            "{}: {}",
+            dest.display(),
+            if dest.exists() {
+                "not a directory"
+            } else {
+                "does not exist"
+            }
+        ));
+    }
     let mut newest_age: Option<i64> = None;
     for t in BackupType::ALL {
         let of_type: Vec<_> = archives.iter().filter(|a| a.btype == t).collect();
@@ -296,7 +308,23 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         write_atomic(p, &prometheus(&r))?;
         ui.detail(format!("metrics written to {}", p.display()));
     }
-    ui.result(human(&r), json!(r));
+    let mut doc = json!(r);
+    doc["ok"] = json!(!r.stale && r.problems.is_empty());
+    ui.result(human(&r), doc);
+    // a destination that is not there is a broken setup (exit 1), not an old
+    // backup (exit 6): the mount or the path is wrong
+    if !dest.is_dir() {
+        return Err(Error::operational(format!(
+            "the backup destination {} {}",
+            dest.display(),
+            if dest.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            }
+        ))
+        .hint("check --dest / $BACKUP_ROOT (and that the disk or share is mounted); a first `secureclaw-backup backup` creates it"));
+    }
     if r.stale {
         let msg = match r.newest_age_seconds {
             None => format!("no backup in {}", dest.display()),

@@ -22,7 +22,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let report = crate::validate::validate(&target, args.fix)?;
     ui.result(
         format!("Validating {}\n\n{}", target.display(), report.human()),
-        json!({ "target": target, "fix": args.fix, "report": report }),
+        json!({ "ok": report.ok, "target": target, "fix": args.fix, "report": report }),
     );
     if report.ok {
         Ok(())

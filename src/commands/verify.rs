@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::human_bytes;
+use crate::store::SidecarStatus;
 use crate::ui::Ui;
 use crate::verify::{verify_full, verify_keyless, VerifyReport};
 
@@ -21,17 +22,34 @@ pub struct Args {
     pub identity: super::IdentityArgs,
 }
 
+/// The sidecar state in the words of the rest of the output (and of `list`).
+fn sidecar_word(s: &SidecarStatus) -> &'static str {
+    match s {
+        SidecarStatus::Ok => "ok",
+        SidecarStatus::Missing => "missing",
+        SidecarStatus::Mismatch { .. } => "mismatch",
+        SidecarStatus::Malformed => "malformed",
+    }
+}
+
 fn human(r: &VerifyReport) -> String {
     let mut s = format!(
-        "{}: OK ({}, {}, {} recipient(s): {}; sidecar {:?})",
+        "{}: OK ({}, {}, {} recipient(s): {}; sidecar {})",
         crate::ui::Safe(&r.archive),
         r.format.family(),
         human_bytes(r.size),
         r.recipients.len(),
         crate::ui::Safe(r.recipients.join(", ")),
-        r.sidecar
+        sidecar_word(&r.sidecar)
     );
-    if r.full {
+    if r.full && r.legacy == Some(true) {
+        // a legacy archive has no manifest: nothing was checked against one
+        s.push_str(&format!(
+            "\n  decrypted and authenticated to the end; {} files, {} read (no manifest to check them against)",
+            r.files.unwrap_or(0),
+            human_bytes(r.bytes.unwrap_or(0))
+        ));
+    } else if r.full {
         s.push_str(&format!(
             "\n  decrypted and authenticated to the end; {} files, {} checked against the manifest",
             r.files.unwrap_or(0),

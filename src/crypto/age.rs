@@ -409,12 +409,19 @@ fn map_decrypt_error(e: age::DecryptError) -> Error {
     }
 }
 
-/// Callbacks that take passphrases from our [`PassphraseSource`].
+/// Callbacks that take passphrases from our [`PassphraseSource`], asked with
+/// our own prompt (`Passphrase for age identity FILE: `): the age crate's
+/// description wraps the file name in invisible bidi isolation marks.
 /// An error of the passphrase source (an unreadable --passphrase-file, no
 /// terminal) is kept, so that it is reported as itself and not as a wrong
 /// passphrase.
 #[derive(Clone)]
-struct PassCallbacks(PassphraseSource, Arc<Mutex<Option<Error>>>);
+struct PassCallbacks {
+    pass: PassphraseSource,
+    /// What the prompt names: `age identity FILE`.
+    what: String,
+    failed: Arc<Mutex<Option<Error>>>,
+}
 
 impl age::Callbacks for PassCallbacks {
     fn display_message(&self, message: &str) {
@@ -426,15 +433,22 @@ impl age::Callbacks for PassCallbacks {
     fn request_public_string(&self, _: &str) -> Option<String> {
         None
     }
-    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
-        match self.0.get(description) {
+    fn request_passphrase(&self, _description: &str) -> Option<SecretString> {
+        match self.pass.get(&self.what) {
             Ok(p) => Some(p),
             Err(e) => {
-                *self.1.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 None
             }
         }
     }
+}
+
+/// The error after the last wrong passphrase for `what` (a key file).
+fn wrong_passphrase(what: &str) -> Error {
+    Error::key(format!("wrong passphrase for {what}")).hint(
+        "check the passphrase (or the first line of --passphrase-file / $SECURECLAW_BACKUP_PASSPHRASE_FILE)",
+    )
 }
 
 /// Loads the age identities of one identity file: a plain identity file, an
@@ -452,30 +466,40 @@ pub fn load_identities(
     if data.starts_with(b"age-encryption.org/v1")
         || data.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
     {
-        if pass.from_file().is_none() {
-            crate::ui::note(format!("{name} is passphrase-protected"));
-        }
-        let dec = age::Decryptor::new(age::armor::ArmoredReader::new(data))
-            .map_err(|e| key_err(&format!("not a valid encrypted identity: {e}")))?;
-        let failed = Arc::new(Mutex::new(None));
-        let enc = age::encrypted::EncryptedIdentity::new(
-            dec,
-            PassCallbacks(pass.clone(), failed.clone()),
-            Some(22),
-        )
-        .ok_or_else(|| key_err("is an age file but not passphrase-encrypted"))?;
-        let decrypted = enc.decrypt(Some(&name));
-        if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(e);
-        }
-        let file = decrypted.map_err(|e| match e {
-            age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed => {
-                Error::key(format!("wrong passphrase for identity file {name}"))
-                    .hint("check the passphrase (or the first line of --passphrase-file)")
+        let callbacks = PassCallbacks {
+            pass: pass.clone(),
+            what: format!("age identity {}", crate::ui::Safe(path)),
+            failed: Arc::new(Mutex::new(None)),
+        };
+        let tries = pass.tries();
+        for attempt in 1..=tries {
+            let dec = age::Decryptor::new(age::armor::ArmoredReader::new(data))
+                .map_err(|e| key_err(&format!("not a valid encrypted identity: {e}")))?;
+            let enc = age::encrypted::EncryptedIdentity::new(dec, callbacks.clone(), Some(22))
+                .ok_or_else(|| key_err("is an age file but not passphrase-encrypted"))?;
+            let decrypted = enc.decrypt(Some(&name));
+            if let Some(e) = callbacks
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                return Err(e);
             }
-            other => key_err(&other.to_string()),
-        })?;
-        return file.into_identities().map_err(|e| key_err(&e.to_string()));
+            match decrypted {
+                Ok(file) => {
+                    return file.into_identities().map_err(|e| key_err(&e.to_string()));
+                }
+                Err(
+                    age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed,
+                ) if attempt < tries => pass.wrong_try(tries - attempt),
+                Err(
+                    age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed,
+                ) => break,
+                Err(other) => return Err(key_err(&other.to_string())),
+            }
+        }
+        return Err(wrong_passphrase(&format!("identity file {name}")));
     }
     if data.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY-----")
         || data.starts_with(b"-----BEGIN RSA PRIVATE KEY-----")
@@ -484,11 +508,22 @@ pub fn load_identities(
             .map_err(|e| key_err(&format!("invalid SSH private key: {e}")))?;
         let id = match id {
             age::ssh::Identity::Encrypted(enc) => {
-                let p = pass.get(&format!("SSH key {name}"))?;
-                age::ssh::Identity::Unencrypted(enc.decrypt(p).map_err(|_| {
-                    Error::key(format!("wrong passphrase for SSH key {name}"))
-                        .hint("check the passphrase (or the first line of --passphrase-file)")
-                })?)
+                let what = format!("SSH key {}", crate::ui::Safe(path));
+                let tries = pass.tries();
+                let mut key = None;
+                for attempt in 1..=tries {
+                    match enc.decrypt(pass.get(&what)?) {
+                        Ok(k) => {
+                            key = Some(k);
+                            break;
+                        }
+                        Err(_) => pass.wrong_try(tries - attempt),
+                    }
+                }
+                match key {
+                    Some(k) => age::ssh::Identity::Unencrypted(k),
+                    None => return Err(wrong_passphrase(&format!("SSH key {name}"))),
+                }
             }
             age::ssh::Identity::Unsupported(k) => {
                 return Err(key_err(&format!("unsupported SSH key type: {k:?}")))

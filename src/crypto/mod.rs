@@ -29,9 +29,12 @@ pub enum Format {
     Age,
     /// age v1 in ASCII armor (`-----BEGIN AGE ENCRYPTED FILE-----`).
     AgeArmored,
-    /// OpenPGP message, binary packets.
+    /// OpenPGP message, binary packets. Spelled `openpgp` in JSON, as
+    /// everywhere else (kebab-case would split it).
+    #[serde(rename = "openpgp")]
     OpenPgp,
     /// OpenPGP message in ASCII armor (`-----BEGIN PGP MESSAGE-----`).
+    #[serde(rename = "openpgp-armored")]
     OpenPgpArmored,
     /// Unencrypted gzip stream (the guide's basic mode / `--insecure-plaintext`).
     Gzip,

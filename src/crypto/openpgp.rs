@@ -912,13 +912,25 @@ impl Helper {
             };
             let key = ka.key().clone().role_into_unspecified();
             let keyid = key.keyid().to_hex();
-            let pass = self
-                .pass
-                .get(&format!("OpenPGP key {keyid} ({})", file.path))?;
-            let password = Password::from(pass.expose_secret());
-            let key = match key.decrypt_secret(&password) {
-                Ok(k) => k,
-                Err(_) => {
+            // as many tries as the age backend (PassphraseSource::tries)
+            let tries = self.pass.tries();
+            let mut unlocked = None;
+            for attempt in 1..=tries {
+                let pass = self
+                    .pass
+                    .get(&format!("OpenPGP key {keyid} ({})", file.path))?;
+                let password = Password::from(pass.expose_secret());
+                match key.clone().decrypt_secret(&password) {
+                    Ok(k) => {
+                        unlocked = Some(k);
+                        break;
+                    }
+                    Err(_) => self.pass.wrong_try(tries - attempt),
+                }
+            }
+            let key = match unlocked {
+                Some(k) => k,
+                None => {
                     wrong.get_or_insert(
                         Error::key(format!(
                             "wrong passphrase for OpenPGP key {keyid} in {}",

@@ -1,7 +1,13 @@
-//! Where passphrases come from: a `--passphrase-file` or the terminal, never argv
-//! or the environment. Passphrases live in [`SecretString`] and are zeroized on drop.
+//! Where passphrases come from: a `--passphrase-file`, else the file named by
+//! `SECURECLAW_BACKUP_PASSPHRASE_FILE` (a path, for timers and cron jobs:
+//! never the secret itself), else the terminal; never argv or the environment's
+//! values. Passphrases live in [`SecretString`] and are zeroized on drop.
 //! A passphrase file is read like an identity file: regular files only, bounded,
 //! with a warning when group or others can read it.
+//!
+//! Both backends (age, OpenPGP) ask through [`PassphraseSource`] and allow the
+//! same number of tries: [`PassphraseSource::tries`] — [`PROMPT_TRIES`] on a
+//! terminal, one from a file (its content does not change between tries).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,11 +25,58 @@ pub struct PassphraseSource {
     cached: Arc<Mutex<Option<SecretString>>>,
 }
 
+/// The variable naming a passphrase file (like restic's `RESTIC_PASSWORD_FILE`).
+pub const PASSPHRASE_FILE_ENV: &str = "SECURECLAW_BACKUP_PASSPHRASE_FILE";
+
+/// How often a passphrase typed on the terminal may be wrong before the key
+/// is given up (as ssh and gpg allow).
+pub const PROMPT_TRIES: usize = 3;
+
+/// The hint for "a passphrase is needed": the ways to give one.
+pub const NEED_PASSPHRASE_HINT: &str = "run on a terminal, or pass --passphrase-file FILE or set SECURECLAW_BACKUP_PASSPHRASE_FILE=FILE (a file of mode 0600 whose first line is the passphrase)";
+
+/// The passphrase file to use: `flag` (`--passphrase-file`), else
+/// `$SECURECLAW_BACKUP_PASSPHRASE_FILE` when set and not empty.
+pub fn passphrase_file(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| {
+        std::env::var_os(PASSPHRASE_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
 impl PassphraseSource {
     pub fn new(file: Option<PathBuf>) -> Self {
         PassphraseSource {
             file,
             cached: Arc::default(),
+        }
+    }
+
+    /// The source for a `--passphrase-file` flag, falling back to
+    /// `$SECURECLAW_BACKUP_PASSPHRASE_FILE` (see [`passphrase_file`]).
+    pub fn from_flag_or_env(flag: Option<PathBuf>) -> Self {
+        Self::new(passphrase_file(flag))
+    }
+
+    /// How many passphrases may be tried for one key: [`PROMPT_TRIES`] on
+    /// the terminal, 1 from a file.
+    pub fn tries(&self) -> usize {
+        if self.file.is_some() {
+            1
+        } else {
+            PROMPT_TRIES
+        }
+    }
+
+    /// Tells the operator a typed passphrase was wrong and how many tries
+    /// are left (nothing for a file: there is no retry).
+    pub fn wrong_try(&self, left: usize) {
+        if self.file.is_none() && left > 0 {
+            crate::ui::note(format!(
+                "wrong passphrase, try again ({left} {} left)",
+                if left == 1 { "try" } else { "tries" }
+            ));
         }
     }
 
@@ -84,7 +137,7 @@ pub fn prompt(text: &str) -> Result<SecretString> {
     {
         return Err(
             Error::key("a passphrase is needed but there is no terminal to ask on")
-                .hint("pass --passphrase-file FILE (a file of mode 0600 holding the passphrase)"),
+                .hint(NEED_PASSPHRASE_HINT),
         );
     }
     rpassword::prompt_password(text)
@@ -93,6 +146,6 @@ pub fn prompt(text: &str) -> Result<SecretString> {
             Error::key(format!(
                 "could not read the passphrase from the terminal: {e}"
             ))
-            .hint("pass --passphrase-file FILE instead")
+            .hint("pass --passphrase-file FILE (or set SECURECLAW_BACKUP_PASSPHRASE_FILE) instead")
         })
 }
