@@ -1,7 +1,7 @@
 //! Errors of the library: what failed, where, and what to do about it.
 //!
 //! Every error carries an [`ErrorKind`] that maps one-to-one onto the exit codes
-//! of DESIGN §7, a message naming the failed operation and path, and a hint
+//! of the README ("Exit codes"), a message naming the failed operation and path, and a hint
 //! telling the operator what to do next. The binary maps kinds to exit codes in
 //! one place ([`ErrorKind::exit_code`]).
 
@@ -28,7 +28,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The process exit code documented in DESIGN §7 and the README.
+    /// The process exit code documented in the README ("Exit codes").
     pub fn exit_code(self) -> i32 {
         match self {
             ErrorKind::Operational => 1,

@@ -894,6 +894,49 @@ fn legacy_verify_does_not_claim_a_manifest() {
     assert!(e.contains("without manifest.json"), "{e}");
     assert!(!e.contains("checked against the manifest"), "{e}");
     assert!(e.contains("no manifest to check them against"), "{e}");
+    let o = env.run(&["--json", "verify", p(&legacy), "-i", p(&s.key)]);
+    let d = doc(&o);
+    assert_eq!(d["verified"][0]["format"], "plaintext", "{d}");
+    assert_eq!(d["verified"][0]["legacy"], true, "{d}");
+}
+
+/// A backup with a warning (a FIFO is never archived): `-q` shows the
+/// warning and nothing else; `--strict` makes it exit 1 and the JSON says
+/// `ok: false` as well.
+#[test]
+fn quiet_backup_shows_its_warnings_and_strict_json_is_not_ok() {
+    if !common::have("mkfifo") {
+        eprintln!("skipped: mkfifo is not installed");
+        return;
+    }
+    let env = Env::new();
+    let data = env.path("data");
+    quiet_tree(&data);
+    assert!(Command::new("mkfifo")
+        .arg(data.join("credentials/pipe"))
+        .status()
+        .unwrap()
+        .success());
+    let dest = env.path("dest");
+    let r = age_pub("age-example.pub");
+    let args = ["--source", p(&data), "--dest", p(&dest), "-r", &r];
+    let o = env.run(&[&["-q", "backup"][..], &args[..]].concat());
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(out(&o), "");
+    let e = err(&o);
+    assert!(
+        e.starts_with("warning: ") && e.contains("credentials/pipe"),
+        "{e}"
+    );
+    assert!(e.lines().all(|l| l.starts_with("warning: ")), "{e}");
+    let o = env.run(&[&["--json", "backup", "--strict"][..], &args[..]].concat());
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    let d = doc(&o);
+    assert_eq!(d["ok"], false, "{d}");
+    assert!(
+        d["backup"]["archive"].is_string(),
+        "the archive was written: {d}"
+    );
 }
 
 #[test]

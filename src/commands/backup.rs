@@ -165,6 +165,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             json["push_error"] = serde_json::json!(e.message);
         }
     }
+    if args.strict && serious > 0 {
+        // the exit code will be 1: the document says so too
+        json["ok"] = serde_json::json!(false);
+    }
     ui.result(human, json);
     if let Some(e) = push_err {
         return Err(e.context("the backup was written, but the push failed"));

@@ -37,6 +37,8 @@ pub enum Format {
     #[serde(rename = "openpgp-armored")]
     OpenPgpArmored,
     /// Unencrypted gzip stream (the guide's basic mode / `--insecure-plaintext`).
+    /// Spelled `plaintext` in JSON, as `list` and `backup` say.
+    #[serde(rename = "plaintext")]
     Gzip,
 }
 
