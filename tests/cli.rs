@@ -106,6 +106,22 @@ fn setup() -> Setup {
     }
 }
 
+/// A configuration with one NAS (directory) tier.
+fn nas_config(env: &Env) -> PathBuf {
+    let nas = env.path("nas");
+    fs::create_dir_all(&nas).unwrap();
+    let config = env.path("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[tier]]\nname = \"nas\"\nurl = \"{}\"\nkeep_within = \"30d\"\n",
+            p(&nas)
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn assert_silent(o: &Output, what: &str) {
     assert_eq!(code(o), 0, "{what}: {}", err(o));
     assert_eq!(out(o), "", "{what}: -q printed on stdout");
@@ -170,6 +186,49 @@ fn quiet_success_prints_nothing() {
     assert_silent(&o, "drill");
     let o = env.run(&["-q", "man", "--dir", p(&env.path("man"))]);
     assert_silent(&o, "man --dir");
+    let o = env.run(&["-q", "keygen", "age", "--out", p(&env.path("keys"))]);
+    assert_silent(&o, "keygen");
+    assert!(env.path("keys").read_dir().unwrap().count() >= 2);
+    let o = env.run(&[
+        "-q",
+        "schedule",
+        "cron",
+        "--install",
+        "--source",
+        p(&s.data),
+        "--dest",
+        p(&s.dest),
+    ]);
+    assert_silent(&o, "schedule --install");
+    let o = env.run(&[
+        "-q",
+        "rotate",
+        "--dest",
+        p(&s.dest),
+        "-i",
+        p(&s.key),
+        "-r",
+        &age_pub("age-example-protected.pub"),
+        "--dry-run",
+    ]);
+    assert_silent(&o, "rotate --dry-run");
+    let config = nas_config(env);
+    let o = env.run(&["-q", "push", "--dest", p(&s.dest), "--config", p(&config)]);
+    assert_silent(&o, "push");
+    let o = env.run(&["-q", "list", "--tier", "nas", "--config", p(&config)]);
+    assert_silent(&o, "list --tier");
+    let o = env.run(&[
+        "-q",
+        "verify",
+        "--tier",
+        "nas",
+        "--config",
+        p(&config),
+        s.archive.file_name().unwrap().to_str().unwrap(),
+    ]);
+    assert_silent(&o, "verify --tier");
+    let o = env.run(&["-q", "prune", "--tier", "nas", "--config", p(&config)]);
+    assert_silent(&o, "prune --tier");
 
     // without -q the same commands do print their summary
     let o = env.run(&["verify", p(&s.archive)]);
@@ -303,6 +362,28 @@ fn every_json_document_has_ok() {
     let d = doc(&o);
     assert_eq!(d["ok"], true, "man");
     assert!(d["pages"].as_array().unwrap().len() > 10);
+    let config = nas_config(env);
+    let o = env.run(&[
+        "--json",
+        "push",
+        "--dest",
+        p(&s.dest),
+        "--config",
+        p(&config),
+    ]);
+    assert_eq!(doc(&o)["ok"], true, "push: {}", err(&o));
+    let o = env.run(&["--json", "list", "--tier", "nas", "--config", p(&config)]);
+    assert_eq!(doc(&o)["ok"], true, "list --tier");
+    let o = env.run(&[
+        "--json",
+        "prune",
+        "--tier",
+        "nas",
+        "--config",
+        p(&config),
+        "--dry-run",
+    ]);
+    assert_eq!(doc(&o)["ok"], true, "prune --tier");
     // push without any tier configured: an error document
     let o = env.run(&["--json", "push", "--dest", p(&s.dest)]);
     assert_ne!(code(&o), 0);

@@ -29,7 +29,12 @@ impl From<TypeArg> for BackupType {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Backup type: daily and pre-deploy leave out workspace/ and logs/
-    #[arg(long = "type", value_enum, default_value = "daily")]
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        value_enum,
+        default_value = "daily"
+    )]
     pub btype: TypeArg,
     /// Data directory (default $SECURECLAW_STATE_DIR, $SECURECLAW_DIR, ~/.secureclaw)
     #[arg(long, value_name = "DIR")]

@@ -50,7 +50,12 @@ pub struct Args {
     #[arg(value_enum)]
     pub scheduler: Scheduler,
     /// Backup type to schedule
-    #[arg(long = "type", value_enum, default_value = "daily")]
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        value_enum,
+        default_value = "daily"
+    )]
     pub btype: TypeArg,
     /// Time of day, HH:MM (default 02:00 for daily, Sunday 03:00 for weekly)
     #[arg(long, value_name = "HH:MM", conflicts_with = "every")]
