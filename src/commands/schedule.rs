@@ -797,6 +797,34 @@ mod tests {
     }
 
     #[test]
+    fn env_key_value_writes_the_recipients() {
+        assert_eq!(env_key_value(None).unwrap(), "");
+        assert_eq!(env_key_value(Some("  ")).unwrap(), "");
+        assert_eq!(env_key_value(Some("age1abc")).unwrap(), "age1abc");
+        // several, newline or comma separated: one line
+        assert_eq!(
+            env_key_value(Some("age1abc\nage1def,")).unwrap(),
+            "age1abc,age1def"
+        );
+        // an SSH key has spaces: quoted for sh and systemd alike
+        assert_eq!(
+            env_key_value(Some("ssh-ed25519 AAAAC3 me@host")).unwrap(),
+            "'ssh-ed25519 AAAAC3 me@host'"
+        );
+        // a relative recipients file: absolute, the job runs elsewhere
+        let v = env_key_value(Some("keys/backup.pub")).unwrap();
+        assert!(v.starts_with('/') && v.ends_with("/keys/backup.pub"), "{v}");
+        // never a secret, never something that breaks out of the line
+        assert!(env_key_value(Some(
+            "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
+        ))
+        .is_err());
+        assert!(env_key_value(Some("age1abc'; rm -rf ~; '")).is_err());
+        assert!(env_key_value(Some("age1abc$(id)")).is_err());
+        assert!(env_key_value(Some("age1abc\u{1b}[2J")).is_err());
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(systemd_quote("/a/b", true), "/a/b");
         assert_eq!(systemd_quote("/a b/%c", true), "\"/a b/%%c\"");
