@@ -23,21 +23,45 @@ pub fn harden() {
     );
 }
 
-/// Installs SIGINT/SIGTERM/SIGHUP handlers that only set the interruption
-/// flag, for the first signal and every later one alike: the loops that poll
-/// it (the walk, every file read, the extraction of every entry and chunk)
-/// stop within a chunk, and the way out removes what the run made (temp
-/// archive, plaintext staging of a restore or a live capture). A second
-/// Ctrl-C therefore never kills the process halfway through that cleanup;
-/// only SIGKILL does, and then the next run removes the leftovers.
+/// Signals after which the process exits at once (exit 130), whatever it is
+/// doing: the way out of a wait that does not poll the flag (a stuck network
+/// transfer).
+const FORCE_QUIT_AFTER: usize = 3;
+
+/// Installs SIGINT/SIGTERM/SIGHUP handlers. The first two signals only set
+/// the interruption flag: the loops that poll it (the walk, every file read,
+/// the extraction of every entry and chunk) stop within a chunk, and the way
+/// out removes what the run made (temp archive, plaintext staging of a
+/// restore or a live capture), so a second Ctrl-C never kills the process
+/// halfway through that cleanup. A third exits at once; what that leaves
+/// (a dot-temp archive, a restore's staging directory) is removed by the next
+/// run, as after SIGKILL.
 pub fn install_signal_handlers() {
     let flag = INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false)));
-    for sig in [
+    let sigs = [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
-    ] {
+    ];
+    for sig in sigs {
         let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    // counting happens on a thread of its own (the handlers above only set
+    // the flag, which is all a signal handler may safely do)
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new(sigs) {
+        let _ = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for (n, _) in signals.forever().enumerate() {
+                    match n + 1 {
+                        2 => eprintln!(
+                            "secureclaw-backup: interrupted again; cleaning up (a third signal quits at once, and the next run removes what is left)"
+                        ),
+                        k if k >= FORCE_QUIT_AFTER => std::process::exit(130),
+                        _ => {}
+                    }
+                }
+            });
     }
 }
 
