@@ -167,8 +167,13 @@ pub fn run_backup_live(opts: &BackupOptions, live: &LiveOptions, ui: &Ui) -> Res
     if let Some(policy) = &opts.prune {
         // still under the destination lock
         let decisions =
-            crate::commands::prune::prune_type(&opts.dest, opts.btype, policy, now, false, ui)
-                .map_err(|e| e.context("the backup succeeded, but pruning old archives failed"))?;
+            crate::prune::prune_type(&opts.dest, opts.btype, policy, now, false, &mut |p| {
+                ui.detail(format!("removed {}", p.display()))
+            })
+            .map_err(|e| e.context("the backup succeeded, but pruning old archives failed"))?;
+        for line in crate::prune::dropped_lines(&decisions, false) {
+            ui.info(line);
+        }
         pruned = decisions
             .into_iter()
             .filter(|d| !d.keep)

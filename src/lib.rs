@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod paths;
 pub mod pgzip;
 pub mod process;
+pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod rotate;
