@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod backup;
 pub mod capture;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod crypto;
@@ -23,6 +24,7 @@ pub mod restore;
 pub mod retention;
 pub mod rotate;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod swap;
 pub mod tier;

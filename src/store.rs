@@ -194,13 +194,53 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 
 /// Creates a new file exclusively, owner-only from the first byte.
 pub fn create_private(path: &Path) -> Result<File> {
+    open_private_new(path).at("creating", path)
+}
+
+/// [`create_private`] with the bare I/O error, for a caller that handles
+/// `AlreadyExists` itself: exclusive, mode 0600, a symlink not followed.
+pub fn open_private_new(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
-        .at("creating", path)
+}
+
+/// Creates `dir` (and its parents) with mode 0700 when it is not a directory
+/// yet; an existing directory is left as it is (unlike
+/// [`ensure_private_dir`], which tightens it).
+pub fn mkdir_private(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .at("creating directory", dir)
+}
+
+/// Writes `data` to `path`, replacing it atomically: a temporary file in the
+/// same directory, fsync, `mode`, then a rename over `path` (a reader sees
+/// the old file or the new one, never a part).
+pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".secureclaw-backup.")
+        .tempfile_in(dir)
+        .at("creating a temporary file in", dir)?;
+    tmp.write_all(data).at("writing", tmp.path())?;
+    tmp.as_file().sync_all().at("syncing", tmp.path())?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+        .at("setting permissions of", tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into place", path, e.error))?;
+    Ok(())
 }
 
 /// Bytes written to a file between two writeback kicks.
@@ -465,6 +505,46 @@ pub fn default_dest() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_replace_sets_mode_and_replaces() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        write_replace(&p, b"one", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        write_replace(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(t.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
+
+    #[test]
+    fn mkdir_private_leaves_an_existing_dir_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("a/b");
+        mkdir_private(&d).unwrap();
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        mkdir_private(&d).unwrap();
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+    }
 
     #[test]
     fn names_round_trip() {

@@ -1,26 +1,21 @@
-//! `status`: is the newest backup recent enough, and does it check? For
-//! monitoring from cron, systemd or Prometheus' textfile collector.
-//!
-//! Reports the newest archive of each type, its age and size, its SHA-256
-//! against the sidecar (the newest of each type is read in full), and the free
-//! space of the destination. Exit 6 when the newest backup of any type but
-//! pre-restore is older than `--max-age` or there is none; exit 1 when the
-//! destination does not exist (listed under problems); otherwise exit 3 when
-//! the newest archive of a type does not match its sidecar or its header is
-//! damaged. The report (and the metrics file) is written first in every case.
+//! `status`: is the newest backup recent enough, and does it check? Renders
+//! [`crate::status::report`] (and writes its metrics file); exit 6 when the
+//! newest backup of any type but pre-restore is older than `--max-age` or
+//! there is none; exit 1 when the destination does not exist (listed under
+//! problems); otherwise exit 3 when the newest archive of a type does not
+//! match its sidecar or its header is damaged. The report (and the metrics
+//! file) is written first in every case.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use chrono::{TimeDelta, Utc};
 use serde_json::json;
 
-use crate::commands::list::{self, Entry};
-use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::human_bytes;
 use crate::retention::{format_duration, parse_duration};
-use crate::store::{self, BackupType};
+use crate::status::{self, Report};
+use crate::store;
 use crate::ui::Ui;
 
 #[derive(Debug, clap::Args)]
@@ -34,113 +29,6 @@ pub struct Args {
     /// Also write metrics in the Prometheus text format to FILE (atomically)
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
-}
-
-/// The state of one backup type.
-#[derive(Debug, Clone, Serialize)]
-pub struct TypeStatus {
-    #[serde(rename = "type")]
-    pub btype: BackupType,
-    /// Backups of this type (a legacy directory and its tarball count once).
-    pub count: usize,
-    pub newest: Option<Entry>,
-    pub age_seconds: Option<i64>,
-    /// The newest archive matches its sidecar (`None`: no sidecar or no archive).
-    pub sidecar_ok: Option<bool>,
-}
-
-/// The whole status report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub dest: PathBuf,
-    pub now: DateTime<Utc>,
-    pub max_age_seconds: i64,
-    pub types: Vec<TypeStatus>,
-    /// Age of the newest daily / weekly / pre-deploy backup.
-    pub newest_age_seconds: Option<i64>,
-    pub stale: bool,
-    /// Newest archives that failed their check (sidecar mismatch, damaged header).
-    pub problems: Vec<String>,
-    pub free_bytes: Option<u64>,
-}
-
-/// Builds the report (reads the newest archive of each type in full).
-pub fn report(dest: &Path, max_age: TimeDelta, now: DateTime<Utc>, ui: &Ui) -> Result<Report> {
-    let archives = store::list_archives(dest)?;
-    let mut types = Vec::new();
-    let mut problems = Vec::new();
-    if !dest.is_dir() {
-        problems.push(format!(
-            "{}: {}",
-            dest.display(),
-            if dest.exists() {
-                "not a directory"
-            } else {
-                "does not exist"
-            }
-        ));
-    }
-    let mut newest_age: Option<i64> = None;
-    for t in BackupType::ALL {
-        let of_type: Vec<_> = archives.iter().filter(|a| a.btype == t).collect();
-        let mut stems: Vec<_> = of_type.iter().map(|a| (a.time, a.seq)).collect();
-        stems.dedup();
-        // Newest: the last by (time, seq); prefer an archive file over a legacy
-        // directory of the same stem.
-        let newest = of_type
-            .iter()
-            .rev()
-            .max_by_key(|a| (a.time, a.seq, a.container != store::Container::Directory));
-        let entry = newest.map(|a| {
-            ui.detail(format!("checking {}", a.name));
-            list::describe(dest, a, true)
-        });
-        let age = entry.as_ref().map(|e| (now - e.time).num_seconds().max(0));
-        let sidecar_ok = entry.as_ref().and_then(|e| match e.sidecar.as_str() {
-            "ok" => Some(true),
-            "mismatch" | "malformed" | "unreadable" => Some(false),
-            _ => None,
-        });
-        if let Some(e) = &entry {
-            if sidecar_ok == Some(false) {
-                problems.push(format!("{}: sidecar {}", e.name, e.sidecar));
-            }
-            if e.format == "damaged" {
-                problems.push(format!(
-                    "{}: {}",
-                    e.name,
-                    e.problem.as_deref().unwrap_or("damaged header")
-                ));
-            }
-        }
-        if t != BackupType::PreRestore {
-            if let Some(a) = age {
-                newest_age = Some(newest_age.map_or(a, |n| n.min(a)));
-            }
-        }
-        types.push(TypeStatus {
-            btype: t,
-            count: stems.len(),
-            newest: entry,
-            age_seconds: age,
-            sidecar_ok,
-        });
-    }
-    let max_age_seconds = max_age.num_seconds();
-    let stale = newest_age.is_none_or(|a| a > max_age_seconds);
-    let free_bytes = rustix::fs::statvfs(dest)
-        .ok()
-        .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
-    Ok(Report {
-        dest: dest.to_owned(),
-        now,
-        max_age_seconds,
-        types,
-        newest_age_seconds: newest_age,
-        stale,
-        problems,
-        free_bytes,
-    })
 }
 
 fn age_text(secs: i64) -> String {
@@ -200,112 +88,15 @@ pub fn human(r: &Report) -> String {
     out
 }
 
-/// Metrics in the Prometheus text exposition format.
-pub fn prometheus(r: &Report) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, help: &str, rows: Vec<(Option<BackupType>, String)>| {
-        if rows.is_empty() {
-            return;
-        }
-        out.push_str(&format!("# HELP secureclaw_backup_{name} {help}\n"));
-        out.push_str(&format!("# TYPE secureclaw_backup_{name} gauge\n"));
-        for (t, v) in rows {
-            match t {
-                Some(t) => out.push_str(&format!(
-                    "secureclaw_backup_{name}{{type=\"{}\"}} {v}\n",
-                    t.as_str()
-                )),
-                None => out.push_str(&format!("secureclaw_backup_{name} {v}\n")),
-            }
-        }
-    };
-    let per = |f: &dyn Fn(&TypeStatus) -> Option<String>| -> Vec<(Option<BackupType>, String)> {
-        r.types
-            .iter()
-            .filter_map(|t| f(t).map(|v| (Some(t.btype), v)))
-            .collect()
-    };
-    family(
-        "last_success_timestamp_seconds",
-        "Unix time of the newest backup of this type (from its name).",
-        per(&|t| t.newest.as_ref().map(|e| e.time.timestamp().to_string())),
-    );
-    family(
-        "age_seconds",
-        "Age of the newest backup of this type.",
-        per(&|t| t.age_seconds.map(|a| a.to_string())),
-    );
-    family(
-        "size_bytes",
-        "Size of the newest backup of this type.",
-        per(&|t| t.newest.as_ref().map(|e| e.size.to_string())),
-    );
-    family(
-        "sidecar_ok",
-        "1 when the newest backup of this type matches its .sha256 sidecar, 0 when not.",
-        per(&|t| match (t.sidecar_ok, &t.newest) {
-            (Some(ok), _) => Some(u8::from(ok).to_string()),
-            (None, Some(_)) => Some("0".into()),
-            (None, None) => None,
-        }),
-    );
-    family(
-        "archives_total",
-        "Number of backups of this type in the destination.",
-        per(&|t| Some(t.count.to_string())),
-    );
-    family(
-        "stale",
-        "1 when the newest backup is older than the allowed maximum age (or there is none).",
-        vec![(None, u8::from(r.stale).to_string())],
-    );
-    family(
-        "max_age_seconds",
-        "The allowed maximum age of the newest backup.",
-        vec![(None, r.max_age_seconds.to_string())],
-    );
-    if let Some(f) = r.free_bytes {
-        family(
-            "free_bytes",
-            "Free space on the destination's filesystem.",
-            vec![(None, f.to_string())],
-        );
-    }
-    family(
-        "status_timestamp_seconds",
-        "Unix time this status was computed.",
-        vec![(None, r.now.timestamp().to_string())],
-    );
-    out
-}
-
-/// Writes `text` to `path` atomically (temp file in the same directory, fsync,
-/// rename), mode 0644 so the metrics collector can read it.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".secureclaw-backup-metrics.")
-        .tempfile_in(dir)
-        .at("creating a temporary file in", dir)?;
-    tmp.write_all(text.as_bytes()).at("writing", tmp.path())?;
-    tmp.as_file().sync_all().at("syncing", tmp.path())?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-        .at("setting permissions of", tmp.path())?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("renaming metrics into place", path, e.error))?;
-    Ok(())
-}
-
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let dest = store::dest_or_default(args.dest.as_deref())?;
     let max_age = parse_duration(&args.max_age).map_err(|e| e.context("--max-age"))?;
-    let r = report(&dest, max_age, Utc::now(), ui)?;
+    let r = status::report(&dest, max_age, Utc::now(), &mut |name| {
+        ui.detail(format!("checking {name}"))
+    })?;
     if let Some(p) = &args.prometheus {
-        write_atomic(p, &prometheus(&r))?;
+        // mode 0644 so that the metrics collector can read it
+        store::write_replace(p, status::prometheus(&r).as_bytes(), 0o644)?;
         ui.detail(format!("metrics written to {}", p.display()));
     }
     let mut doc = json!(r);
@@ -353,62 +144,29 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn ts(now: DateTime<Utc>, ago: TimeDelta) -> String {
-        (now - ago).format("%Y%m%d_%H%M%S").to_string()
-    }
-
     #[test]
-    fn fresh_stale_and_metrics() {
+    fn stale_and_fresh_are_said() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         let now = Utc::now();
-        let ui = Ui::default();
-        let r = report(d, TimeDelta::hours(25), now, &ui).unwrap();
-        assert!(r.stale);
-        assert_eq!(r.newest_age_seconds, None);
-
-        let name = format!("daily_{}.tar.gz", ts(now, TimeDelta::hours(2)));
+        let r = status::report(d, TimeDelta::hours(25), now, &mut |_| {}).unwrap();
+        assert!(
+            human(&r).contains("STALE: no backup at all"),
+            "{}",
+            human(&r)
+        );
+        let name = format!(
+            "daily_{}.tar.gz",
+            (now - TimeDelta::hours(2)).format("%Y%m%d_%H%M%S")
+        );
         std::fs::write(d.join(&name), [0x1f, 0x8b, 8, 0]).unwrap();
         let digest = store::sha256_file(&d.join(&name)).unwrap();
         store::write_sidecar(&d.join(&name), &digest).unwrap();
-        // A fresh pre-restore snapshot does not count as a backup.
-        std::fs::write(
-            d.join(format!(
-                "pre-restore_{}.tar.gz",
-                ts(now, TimeDelta::minutes(1))
-            )),
-            [0x1f, 0x8b],
-        )
-        .unwrap();
-
-        let r = report(d, TimeDelta::hours(25), now, &ui).unwrap();
-        assert!(!r.stale, "{}", human(&r));
-        assert!(r.problems.is_empty());
-        assert_eq!(r.types[0].sidecar_ok, Some(true));
-        assert!(r.free_bytes.is_some());
-        let r1 = report(d, TimeDelta::hours(1), now, &ui).unwrap();
-        assert!(r1.stale);
+        let r = status::report(d, TimeDelta::hours(25), now, &mut |_| {}).unwrap();
+        let h = human(&r);
+        assert!(h.contains("\nOK: the newest backup is 2h old"), "{h}");
+        assert!(h.contains(" ok         "), "sidecar column padded: {h}");
+        let r1 = status::report(d, TimeDelta::hours(1), now, &mut |_| {}).unwrap();
         assert!(human(&r1).contains("STALE"));
-
-        let m = prometheus(&r);
-        assert!(m.contains("secureclaw_backup_last_success_timestamp_seconds{type=\"daily\"} "));
-        assert!(m.contains("secureclaw_backup_sidecar_ok{type=\"daily\"} 1\n"));
-        assert!(m.contains("secureclaw_backup_archives_total{type=\"weekly\"} 0\n"));
-        assert!(m.contains("secureclaw_backup_stale 0\n"));
-        assert!(!m.contains("age_seconds{type=\"weekly\"}"));
-        for line in m.lines().filter(|l| !l.starts_with('#')) {
-            let (_, v) = line.rsplit_once(' ').unwrap();
-            v.parse::<f64>().unwrap();
-        }
-        let f = d.join("metrics/backup.prom");
-        std::fs::create_dir(d.join("metrics")).unwrap();
-        write_atomic(&f, &m).unwrap();
-        assert_eq!(std::fs::read_to_string(&f).unwrap(), m);
-
-        // A corrupted newest archive is a problem.
-        std::fs::write(d.join(&name), [0x1f, 0x8b, 8, 1]).unwrap();
-        let r = report(d, TimeDelta::hours(25), now, &ui).unwrap();
-        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
-        assert!(prometheus(&r).contains("secureclaw_backup_sidecar_ok{type=\"daily\"} 0\n"));
     }
 }
