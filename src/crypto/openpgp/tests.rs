@@ -6,10 +6,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use std::fs::File;
+use std::io;
+
 use super::*;
-use crate::crypto::recipients::normalize_key_id;
-use crate::crypto::Decryptor as _;
-use crate::error::ErrorKind;
+use crate::crypto::recipients::{normalize_key_id, RecipientSpec};
+use crate::crypto::{Decryptor as _, Encryptor as _, Format, PassphraseSource};
+use crate::error::{Error, ErrorKind, Result};
 
 const UID: &str =
     "SecureClaw Backup Example (NEVER USE IN PRODUCTION) <backup-example@secureclaw.invalid>";
