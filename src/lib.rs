@@ -23,6 +23,7 @@ pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod rotate;
+pub mod schedule;
 pub mod source;
 pub mod status;
 pub mod store;

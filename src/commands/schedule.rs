@@ -1,54 +1,41 @@
-//! `schedule`: unattended backups with a systemd user timer or cron.
-//!
-//! systemd: a hardened oneshot service and a timer with exactly ONE
-//! `OnCalendar=` line (the guide's timer had two, so it ran twice a day) and
-//! `Persistent=true` (a run missed while the machine was off happens at boot).
-//! The recipients come from an `EnvironmentFile=` of mode 0600
-//! (`~/.config/secureclaw-backup/backup.env`, `SECURECLAW_BACKUP_KEY=…`), never
-//! inline in the unit. `--install` writes the user units and the env-file
-//! template; it never runs `systemctl` itself.
-//!
-//! Paths are written for each target's own syntax: in units `%` becomes `%%`
-//! (specifiers) and, on `ExecStart=`, `$` becomes `$$` (environment
-//! expansion), with C-style double quotes around words with spaces; in the
-//! crontab line every word is single-quoted for `/bin/sh` and each `%` (which
-//! cron turns into a newline) is written `\%` outside the quotes. What no
-//! target can carry safely is refused with exit 2: control characters and
-//! newlines anywhere (they would start a new unit line or crontab entry),
-//! non-UTF-8 paths, and in units quotes and backslashes (systemd unquotes
-//! `ExecStart=` and `ReadWritePaths=` differently). The data directory and
-//! the destination are resolved (symlinks followed) before they are written.
+//! `schedule`: unattended backups with a systemd user timer or cron. Prints
+//! (or with `--install` writes) the units or the crontab line of
+//! [`crate::schedule`], then the next steps; it never runs `systemctl` or
+//! edits a crontab itself.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::error::{Error, IoContext, Result};
-use crate::retention::parse_duration;
-use crate::store::BackupType;
+use crate::error::{Error, Result};
+use crate::schedule::{self, Scheduler};
+use crate::store::{self, BackupType};
 use crate::ui::Ui;
 
-/// Where the environment file lives, relative to `$HOME` (`%h` in units).
-pub const ENV_FILE_REL: &str = ".config/secureclaw-backup/backup.env";
+use super::backup::TypeArg;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scheduler {
+pub enum SchedulerArg {
     /// A systemd user service + timer pair
     Systemd,
     /// crontab lines
     Cron,
 }
 
-use super::backup::TypeArg;
+impl From<SchedulerArg> for Scheduler {
+    fn from(s: SchedulerArg) -> Self {
+        match s {
+            SchedulerArg::Systemd => Scheduler::Systemd,
+            SchedulerArg::Cron => Scheduler::Cron,
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// systemd (user service + timer) or cron (crontab lines)
     #[arg(value_enum)]
-    pub scheduler: Scheduler,
+    pub scheduler: SchedulerArg,
     /// Backup type to schedule
     #[arg(
         long = "type",
@@ -78,474 +65,6 @@ pub struct Args {
     pub drill: bool,
 }
 
-/// When to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum When {
-    /// Every day at hh:mm (weekly: Sundays).
-    At {
-        hour: u32,
-        minute: u32,
-        weekly: bool,
-    },
-    /// Every n minutes (n divides 60).
-    Minutes(u32),
-    /// Every n hours (n divides 24).
-    Hours(u32),
-}
-
-impl When {
-    pub fn parse(btype: BackupType, at: Option<&str>, every: Option<&str>) -> Result<When> {
-        let weekly = btype == BackupType::Weekly;
-        if let Some(e) = every {
-            let d = parse_duration(e)?;
-            let s = d.num_seconds();
-            let bad = || {
-                Error::usage(format!(
-                    "--every {}: cannot be written as one calendar rule",
-                    crate::ui::cut(e, 80)
-                ))
-                    .hint("use minutes dividing an hour (5m, 10m, 15m, 20m, 30m), hours dividing a day (1h, 2h, 3h, 4h, 6h, 8h, 12h), 1d or 1w")
-            };
-            return match s {
-                86_400 => Ok(When::At {
-                    hour: 2,
-                    minute: 0,
-                    weekly: false,
-                }),
-                604_800 => Ok(When::At {
-                    hour: 3,
-                    minute: 0,
-                    weekly: true,
-                }),
-                _ if s > 0 && s % 3600 == 0 && 24 % (s / 3600) == 0 => {
-                    Ok(When::Hours((s / 3600) as u32))
-                }
-                _ if s > 0 && s < 3600 && s % 60 == 0 && 60 % (s / 60) == 0 => {
-                    Ok(When::Minutes((s / 60) as u32))
-                }
-                _ => Err(bad()),
-            };
-        }
-        let (hour, minute) = match at {
-            None if weekly => (3, 0),
-            None => (2, 0),
-            Some(a) => parse_hhmm(a)?,
-        };
-        Ok(When::At {
-            hour,
-            minute,
-            weekly,
-        })
-    }
-
-    /// The systemd calendar expression.
-    pub fn on_calendar(&self) -> String {
-        match self {
-            When::At {
-                hour,
-                minute,
-                weekly: true,
-            } => format!("Sun *-*-* {hour:02}:{minute:02}:00"),
-            When::At {
-                hour,
-                minute,
-                weekly: false,
-            } => format!("*-*-* {hour:02}:{minute:02}:00"),
-            When::Minutes(n) => format!("*-*-* *:00/{n}:00"),
-            When::Hours(1) => "*-*-* *:00:00".into(),
-            When::Hours(n) => format!("*-*-* 00/{n}:00:00"),
-        }
-    }
-
-    /// The five cron time fields.
-    pub fn cron(&self) -> String {
-        match self {
-            When::At {
-                hour,
-                minute,
-                weekly: true,
-            } => format!("{minute} {hour} * * 0"),
-            When::At {
-                hour,
-                minute,
-                weekly: false,
-            } => format!("{minute} {hour} * * *"),
-            When::Minutes(n) => format!("*/{n} * * * *"),
-            When::Hours(1) => "0 * * * *".into(),
-            When::Hours(n) => format!("0 */{n} * * *"),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            When::At {
-                hour,
-                minute,
-                weekly: true,
-            } => format!("Sundays at {hour:02}:{minute:02}"),
-            When::At {
-                hour,
-                minute,
-                weekly: false,
-            } => format!("daily at {hour:02}:{minute:02}"),
-            When::Minutes(n) => format!("every {n} minutes"),
-            When::Hours(1) => "hourly".into(),
-            When::Hours(n) => format!("every {n} hours"),
-        }
-    }
-}
-
-fn parse_hhmm(s: &str) -> Result<(u32, u32)> {
-    let bad = || {
-        Error::usage(format!("--at {}: not a time of day", crate::ui::cut(s, 80)))
-            .hint("write HH:MM, e.g. 02:00 or 23:30")
-    };
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 23 || m > 59 || s.len() > 5 {
-        return Err(bad());
-    }
-    Ok((h, m))
-}
-
-/// Everything `schedule` prints or installs.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub unit_base: String,
-    pub service: String,
-    pub timer: String,
-    pub cron: String,
-    pub env_template: String,
-}
-
-/// Quotes a word for a systemd unit line: `%` doubled (specifiers); with
-/// `exec`, `$` doubled too (`ExecStart=` expands `$VAR` and `${VAR}`); words
-/// with spaces or `;` in C-style double quotes. Quotes and backslashes are
-/// refused before ([`check_path`]).
-pub fn systemd_quote(s: &str, exec: bool) -> String {
-    let mut s = s.replace('%', "%%");
-    if exec {
-        s = s.replace('$', "$$");
-    }
-    if !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'))
-    {
-        return s;
-    }
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Quotes a word for /bin/sh in a crontab line. Cron turns an unescaped `%`
-/// into a newline and drops the backslash of `\%`; a backslash before that
-/// (a path `a\%b`) would escape the escape. So every `%` is written as
-/// `'\%'` between closed single quotes: the character before the `\%` is then
-/// always a quote, and sh sees a bare `%`, which it leaves alone.
-pub fn shell_quote_cron(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
-    {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', "'\\''").replace('%', "'\\%'"))
-}
-
-/// Refuses a path that a unit file or a crontab line cannot carry safely.
-pub fn check_path(what: &str, path: &Path, scheduler: Scheduler) -> Result<()> {
-    let Some(s) = path.to_str() else {
-        return Err(Error::usage(format!(
-            "{what} {} is not UTF-8: it cannot be written into a schedule",
-            crate::ui::Safe(path)
-        ))
-        .hint("rename the directory (or use a symlink with a plain name) and run again"));
-    };
-    if s.chars().any(crate::ui::is_unsafe_char) {
-        return Err(Error::usage(format!(
-            "{what} {} contains a newline or another control character: it would inject lines into the schedule",
-            crate::ui::Safe(path)
-        ))
-        .hint("use a path without control characters (rename the directory, or point to it through a symlink with a plain name)"));
-    }
-    if scheduler == Scheduler::Systemd && s.contains(['"', '\'', '\\']) {
-        return Err(Error::usage(format!(
-            "{what} {} contains a quote or a backslash, which systemd unit settings do not read back the same way",
-            crate::ui::Safe(path)
-        ))
-        .hint("use `schedule cron`, or a path without quotes and backslashes (a symlink with a plain name works)"));
-    }
-    Ok(())
-}
-
-/// The path with symlinks resolved when it exists (a symlinked data dir
-/// would otherwise be archived as the link), else as given.
-fn resolved(path: PathBuf) -> PathBuf {
-    fs::canonicalize(&path).unwrap_or(path)
-}
-
-/// Builds the units and crontab lines.
-/// What a schedule runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Job {
-    Backup(BackupType),
-    /// The weekly restore drill (needs an identity: `SECURECLAW_BACKUP_IDENTITY`
-    /// in the env file, so only on a host allowed to hold one).
-    Drill,
-}
-
-pub fn plan(exe: &Path, btype: BackupType, when: &When, source: &Path, dest: &Path) -> Plan {
-    plan_job(exe, Job::Backup(btype), when, source, dest)
-}
-
-/// Builds the units and crontab lines for a backup or a drill.
-pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -> Plan {
-    let t = match job {
-        Job::Backup(b) => b.as_str(),
-        Job::Drill => "drill",
-    };
-    let unit_base = format!("secureclaw-backup-{t}");
-    let job_args: Vec<String> = match job {
-        Job::Backup(_) => vec![
-            "backup".into(),
-            "--type".into(),
-            t.into(),
-            "--source".into(),
-            systemd_quote(&source.to_string_lossy(), true),
-        ],
-        Job::Drill => vec!["drill".into()],
-    };
-    let exec = [systemd_quote(&exe.to_string_lossy(), true), "-q".into()]
-        .into_iter()
-        .chain(job_args)
-        .chain([
-            "--dest".into(),
-            systemd_quote(&dest.to_string_lossy(), true),
-        ])
-        .collect::<Vec<String>>()
-        .join(" ");
-    let service = format!(
-        "# Written by secureclaw-backup schedule. Recipients come from the\n\
-         # EnvironmentFile (mode 0600): SECURECLAW_BACKUP_KEY=<public recipients>.\n\
-         [Unit]\n\
-         Description=SecureClaw encrypted backup ({t})\n\
-         \n\
-         [Service]\n\
-         Type=oneshot\n\
-         EnvironmentFile=%h/{ENV_FILE_REL}\n\
-         ExecStart={exec}\n\
-         Nice=10\n\
-         UMask=0077\n\
-         NoNewPrivileges=true\n\
-         PrivateTmp=true\n\
-         ProtectSystem=strict\n\
-         ProtectHome=read-only\n\
-         ReadWritePaths={} {}\n\
-         # The lock file lives under $XDG_RUNTIME_DIR/secureclaw-backup-<uid>.\n\
-         RuntimeDirectory=secureclaw-backup-{uid}\n\
-         RuntimeDirectoryMode=0700\n\
-         RuntimeDirectoryPreserve=yes\n",
-        systemd_quote(&dest.to_string_lossy(), false),
-        systemd_quote(&source.to_string_lossy(), false),
-        uid = rustix::process::getuid().as_raw(),
-    );
-    let timer = format!(
-        "# Written by secureclaw-backup schedule: {desc}.\n\
-         [Unit]\n\
-         Description=SecureClaw encrypted backup ({t}), {desc}\n\
-         \n\
-         [Timer]\n\
-         OnCalendar={cal}\n\
-         Persistent=true\n\
-         \n\
-         [Install]\n\
-         WantedBy=timers.target\n",
-        desc = when.describe(),
-        cal = when.on_calendar(),
-    );
-    let cmd = match job {
-        Job::Backup(_) => format!(
-            "{} -q backup --type {t} --source {} --dest {}",
-            shell_quote_cron(&exe.to_string_lossy()),
-            shell_quote_cron(&source.to_string_lossy()),
-            shell_quote_cron(&dest.to_string_lossy()),
-        ),
-        Job::Drill => format!(
-            "{} -q drill --dest {}",
-            shell_quote_cron(&exe.to_string_lossy()),
-            shell_quote_cron(&dest.to_string_lossy()),
-        ),
-    };
-    let cron = format!(
-        "# secureclaw-backup: {t} backup, {desc}. Errors are mailed by cron (MAILTO);\n\
-         # the recipients come from the env file (mode 0600).\n\
-         {fields} set -a; . \"$HOME/{ENV_FILE_REL}\"; set +a; {cmd}\n",
-        desc = when.describe(),
-        fields = when.cron(),
-    );
-    let key =
-        env_key_value(std::env::var("SECURECLAW_BACKUP_KEY").ok().as_deref()).unwrap_or_default();
-    let env_template = format!(
-        "# secureclaw-backup: environment of scheduled backups. Keep this file mode 0600.\n\
-         # PUBLIC recipients only: age1…, an SSH public key, an OpenPGP fingerprint or a\n\
-         # certificate file path (comma-separated for several). Never a private key.\n\
-         SECURECLAW_BACKUP_KEY={key}\n"
-    );
-    Plan {
-        unit_base,
-        service,
-        timer,
-        cron,
-        env_template,
-    }
-}
-
-/// The value written for `SECURECLAW_BACKUP_KEY=` in the env file, from the
-/// variable as set when `schedule` runs: the recipients themselves, not a
-/// reference to the variable (a timer or cron job does not see the login
-/// shell's environment, and recipients are public). Normalised to one line
-/// (comma-separated), relative recipient-file paths made absolute (the job
-/// runs elsewhere), single-quoted when it has spaces (an SSH key), so that
-/// both `sh` (`set -a; . FILE`) and systemd's `EnvironmentFile=` read it.
-/// `Ok("")` when unset; `Err(why)` when it cannot be written safely (a
-/// secret key, control characters, a quote).
-pub fn env_key_value(raw: Option<&str>) -> std::result::Result<String, String> {
-    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
-        return Ok(String::new());
-    };
-    if crate::crypto::recipients::secret_kind(raw.as_bytes()).is_some() {
-        return Err(
-            "SECURECLAW_BACKUP_KEY holds a SECRET key, not written: put the PUBLIC recipient there"
-                .into(),
-        );
-    }
-    let specs = crate::crypto::recipients::split_specs(&[raw.to_owned()]);
-    let mut parts = Vec::new();
-    for s in specs {
-        if s.chars().any(crate::ui::is_unsafe_char) || s.contains(['\'', '"', '\\', '$', '`']) {
-            return Err(
-                "SECURECLAW_BACKUP_KEY has control characters or quotes, not written: write the recipients into the env file by hand".into(),
-            );
-        }
-        let path = Path::new(&s);
-        let is_file_path =
-            !s.starts_with("age1") && !s.starts_with("ssh-") && (s.contains('/') || path.is_file());
-        if is_file_path && path.is_relative() {
-            parts.push(crate::paths::absolute(path).to_string_lossy().into_owned());
-        } else {
-            parts.push(s);
-        }
-    }
-    let value = parts.join(",");
-    if value.contains(|c: char| c.is_whitespace() || "#;&|<>()*?[]~".contains(c)) {
-        Ok(format!("'{value}'"))
-    } else {
-        Ok(value)
-    }
-}
-
-fn config_home() -> Result<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(x));
-    }
-    Ok(crate::paths::home()?.join(".config"))
-}
-
-fn mkdir_private(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .at("creating directory", dir)
-}
-
-/// Writes `text` to `path` (replacing it atomically), mode 0600.
-fn write_replace(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".secureclaw-backup.")
-        .tempfile_in(dir)
-        .at("creating a temporary file in", dir)?;
-    tmp.write_all(text.as_bytes()).at("writing", tmp.path())?;
-    tmp.as_file().sync_all().at("syncing", tmp.path())?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("renaming into place", path, e.error))?;
-    Ok(())
-}
-
-/// Creates the env file if absent (0600, exclusive). Returns whether it was created.
-fn install_env_file(path: &Path, template: &str, ui: &Ui) -> Result<bool> {
-    if let Some(dir) = path.parent() {
-        mkdir_private(dir)?;
-    }
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-    {
-        Ok(mut f) => {
-            f.write_all(template.as_bytes()).at("writing", path)?;
-            f.sync_all().at("syncing", path)?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mode = fs::symlink_metadata(path)
-                .map(|m| m.permissions().mode() & 0o777)
-                .unwrap_or(0);
-            if mode & 0o077 != 0 {
-                ui.warn(format!(
-                    "{} has mode {mode:04o}; make it owner-only: chmod 600 {}",
-                    path.display(),
-                    path.display()
-                ));
-            }
-            // an env file left with an empty key by an earlier run gets the
-            // recipients now known; a key already there is never changed
-            let key_line = template
-                .lines()
-                .find(|l| l.starts_with("SECURECLAW_BACKUP_KEY="))
-                .filter(|l| *l != "SECURECLAW_BACKUP_KEY=");
-            if let Some(key_line) = key_line {
-                if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
-                    let text = fs::read_to_string(path).at("reading", path)?;
-                    if text.lines().any(|l| l == "SECURECLAW_BACKUP_KEY=") {
-                        let filled: String = text
-                            .split_inclusive('\n')
-                            .map(|l| {
-                                if l.trim_end_matches('\n') == "SECURECLAW_BACKUP_KEY=" {
-                                    format!("{key_line}\n")
-                                } else {
-                                    l.to_owned()
-                                }
-                            })
-                            .collect();
-                        write_replace(path, &filled)?;
-                        return Ok(true);
-                    }
-                }
-            }
-            Ok(false)
-        }
-        Err(e) => Err(Error::io("creating", path, e)),
-    }
-}
-
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let btype: BackupType = args.btype.into();
     // a drill runs weekly (Sundays) unless told otherwise
@@ -554,98 +73,61 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     } else {
         btype
     };
-    let when = When::parse(when_type, args.at.as_deref(), args.every.as_deref())?;
+    let when = schedule::When::parse(when_type, args.at.as_deref(), args.every.as_deref())?;
     let exe = std::env::current_exe().map_err(|e| {
         Error::operational(format!("cannot find this program's path: {e}"))
             .hint("run secureclaw-backup by its absolute path")
     })?;
-    let source = resolved(crate::paths::absolute(&crate::paths::data_dir(
+    let source = schedule::resolved(crate::paths::absolute(&crate::paths::data_dir(
         args.source.clone(),
     )?));
-    let dest = resolved(crate::paths::absolute(&crate::store::dest_or_default(
+    let dest = schedule::resolved(crate::paths::absolute(&crate::store::dest_or_default(
         args.dest.as_deref(),
     )?));
-    check_path("the program's path", &exe, args.scheduler)?;
-    check_path("the data directory", &source, args.scheduler)?;
-    check_path("the destination", &dest, args.scheduler)?;
+    schedule::check_path("the program's path", &exe, args.scheduler.into())?;
+    schedule::check_path("the data directory", &source, args.scheduler.into())?;
+    schedule::check_path("the destination", &dest, args.scheduler.into())?;
     let job = if args.drill {
-        Job::Drill
+        schedule::Job::Drill
     } else {
-        Job::Backup(btype)
+        schedule::Job::Backup(btype)
     };
-    let p = plan_job(&exe, job, &when, &source, &dest);
-    let env_path = crate::paths::home()?.join(ENV_FILE_REL);
+    let p = schedule::plan_job(&exe, job, &when, &source, &dest);
+    let env_path = crate::paths::home()?.join(schedule::ENV_FILE_REL);
     let service_name = format!("{}.service", p.unit_base);
     let timer_name = format!("{}.timer", p.unit_base);
 
     let mut installed = Vec::new();
-    let mut next = Vec::new();
     if args.install {
-        if let Err(why) = env_key_value(std::env::var("SECURECLAW_BACKUP_KEY").ok().as_deref()) {
+        if let Err(why) =
+            schedule::env_key_value(std::env::var("SECURECLAW_BACKUP_KEY").ok().as_deref())
+        {
             ui.warn(why);
         }
-        if install_env_file(&env_path, &p.env_template, ui)? {
+        if schedule::install_env_file(&env_path, &p.env_template, &mut |w| ui.warn(w))? {
             installed.push(env_path.clone());
         }
         crate::store::ensure_private_dir(&dest)?;
-        if args.scheduler == Scheduler::Systemd {
-            let dir = config_home()?.join("systemd/user");
-            mkdir_private(&dir)?;
+        if args.scheduler == SchedulerArg::Systemd {
+            let dir = schedule::config_home()?.join("systemd/user");
+            store::mkdir_private(&dir)?;
             for (name, text) in [(&service_name, &p.service), (&timer_name, &p.timer)] {
                 let path = dir.join(name);
-                write_replace(&path, text)?;
+                store::write_replace(&path, text.as_bytes(), 0o600)?;
                 installed.push(path);
             }
         }
     }
-    let key_known = p
-        .env_template
-        .lines()
-        .any(|l| l.starts_with("SECURECLAW_BACKUP_KEY=") && l != "SECURECLAW_BACKUP_KEY=");
-    next.push(if key_known {
-        format!(
-            "{} takes SECURECLAW_BACKUP_KEY (the PUBLIC recipients) from your environment now: check it there (mode 0600)",
-            env_path.display()
-        )
-    } else {
-        format!(
-            "put your PUBLIC recipient(s) in {} as SECURECLAW_BACKUP_KEY=… (mode 0600)",
-            env_path.display()
-        )
-    });
-    if args.drill {
-        next.push(format!(
-            "the drill decrypts: add SECURECLAW_BACKUP_IDENTITY=/path/to/identity to {} (only on a host allowed to hold the key), and SECURECLAW_BACKUP_PASSPHRASE_FILE=/path/to/passphrase-file (mode 0600) if the identity is passphrase-protected",
-            env_path.display()
-        ));
-    }
-    match args.scheduler {
-        Scheduler::Systemd => {
-            if !args.install {
-                next.push(format!(
-                    "save the units as ~/.config/systemd/user/{service_name} and {timer_name} (or run again with --install)"
-                ));
-            }
-            next.push(format!(
-                "systemctl --user daemon-reload && systemctl --user enable --now {timer_name}"
-            ));
-            next.push(
-                "loginctl enable-linger \"$USER\"   # so the timer runs while you are logged out"
-                    .into(),
-            );
-            next.push(format!("check: systemctl --user list-timers {timer_name}; journalctl --user -u {service_name}"));
-        }
-        Scheduler::Cron => {
-            next.push(
-                "add the line with `crontab -e` (this command never edits your crontab)".into(),
-            );
-        }
-    }
-    next.push("monitor: secureclaw-backup status --max-age 25h (exit 6 when stale; --prometheus FILE for node_exporter)".into());
-
+    let next = schedule::next_steps(
+        args.scheduler.into(),
+        &p,
+        &env_path,
+        args.drill,
+        args.install,
+    );
     let mut human = String::new();
     match args.scheduler {
-        Scheduler::Systemd => {
+        SchedulerArg::Systemd => {
             human.push_str(&format!(
                 "# ~/.config/systemd/user/{service_name}\n{}\n",
                 p.service
@@ -655,7 +137,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 p.timer
             ));
         }
-        Scheduler::Cron => human.push_str(&p.cron),
+        SchedulerArg::Cron => human.push_str(&p.cron),
     }
     if ui.quiet && !ui.json && !args.install {
         // -q: only what was asked for, the units or the cron line (no steps)
@@ -672,7 +154,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         human.push_str(&format!("  - {n}\n"));
     }
     let out = match args.scheduler {
-        Scheduler::Systemd => json!({
+        SchedulerArg::Systemd => json!({
             "ok": true,
             "scheduler": "systemd",
             "type": btype,
@@ -682,7 +164,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             "installed": installed,
             "next_steps": next,
         }),
-        Scheduler::Cron => json!({
+        SchedulerArg::Cron => json!({
             "ok": true,
             "scheduler": "cron",
             "type": btype,
@@ -695,241 +177,4 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     };
     ui.result(human, out);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys(unit: &str, key: &str) -> Vec<String> {
-        unit.lines()
-            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    #[test]
-    fn when_rules() {
-        let d = BackupType::Daily;
-        assert_eq!(When::parse(d, None, None).unwrap().cron(), "0 2 * * *");
-        assert_eq!(
-            When::parse(d, Some("02:00"), None).unwrap().cron(),
-            "0 2 * * *"
-        );
-        assert_eq!(
-            When::parse(d, Some("23:30"), None).unwrap().on_calendar(),
-            "*-*-* 23:30:00"
-        );
-        assert_eq!(
-            When::parse(d, None, Some("1h")).unwrap().cron(),
-            "0 * * * *"
-        );
-        assert_eq!(
-            When::parse(d, None, Some("1h")).unwrap().on_calendar(),
-            "*-*-* *:00:00"
-        );
-        assert_eq!(
-            When::parse(d, None, Some("6h")).unwrap().cron(),
-            "0 */6 * * *"
-        );
-        assert_eq!(
-            When::parse(d, None, Some("6h")).unwrap().on_calendar(),
-            "*-*-* 00/6:00:00"
-        );
-        assert_eq!(
-            When::parse(d, None, Some("15m")).unwrap().cron(),
-            "*/15 * * * *"
-        );
-        assert_eq!(
-            When::parse(d, None, Some("15m")).unwrap().on_calendar(),
-            "*-*-* *:00/15:00"
-        );
-        let w = BackupType::Weekly;
-        assert_eq!(When::parse(w, None, None).unwrap().cron(), "0 3 * * 0");
-        assert_eq!(
-            When::parse(w, None, None).unwrap().on_calendar(),
-            "Sun *-*-* 03:00:00"
-        );
-        for bad in ["7h", "45m", "90m", "30s", "0s"] {
-            assert!(When::parse(d, None, Some(bad)).is_err(), "{bad}");
-        }
-        for bad in ["24:00", "2", "02:60", "x:y", "002:00"] {
-            assert!(When::parse(d, Some(bad), None).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn units_have_one_calendar_and_hardening() {
-        let when = When::parse(BackupType::Daily, None, None).unwrap();
-        let p = plan(
-            Path::new("/usr/local/bin/secureclaw-backup"),
-            BackupType::Daily,
-            &when,
-            Path::new("/home/u/.secureclaw"),
-            Path::new("/home/u/backups/secure claw"),
-        );
-        assert_eq!(keys(&p.timer, "OnCalendar"), vec!["*-*-* 02:00:00"]);
-        assert_eq!(keys(&p.timer, "Persistent"), vec!["true"]);
-        for (k, v) in [
-            ("ProtectSystem", "strict"),
-            ("ProtectHome", "read-only"),
-            ("PrivateTmp", "true"),
-            ("NoNewPrivileges", "true"),
-            ("UMask", "0077"),
-            ("Type", "oneshot"),
-        ] {
-            assert_eq!(keys(&p.service, k), vec![v], "{k}");
-        }
-        assert_eq!(
-            keys(&p.service, "ReadWritePaths"),
-            vec!["\"/home/u/backups/secure claw\" /home/u/.secureclaw"]
-        );
-        assert_eq!(
-            keys(&p.service, "EnvironmentFile"),
-            vec!["%h/.config/secureclaw-backup/backup.env"]
-        );
-        assert!(keys(&p.service, "Environment").is_empty(), "no key inline");
-        assert!(keys(&p.service, "ExecStart")[0]
-            .starts_with("/usr/local/bin/secureclaw-backup -q backup --type daily"));
-        assert!(p.cron.contains("\n0 2 * * * set -a;"));
-        assert!(p.cron.contains("'/home/u/backups/secure claw'"));
-        assert!(p.env_template.contains("SECURECLAW_BACKUP_KEY="));
-    }
-
-    #[test]
-    fn env_key_value_writes_the_recipients() {
-        assert_eq!(env_key_value(None).unwrap(), "");
-        assert_eq!(env_key_value(Some("  ")).unwrap(), "");
-        assert_eq!(env_key_value(Some("age1abc")).unwrap(), "age1abc");
-        // several, newline or comma separated: one line
-        assert_eq!(
-            env_key_value(Some("age1abc\nage1def,")).unwrap(),
-            "age1abc,age1def"
-        );
-        // an SSH key has spaces: quoted for sh and systemd alike
-        assert_eq!(
-            env_key_value(Some("ssh-ed25519 AAAAC3 me@host")).unwrap(),
-            "'ssh-ed25519 AAAAC3 me@host'"
-        );
-        // a relative recipients file: absolute, the job runs elsewhere
-        let v = env_key_value(Some("keys/backup.pub")).unwrap();
-        assert!(v.starts_with('/') && v.ends_with("/keys/backup.pub"), "{v}");
-        // never a secret, never something that breaks out of the line
-        assert!(env_key_value(Some(
-            "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
-        ))
-        .is_err());
-        assert!(env_key_value(Some("age1abc'; rm -rf ~; '")).is_err());
-        assert!(env_key_value(Some("age1abc$(id)")).is_err());
-        assert!(env_key_value(Some("age1abc\u{1b}[2J")).is_err());
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(systemd_quote("/a/b", true), "/a/b");
-        assert_eq!(systemd_quote("/a b/%c", true), "\"/a b/%%c\"");
-        assert_eq!(systemd_quote("/a/${HOME}$x", true), "/a/$${HOME}$$x");
-        assert_eq!(systemd_quote("/a/${HOME}", false), "/a/${HOME}");
-        assert_eq!(shell_quote_cron("/a b/%c"), "'/a b/'\\%'c'");
-        assert_eq!(shell_quote_cron("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote_cron("w\\%d"), "'w\\'\\%'d'");
-        for bad in ["/a\nb", "/a\rb", "/a\x1bb", "/a\u{202e}b"] {
-            for sch in [Scheduler::Cron, Scheduler::Systemd] {
-                let e = check_path("dest", Path::new(bad), sch).unwrap_err();
-                assert_eq!(e.kind, crate::error::ErrorKind::Usage);
-                assert!(!e.message.contains('\n'));
-            }
-        }
-        assert!(check_path("d", Path::new("/a\\%b 'c'"), Scheduler::Cron).is_ok());
-        assert!(check_path("d", Path::new("/a\\b"), Scheduler::Systemd).is_err());
-        assert!(check_path("d", Path::new("/a b/%h/${X}"), Scheduler::Systemd).is_ok());
-    }
-
-    /// `systemd-analyze verify` on the generated units, when it is installed.
-    #[test]
-    fn systemd_analyze_verifies_units() {
-        let Ok(out) = std::process::Command::new("systemd-analyze")
-            .arg("--version")
-            .output()
-        else {
-            println!("skipped: systemd-analyze is not installed");
-            return;
-        };
-        if !out.status.success() {
-            println!("skipped: systemd-analyze does not run here");
-            return;
-        }
-        let t = tempfile::tempdir().unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let src = t.path().join("src");
-        let dest = t.path().join("dest");
-        fs::create_dir_all(&src).unwrap();
-        fs::create_dir_all(&dest).unwrap();
-        for (btype, when) in [
-            (
-                BackupType::Daily,
-                When::parse(BackupType::Daily, Some("02:00"), None).unwrap(),
-            ),
-            (
-                BackupType::Weekly,
-                When::parse(BackupType::Weekly, None, Some("6h")).unwrap(),
-            ),
-        ] {
-            let p = plan(&exe, btype, &when, &src, &dest);
-            let svc = t.path().join(format!("{}.service", p.unit_base));
-            let tmr = t.path().join(format!("{}.timer", p.unit_base));
-            fs::write(&svc, &p.service).unwrap();
-            fs::write(&tmr, &p.timer).unwrap();
-            let out = std::process::Command::new("systemd-analyze")
-                .args(["verify", "--man=no"])
-                .arg(&svc)
-                .arg(&tmr)
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            // Only complaints about our own files count (the host may lack a
-            // running systemd; messages about other units are not ours).
-            let ours: Vec<&str> = stderr
-                .lines()
-                .filter(|l| l.contains(&p.unit_base))
-                .collect();
-            assert!(ours.is_empty(), "systemd-analyze: {stderr}");
-            if !out.status.success() {
-                println!(
-                    "note: systemd-analyze exited {:?}: {stderr}",
-                    out.status.code()
-                );
-            }
-            let cal = std::process::Command::new("systemd-analyze")
-                .args(["calendar", &when.on_calendar()])
-                .output()
-                .unwrap();
-            assert!(
-                cal.status.success(),
-                "calendar {}: {:?}",
-                when.on_calendar(),
-                cal
-            );
-        }
-    }
-
-    #[test]
-    fn drill_job_runs_the_drill_weekly() {
-        let when = When::parse(BackupType::Weekly, None, None).unwrap();
-        let p = plan_job(
-            Path::new("/usr/bin/secureclaw-backup"),
-            Job::Drill,
-            &when,
-            Path::new("/home/u/.secureclaw"),
-            Path::new("/home/u/backups"),
-        );
-        assert_eq!(p.unit_base, "secureclaw-backup-drill");
-        assert!(p
-            .service
-            .contains("ExecStart=/usr/bin/secureclaw-backup -q drill --dest /home/u/backups"));
-        assert!(
-            p.cron.contains("0 3 * * 0") && p.cron.contains(" -q drill --dest /home/u/backups")
-        );
-        assert_eq!(p.timer.matches("OnCalendar=").count(), 1);
-    }
 }
