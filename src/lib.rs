@@ -14,6 +14,7 @@ pub mod drill;
 pub mod error;
 pub mod fsx;
 pub mod gateway;
+pub mod keygen;
 pub mod lock;
 pub mod manifest;
 pub mod paths;
