@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use age::secrecy::SecretString;
 
-use crate::crypto::recipients::RecipientSpec;
+use crate::crypto::spec::{self, RecipientSpec};
 use crate::crypto::{EncryptWriter, Encryptor, Format, HeaderInfo, PassphraseSource};
 use crate::error::{Error, IoContext, Result, TAMPERED_HINT};
 
@@ -42,10 +42,10 @@ impl AgeEncryptor {
                     let data = crate::crypto::read_bounded(
                         path,
                         "recipients file",
-                        crate::crypto::recipients::MAX_RECIPIENTS_FILE,
+                        spec::MAX_RECIPIENTS_FILE,
                     )?;
-                    if let Some(kind) = crate::crypto::recipients::secret_kind_in_file(&data) {
-                        return Err(crate::crypto::recipients::secret_error(
+                    if let Some(kind) = spec::secret_kind_in_file(&data) {
+                        return Err(spec::secret_error(
                             kind,
                             &format!("recipients file {}", crate::ui::Safe(path)),
                         ));
@@ -114,7 +114,7 @@ fn parse_one(s: &str, at: Option<(&Path, usize)>) -> Result<BoxedRecipient> {
     } else {
         Err(Error::key(format!(
             "{}{where_} is not an age recipient",
-            crate::crypto::recipients::quote_value(s)
+            spec::quote_value(s)
         ))
         .hint("an age recipients file holds one age1… or ssh-… key per line"))
     }

@@ -11,27 +11,12 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{age as agebk, openpgp, Decryptor, Format, PassphraseSource};
+use crate::crypto::{age as agebk, openpgp, warn_if_exposed, Decryptor, Format, PassphraseSource};
 use crate::error::{Error, Result};
 
 /// The largest identity file read (real ones are a few kB; a keyring of many
 /// OpenPGP secret keys stays far below).
 pub const MAX_IDENTITY_FILE: u64 = 4 * 1024 * 1024;
-
-/// Warns when a secret file is readable by group or others.
-pub(crate) fn warn_if_exposed(path: &Path, what: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path) {
-        let mode = m.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            crate::ui::warn(format!(
-                "{what} {} has mode {mode:04o}: others than its owner may read it; make it owner-only: chmod 600 {}",
-                crate::ui::Safe(path),
-                crate::ui::Safe(path)
-            ));
-        }
-    }
-}
 
 /// The identities an operator supplied, grouped by backend.
 pub struct Identities {

@@ -1,6 +1,15 @@
 //! Encryption seam: the [`Encryptor`] / [`Decryptor`] traits, format detection by
-//! magic bytes, and the parsing of recipient and identity specifications into the
-//! backend that serves them (age in [`age`], OpenPGP in [`openpgp`]).
+//! magic bytes, keyless [`inspect`]ion dispatched to the backend, and the safe
+//! reading of small input files (identities, passphrases, recipients:
+//! [`open_regular`], [`read_bounded`], and a warning when one is exposed).
+//!
+//! Below the seam, one module per job: the backends ([`age`], [`openpgp`]);
+//! recipient values and the secret-key screen ([`spec`], which depends on no
+//! backend); recipient parsing into a backend's encryptor ([`recipients`]);
+//! identity files into a backend's decryptor ([`identity`]); where
+//! passphrases come from ([`passphrase`]). Dependencies point one way:
+//! `recipients` and `identity` use the backends, the backends use `spec` and
+//! `passphrase`, and nothing below uses `recipients` or `identity`.
 //!
 //! A writer returned by [`Encryptor::wrap_output`] must be closed with
 //! [`EncryptWriter::finish`]: dropping it would silently truncate the archive,
@@ -11,6 +20,7 @@ pub mod identity;
 pub mod openpgp;
 pub mod passphrase;
 pub mod recipients;
+pub mod spec;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -207,6 +217,22 @@ pub fn read_bounded(path: &Path, what: &str, limit: u64) -> Result<zeroize::Zero
         return Err(too_big());
     }
     Ok(buf)
+}
+
+/// Warns when a secret file (identity, passphrase) is readable by group or
+/// others: it is still used, as ssh does for its keys.
+pub(crate) fn warn_if_exposed(path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            crate::ui::warn(format!(
+                "{what} {} has mode {mode:04o}: others than its owner may read it; make it owner-only: chmod 600 {}",
+                crate::ui::Safe(path),
+                crate::ui::Safe(path)
+            ));
+        }
+    }
 }
 
 /// Reads up to 64 bytes from the start of `path`.

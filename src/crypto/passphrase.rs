@@ -107,7 +107,7 @@ pub const MAX_PASSPHRASE_FILE: u64 = 1024 * 1024;
 pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
     let buf: Zeroizing<Vec<u8>> =
         crate::crypto::read_bounded(path, "passphrase file", MAX_PASSPHRASE_FILE)?;
-    crate::crypto::identity::warn_if_exposed(path, "passphrase file");
+    crate::crypto::warn_if_exposed(path, "passphrase file");
     let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     let mut line = &buf[..end];
     if line.ends_with(b"\r") {

@@ -16,7 +16,7 @@ use openpgp::types::SymmetricAlgorithm;
 
 use super::keyring::gnupg_home;
 use super::{inspect, keys, seipd, PubKey};
-use crate::crypto::recipients::RecipientSpec;
+use crate::crypto::spec::RecipientSpec;
 use crate::crypto::{EncryptWriter, Encryptor, Format, HeaderInfo};
 use crate::error::{Error, Result};
 

@@ -15,7 +15,7 @@ use openpgp::types::RevocationStatus;
 
 use super::keyring::{Query, Store};
 use super::{PubKey, POLICY};
-use crate::crypto::recipients::RecipientSpec;
+use crate::crypto::spec::RecipientSpec;
 use crate::error::{Error, IoContext, Result};
 
 /// The encryption subkeys a set of recipients resolves to (each once), and

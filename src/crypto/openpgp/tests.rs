@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io;
 
 use super::*;
-use crate::crypto::recipients::{normalize_key_id, RecipientSpec};
+use crate::crypto::spec::{normalize_key_id, RecipientSpec};
 use crate::crypto::{Decryptor as _, Encryptor as _, Format, PassphraseSource};
 use crate::error::{Error, ErrorKind, Result};
 
