@@ -108,7 +108,9 @@ fn sync_parent(pfd: &OwnedFd, parent: &Path) -> Result<()> {
     rustix::fs::fsync(pfd).map_err(|e| Error::io("syncing directory", parent, e.into()))
 }
 
-/// The journal path beside `target`.
+/// The journal an interrupted restore leaves beside the target
+/// (`<parent>/.<name>.secureclaw-restore.json`, the parent resolved); what
+/// `restore` writes and `validate` looks for.
 pub fn journal_path(target: &Path) -> Result<PathBuf> {
     let (parent, name) = parent_and_name(target)?;
     Ok(parent.join(journal_name(&name)))

@@ -14,7 +14,7 @@
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -132,25 +132,13 @@ impl Report {
     }
 }
 
-/// The journal an interrupted restore leaves beside the target:
-/// `<parent>/.<name>.secureclaw-restore.json`.
-pub fn journal_path(target: &Path) -> Option<PathBuf> {
-    let name = target.file_name()?.to_string_lossy();
-    Some(
-        target
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(format!(".{name}.secureclaw-restore.json")),
-    )
-}
-
 /// Validates the data directory at `target`; with `fix`, repairs permissions.
 pub fn validate(target: &Path, fix: bool) -> Result<Report> {
     let mut checks = Vec::new();
     let mut next_steps = Vec::new();
 
     // Journal first: it matters even when the target is missing.
-    let journal = journal_path(target);
+    let journal = crate::swap::journal_path(target).ok();
     if let Some(j) = journal.as_ref().filter(|j| fs::symlink_metadata(j).is_ok()) {
         let mut c = Check::new(
             "restore-journal",
@@ -685,7 +673,7 @@ mod tests {
         t
     }
 
-    fn walk_all(d: &Path) -> Vec<PathBuf> {
+    fn walk_all(d: &Path) -> Vec<std::path::PathBuf> {
         let mut out = Vec::new();
         for e in fs::read_dir(d).unwrap().flatten() {
             out.push(e.path());
@@ -901,7 +889,7 @@ mod tests {
         set(&target.join("agents/a1"), 0o700);
         fs::write(target.join("agents/a1/x.jsonl"), "").unwrap();
         set(&target.join("agents/a1/x.jsonl"), 0o600);
-        let j = journal_path(&target).unwrap();
+        let j = crate::swap::journal_path(&target).unwrap();
         assert_eq!(j, t.path().join(".data.secureclaw-restore.json"));
         fs::write(&j, "{}").unwrap();
         let r = validate(&target, false).unwrap();
