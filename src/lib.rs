@@ -1,6 +1,7 @@
 //! secureclaw-backup: encrypted, verifiable backups of a SecureClaw data
-//! directory, and safe, atomic restores. See DESIGN in the README for the data
-//! flow; each module's doc says what it owns.
+//! directory, and safe, atomic restores. README.md describes the commands and
+//! the archive format, SECURITY.md the threat model; each module's doc says
+//! what it owns.
 #![forbid(unsafe_code)]
 
 pub mod archive;

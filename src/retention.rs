@@ -1,7 +1,7 @@
 //! Retention: which backups `prune` keeps, as a pure function of the policy, the
 //! archives in the destination and the current time.
 //!
-//! Rules (DESIGN §7, issue 5):
+//! Rules (README.md, "Operations"; issue 5):
 //! - Backups are counted per type, newest first (name time, then same-second
 //!   suffix), and the newest `keep_<type>` of each type are kept.
 //! - A *backup* is a stem (`<type>_<YYYYMMDD_HHMMSS>[_N]`), not a file: a legacy

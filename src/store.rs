@@ -1,7 +1,7 @@
 //! The backup destination: archive names, listing, owner-only exclusive file
 //! creation, no-replace renames, directory fsync and `.sha256` sidecars.
 //!
-//! Names follow DESIGN §5: `<type>_<YYYYMMDD_HHMMSS>[_N].tar.gz[.age|.gpg]` in UTC.
+//! Names follow README.md, "Archive format": `<type>_<YYYYMMDD_HHMMSS>[_N].tar.gz[.age|.gpg]` in UTC.
 //! Anything else in the destination is "unrecognised" and never touched.
 
 use std::fs::{self, File, OpenOptions};

@@ -1,5 +1,5 @@
-//! Crash consistency (issue 4 §2, DESIGN §2, §6): SIGKILL a backup and a
-//! restore at many points, and fill the disk.
+//! Crash consistency (issue 4 §2; README.md, "Restore safety"): SIGKILL a
+//! backup and a restore at many points, and fill the disk.
 //!
 //! - backup killed at ≥ 10 random points: never a file with an archive name
 //!   that fails `verify -i`, never the plaintext canary anywhere on disk, and

@@ -1,4 +1,4 @@
-//! Secret hygiene (issue 4 §3, DESIGN §3): a canary passphrase and the secret
+//! Secret hygiene (issue 4 §3; SECURITY.md, "Key handling"): a canary passphrase and the secret
 //! key it protects never appear in `/proc/<pid>/cmdline` or `environ` (read
 //! while the process runs), in stdout/stderr, or in any file the tool writes;
 //! the process is not dumpable (`PR_SET_DUMPABLE` 0: its /proc files belong to
