@@ -1,15 +1,28 @@
 //! secureclaw-backup: encrypted, verifiable backups of a SecureClaw data
 //! directory, and safe, atomic restores. README.md describes the commands and
-//! the archive format, SECURITY.md the threat model; each module's doc says
-//! what it owns.
+//! the archive format, SECURITY.md the threat model, docs/ARCHITECTURE.md the
+//! layers; each module's doc says what it owns.
+//!
+//! This is the engine; the command line (clap parsing, rendering) lives in the
+//! binary (`src/main.rs`, `src/cli.rs`, `src/commands/`), and nothing here
+//! depends on it. The entry points, re-exported at the top level:
+//!
+//! - [`run_backup`] ([`BackupOptions`] → [`BackupReport`]),
+//! - [`run_restore`] ([`RestoreOptions`] → [`RestoreReport`]),
+//! - [`verify_keyless`] and [`verify_full`] (→ [`VerifyReport`]),
+//! - [`prune_dest`] (retention applied to a destination),
+//! - [`run_rotate`] ([`RotateOptions`] → [`RotateReport`]),
+//! - [`run_drill`] (→ [`DrillReport`]),
+//! - [`status_report`] (→ [`StatusReport`]) and [`validate`] (→ [`ValidateReport`]),
+//! - [`Error`], [`ErrorKind`] (the exit codes) and [`Result`].
+//!
+//! The modules stay public for the integration tests and fuzz targets.
 #![forbid(unsafe_code)]
 
 pub mod archive;
 pub mod backup;
 pub mod capture;
 pub mod catalog;
-pub mod cli;
-pub mod commands;
 pub mod crypto;
 pub mod drill;
 pub mod error;
@@ -35,4 +48,12 @@ pub mod ui;
 pub mod validate;
 pub mod verify;
 
+pub use backup::{run_backup, BackupOptions, BackupReport};
+pub use drill::{run_drill, DrillReport};
 pub use error::{Error, ErrorKind, Result};
+pub use prune::prune_dest;
+pub use restore::{run_restore, RestoreOptions, RestoreReport};
+pub use rotate::{run_rotate, RotateOptions, RotateReport};
+pub use status::{report as status_report, Report as StatusReport};
+pub use validate::{validate, Report as ValidateReport};
+pub use verify::{verify_full, verify_keyless, VerifyReport};

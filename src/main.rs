@@ -7,8 +7,11 @@
 //! own text on stderr. `--help` and `--version` print their text as usual.
 #![forbid(unsafe_code)]
 
+mod cli;
+mod commands;
+
 use clap::Parser;
-use secureclaw_backup::cli::{self, Cli};
+use cli::Cli;
 use secureclaw_backup::error::ErrorKind;
 use secureclaw_backup::process;
 use secureclaw_backup::ui;

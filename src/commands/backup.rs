@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use crate::backup::{run_backup_live, BackupOptions, DEFAULT_LEVEL};
-use crate::capture::LiveOptions;
-use crate::error::{Error, Result};
-use crate::manifest::human_bytes;
-use crate::store::{self, BackupType};
-use crate::ui::Ui;
+use secureclaw_backup::backup::{run_backup_live, BackupOptions, DEFAULT_LEVEL};
+use secureclaw_backup::capture::LiveOptions;
+use secureclaw_backup::error::{Error, Result};
+use secureclaw_backup::manifest::human_bytes;
+use secureclaw_backup::store::{self, BackupType};
+use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TypeArg {
@@ -61,19 +61,19 @@ pub struct Args {
     pub strict: bool,
     /// How long to wait for a live session write lock (<file>.jsonl.lock)
     /// before archiving the transcript up to its last complete line
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::capture::parse_wait)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = secureclaw_backup::capture::parse_wait)]
     pub lock_wait: std::time::Duration,
     /// Do not apply retention to this type after the backup
     #[arg(long)]
     pub no_prune: bool,
     /// Daily archives kept by the retention that runs after a daily backup
-    #[arg(long, default_value_t = crate::retention::DEFAULT_KEEP_DAILY)]
+    #[arg(long, default_value_t = secureclaw_backup::retention::DEFAULT_KEEP_DAILY)]
     pub keep_daily: usize,
     /// Weekly archives kept after a weekly backup
-    #[arg(long, default_value_t = crate::retention::DEFAULT_KEEP_WEEKLY)]
+    #[arg(long, default_value_t = secureclaw_backup::retention::DEFAULT_KEEP_WEEKLY)]
     pub keep_weekly: usize,
     /// Pre-deploy archives kept after a pre-deploy backup
-    #[arg(long, default_value_t = crate::retention::DEFAULT_KEEP_PRE_DEPLOY)]
+    #[arg(long, default_value_t = secureclaw_backup::retention::DEFAULT_KEEP_PRE_DEPLOY)]
     pub keep_pre_deploy: usize,
     /// Then push the destination to every configured offsite tier (see `push`)
     #[arg(long)]
@@ -83,7 +83,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let source = crate::paths::data_dir(args.source.clone())?;
+    let source = secureclaw_backup::paths::data_dir(args.source.clone())?;
     let dest = store::dest_or_default(args.dest.as_deref())?;
     let encryptor = if args.insecure_plaintext {
         if !args.recipients.recipients.is_empty() {
@@ -103,7 +103,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             }
         }
     };
-    let _source_lock = crate::lock::lock_dir(&source, "backup source")?;
+    let _source_lock = secureclaw_backup::lock::lock_dir(&source, "backup source")?;
     let opts = BackupOptions {
         btype: args.btype.into(),
         source: source.clone(),
@@ -112,11 +112,11 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         level: args.compression_level,
         threads: threads(args.threads, ui),
         encryptor,
-        prune: (!args.no_prune).then(|| crate::retention::Policy {
+        prune: (!args.no_prune).then(|| secureclaw_backup::retention::Policy {
             keep_daily: args.keep_daily,
             keep_weekly: args.keep_weekly,
             keep_pre_deploy: args.keep_pre_deploy,
-            ..crate::retention::Policy::default()
+            ..secureclaw_backup::retention::Policy::default()
         }),
     };
     ui.info(format!(

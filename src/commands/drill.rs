@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::drill::{newest_archive, run_drill};
-use crate::error::{Error, Result};
-use crate::manifest::human_bytes;
-use crate::store;
-use crate::ui::Ui;
+use secureclaw_backup::drill::{newest_archive, run_drill};
+use secureclaw_backup::error::{Error, Result};
+use secureclaw_backup::manifest::human_bytes;
+use secureclaw_backup::store;
+use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,7 +28,7 @@ pub struct Args {
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let dest = store::dest_or_default(args.dest.as_deref())?;
-    let rto = crate::retention::parse_duration(&args.rto)?
+    let rto = secureclaw_backup::retention::parse_duration(&args.rto)?
         .to_std()
         .map_err(|_| Error::usage("--rto must be positive"))?;
     let archive = match &args.archive {
@@ -38,7 +38,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         }
         None => newest_archive(&dest)?,
     };
-    let scratch = args.scratch.clone().unwrap_or_else(crate::paths::tmp_dir);
+    let scratch = args
+        .scratch
+        .clone()
+        .unwrap_or_else(secureclaw_backup::paths::tmp_dir);
     let r = run_drill(&archive, args.identity.load()?, &scratch, rto, ui)?;
     let mut s = format!(
         "drill of {}: {} files, {} restored and verified\n",

@@ -1,4 +1,4 @@
-//! `keygen`: create a backup key pair (see [`crate::keygen`] for what is
+//! `keygen`: create a backup key pair (see [`secureclaw_backup::keygen`] for what is
 //! written): asks for the passphrase, then renders the files and the
 //! recipient to put in `SECURECLAW_BACKUP_KEY`.
 
@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::crypto::passphrase::{prompt, read_passphrase_file};
-use crate::error::{Error, Result};
-use crate::keygen::{generate_age, generate_openpgp, Generated};
-use crate::ui::Ui;
+use secureclaw_backup::crypto::passphrase::{prompt, read_passphrase_file};
+use secureclaw_backup::error::{Error, Result};
+use secureclaw_backup::keygen::{generate_age, generate_openpgp, Generated};
+use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyKind {
@@ -50,7 +50,7 @@ fn get_passphrase(args: &Args) -> Result<Option<SecretString>> {
     if !args.passphrase {
         return Ok(None);
     }
-    if let Some(f) = crate::crypto::passphrase::passphrase_file(None) {
+    if let Some(f) = secureclaw_backup::crypto::passphrase::passphrase_file(None) {
         return read_passphrase_file(&f).map(Some);
     }
     let a = prompt("Passphrase for the new key: ")?;
@@ -92,7 +92,7 @@ fn human(g: &Generated) -> String {
         out.push_str(&format!(
             "  (resolved from your GnuPG keyring: gpg --import {}; or set\n   SECURECLAW_BACKUP_KEY={} to use the certificate file directly)\n",
             g.public_file.display(),
-            crate::paths::absolute(&g.public_file).display()
+            secureclaw_backup::paths::absolute(&g.public_file).display()
         ));
     }
     out.push_str(&format!(

@@ -1,16 +1,16 @@
 //! `list`: every archive in the destination, newest first (see
-//! [`crate::catalog`] for what is described), or with `--tier` the archives of
+//! [`secureclaw_backup::catalog`] for what is described), or with `--tier` the archives of
 //! an offsite tier. Renders the listing as a table or JSON.
 
 use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::catalog::{self, Entry, Listing};
-use crate::error::Result;
-use crate::manifest::human_bytes;
-use crate::store;
-use crate::ui::Ui;
+use secureclaw_backup::catalog::{self, Entry, Listing};
+use secureclaw_backup::error::Result;
+use secureclaw_backup::manifest::human_bytes;
+use secureclaw_backup::store;
+use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

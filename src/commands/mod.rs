@@ -1,5 +1,5 @@
 //! One file per command: each defines its clap `Args` and a `run` that turns
-//! them into library calls and prints through [`crate::ui::Ui`]. Shared option
+//! them into library calls and prints through [`secureclaw_backup::ui::Ui`]. Shared option
 //! groups (recipients, identities) live here.
 
 pub mod backup;
@@ -20,8 +20,8 @@ pub mod verify;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::crypto::{self, Encryptor, Identities, PassphraseSource};
-use crate::error::Result;
+use secureclaw_backup::crypto::{self, Encryptor, Identities, PassphraseSource};
+use secureclaw_backup::error::Result;
 
 /// Recipient options shared by backup, restore (snapshot) and rotate.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,10 +72,12 @@ impl RecipientArgs {
 /// A missing file is left to the reader's own error.
 pub fn require_regular_archive(path: &std::path::Path) -> Result<()> {
     match std::fs::metadata(path) {
-        Ok(m) if !m.is_file() && !m.is_dir() => Err(crate::error::Error::usage(format!(
-            "ARCHIVE must be a regular file: {} is a pipe, socket or device (a stream)",
-            crate::ui::Safe(path),
-        ))
+        Ok(m) if !m.is_file() && !m.is_dir() => Err(secureclaw_backup::error::Error::usage(
+            format!(
+                "ARCHIVE must be a regular file: {} is a pipe, socket or device (a stream)",
+                secureclaw_backup::ui::Safe(path),
+            ),
+        )
         .hint(
             "save the stream to a file first (e.g. `cat > backup.tar.gz.age`), then pass that file",
         )),

@@ -1,4 +1,4 @@
-//! `prune`: apply the retention policy to a destination (see [`crate::prune`]
+//! `prune`: apply the retention policy to a destination (see [`secureclaw_backup::prune`]
 //! for what is removed) or, with `--tier`, to an offsite tier. `--dry-run`
 //! changes nothing.
 
@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::error::Result;
-use crate::prune;
-use crate::retention::{self, Decision, Policy};
-use crate::store;
-use crate::ui::Ui;
+use secureclaw_backup::error::Result;
+use secureclaw_backup::prune;
+use secureclaw_backup::retention::{self, Decision, Policy};
+use secureclaw_backup::store;
+use secureclaw_backup::tier;
+use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -101,11 +102,11 @@ pub fn human(dest: &Path, decisions: &[Decision], dry_run: bool) -> String {
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     if let Some(name) = &args.tier {
-        return super::push::prune_tier(name, &args.config, args.dry_run, ui);
+        return prune_tier(name, &args.config, args.dry_run, ui);
     }
     let dest = store::dest_or_default(args.dest.as_deref())?;
     let policy = args.policy();
-    let _lock = crate::lock::lock_dir(&dest, "prune")?;
+    let _lock = secureclaw_backup::lock::lock_dir(&dest, "prune")?;
     let (decisions, removed) =
         prune::prune_dest(&dest, None, &policy, Utc::now(), args.dry_run, &mut |p| {
             ui.detail(format!("removed {}", p.display()))
@@ -120,6 +121,43 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             "decisions": decisions,
             "removed": if args.dry_run { Vec::new() } else { removed.clone() },
             "would_remove": if args.dry_run { removed } else { Vec::new() },
+        }),
+    );
+    Ok(())
+}
+
+/// `prune --tier NAME [--dry-run]`: the tier's own retention.
+pub fn prune_tier(
+    name: &str,
+    config: &super::push::ConfigArgs,
+    dry_run: bool,
+    ui: &Ui,
+) -> Result<()> {
+    let (tc, t) = config.tier(name)?;
+    let Some(policy) = tc.policy()? else {
+        ui.result(
+            format!(
+                "{name}: no retention configured (keep_within / keep_yearly): nothing to prune"
+            ),
+            serde_json::json!({"ok": true, "tier": name, "dry_run": dry_run, "decisions": [], "removed": []}),
+        );
+        return Ok(());
+    };
+    let _lock = secureclaw_backup::lock::lock_dir(&t.lock_key(), "prune tier")?;
+    let (decisions, removed) =
+        tier::push::prune(t.as_ref(), &policy, chrono::Utc::now(), dry_run, ui)?;
+    let human = human(Path::new(&t.url()), &decisions, dry_run);
+    ui.result(
+        human,
+        serde_json::json!({
+            "ok": true,
+            "tier": name,
+            "url": t.url(),
+            "dry_run": dry_run,
+            "policy": policy,
+            "decisions": decisions,
+            "removed": if dry_run { Vec::new() } else { removed.clone() },
+            "would_remove": if dry_run { removed } else { Vec::new() },
         }),
     );
     Ok(())

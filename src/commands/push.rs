@@ -1,13 +1,13 @@
 //! `push`: copy the destination's archives to the configured offsite tiers
 //! (all, or those named with `--tier`), verify every copy, then apply each
-//! tier's retention. See [`crate::tier::push`].
+//! tier's retention. See [`secureclaw_backup::tier::push`].
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::store;
-use crate::tier::{self, push::PushReport};
-use crate::ui::Ui;
+use secureclaw_backup::error::{Error, Result};
+use secureclaw_backup::store;
+use secureclaw_backup::tier::{self, push::PushReport};
+use secureclaw_backup::ui::Ui;
 
 /// `--config FILE`, shared by the commands that use tiers.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -223,7 +223,7 @@ pub fn list_tier(name: &str, config: &ConfigArgs, ui: &Ui) -> Result<()> {
             "  {:<45} {:<10} {:>10}  {:<9} sidecar {}\n",
             e.name,
             e.btype.as_str(),
-            crate::manifest::human_bytes(e.size),
+            secureclaw_backup::manifest::human_bytes(e.size),
             e.format,
             e.sidecar
         ));
@@ -243,38 +243,6 @@ pub fn list_tier(name: &str, config: &ConfigArgs, ui: &Ui) -> Result<()> {
     ui.result(
         human,
         serde_json::json!({"ok": true, "tier": tc.name, "url": t.url(), "archives": entries, "unrecognised": other}),
-    );
-    Ok(())
-}
-
-/// `prune --tier NAME [--dry-run]`: the tier's own retention.
-pub fn prune_tier(name: &str, config: &ConfigArgs, dry_run: bool, ui: &Ui) -> Result<()> {
-    let (tc, t) = config.tier(name)?;
-    let Some(policy) = tc.policy()? else {
-        ui.result(
-            format!(
-                "{name}: no retention configured (keep_within / keep_yearly): nothing to prune"
-            ),
-            serde_json::json!({"ok": true, "tier": name, "dry_run": dry_run, "decisions": [], "removed": []}),
-        );
-        return Ok(());
-    };
-    let _lock = crate::lock::lock_dir(&t.lock_key(), "prune tier")?;
-    let (decisions, removed) =
-        tier::push::prune(t.as_ref(), &policy, chrono::Utc::now(), dry_run, ui)?;
-    let human = super::prune::human(Path::new(&t.url()), &decisions, dry_run);
-    ui.result(
-        human,
-        serde_json::json!({
-            "ok": true,
-            "tier": name,
-            "url": t.url(),
-            "dry_run": dry_run,
-            "policy": policy,
-            "decisions": decisions,
-            "removed": if dry_run { Vec::new() } else { removed.clone() },
-            "would_remove": if dry_run { removed } else { Vec::new() },
-        }),
     );
     Ok(())
 }

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::error::Result;
-use crate::manifest::human_bytes;
-use crate::restore::{run_restore, RestoreOptions, RestoreReport};
-use crate::store;
-use crate::ui::Ui;
+use secureclaw_backup::error::Result;
+use secureclaw_backup::manifest::human_bytes;
+use secureclaw_backup::restore::{run_restore, RestoreOptions, RestoreReport};
+use secureclaw_backup::store;
+use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,10 +50,10 @@ fn human(r: &RestoreReport) -> String {
     };
     s.push_str(&format!(
         "{verb} {} ({}{}) into {}: {} files, {}\n",
-        crate::ui::Safe(&r.archive),
+        secureclaw_backup::ui::Safe(&r.archive),
         r.format,
         if r.legacy { ", legacy" } else { "" },
-        crate::ui::Safe(&r.target),
+        secureclaw_backup::ui::Safe(&r.target),
         r.files,
         human_bytes(r.bytes)
     ));
@@ -63,7 +63,7 @@ fn human(r: &RestoreReport) -> String {
         } else {
             // top-level names from the archive: one line each, escaped
             v.iter()
-                .map(|n| crate::ui::Safe(n).to_string())
+                .map(|n| secureclaw_backup::ui::Safe(n).to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         }
@@ -81,7 +81,7 @@ fn human(r: &RestoreReport) -> String {
         ));
     }
     for w in &r.warnings {
-        s.push_str(&format!("  warning: {}\n", crate::ui::Safe(w)));
+        s.push_str(&format!("  warning: {}\n", secureclaw_backup::ui::Safe(w)));
     }
     if let Some(v) = &r.validation {
         s.push_str(&v.human());
@@ -97,7 +97,7 @@ fn human(r: &RestoreReport) -> String {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let target = crate::paths::data_dir(args.target.clone())?;
+    let target = secureclaw_backup::paths::data_dir(args.target.clone())?;
     let dest = store::dest_or_default(args.dest.as_deref())?;
     let snapshot_to = if args.no_snapshot || args.dry_run {
         None
@@ -120,7 +120,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     };
     let r = match &src {
         super::push::ArchiveRef::Remote(remote) => {
-            crate::restore::run_restore_remote(&opts, remote, ui)?
+            secureclaw_backup::restore::run_restore_remote(&opts, remote, ui)?
         }
         super::push::ArchiveRef::Local(_) => run_restore(&opts, ui)?,
     };

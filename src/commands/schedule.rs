@@ -1,16 +1,16 @@
 //! `schedule`: unattended backups with a systemd user timer or cron. Prints
 //! (or with `--install` writes) the units or the crontab line of
-//! [`crate::schedule`], then the next steps; it never runs `systemctl` or
+//! [`secureclaw_backup::schedule`], then the next steps; it never runs `systemctl` or
 //! edits a crontab itself.
 
 use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::error::{Error, Result};
-use crate::schedule::{self, Scheduler};
-use crate::store::{self, BackupType};
-use crate::ui::Ui;
+use secureclaw_backup::error::{Error, Result};
+use secureclaw_backup::schedule::{self, Scheduler};
+use secureclaw_backup::store::{self, BackupType};
+use secureclaw_backup::ui::Ui;
 
 use super::backup::TypeArg;
 
@@ -78,12 +78,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         Error::operational(format!("cannot find this program's path: {e}"))
             .hint("run secureclaw-backup by its absolute path")
     })?;
-    let source = schedule::resolved(crate::paths::absolute(&crate::paths::data_dir(
-        args.source.clone(),
-    )?));
-    let dest = schedule::resolved(crate::paths::absolute(&crate::store::dest_or_default(
-        args.dest.as_deref(),
-    )?));
+    let source = schedule::resolved(secureclaw_backup::paths::absolute(
+        &secureclaw_backup::paths::data_dir(args.source.clone())?,
+    ));
+    let dest = schedule::resolved(secureclaw_backup::paths::absolute(
+        &secureclaw_backup::store::dest_or_default(args.dest.as_deref())?,
+    ));
     schedule::check_path("the program's path", &exe, args.scheduler.into())?;
     schedule::check_path("the data directory", &source, args.scheduler.into())?;
     schedule::check_path("the destination", &dest, args.scheduler.into())?;
@@ -93,7 +93,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         schedule::Job::Backup(btype)
     };
     let p = schedule::plan_job(&exe, job, &when, &source, &dest);
-    let env_path = crate::paths::home()?.join(schedule::ENV_FILE_REL);
+    let env_path = secureclaw_backup::paths::home()?.join(schedule::ENV_FILE_REL);
     let service_name = format!("{}.service", p.unit_base);
     let timer_name = format!("{}.timer", p.unit_base);
 
@@ -107,7 +107,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         if schedule::install_env_file(&env_path, &p.env_template, &mut |w| ui.warn(w))? {
             installed.push(env_path.clone());
         }
-        crate::store::ensure_private_dir(&dest)?;
+        secureclaw_backup::store::ensure_private_dir(&dest)?;
         if args.scheduler == SchedulerArg::Systemd {
             let dir = schedule::config_home()?.join("systemd/user");
             store::mkdir_private(&dir)?;

@@ -1,5 +1,5 @@
 //! `status`: is the newest backup recent enough, and does it check? Renders
-//! [`crate::status::report`] (and writes its metrics file); exit 6 when the
+//! [`secureclaw_backup::status::report`] (and writes its metrics file); exit 6 when the
 //! newest backup of any type but pre-restore is older than `--max-age` or
 //! there is none; exit 1 when the destination does not exist (listed under
 //! problems); otherwise exit 3 when the newest archive of a type does not
@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use chrono::{TimeDelta, Utc};
 use serde_json::json;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::human_bytes;
-use crate::retention::{format_duration, parse_duration};
-use crate::status::{self, Report};
-use crate::store;
-use crate::ui::Ui;
+use secureclaw_backup::error::{Error, ErrorKind, Result};
+use secureclaw_backup::manifest::human_bytes;
+use secureclaw_backup::retention::{format_duration, parse_duration};
+use secureclaw_backup::status::{self, Report};
+use secureclaw_backup::store;
+use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,11 +1,11 @@
-//! `validate`: check a (restored) data directory; see [`crate::validate`].
+//! `validate`: check a (restored) data directory; see [`secureclaw_backup::validate`].
 
 use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::error::{Error, Result};
-use crate::ui::Ui;
+use secureclaw_backup::error::{Error, Result};
+use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,8 +18,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let target = crate::paths::data_dir(args.target)?;
-    let report = crate::validate::validate(&target, args.fix)?;
+    let target = secureclaw_backup::paths::data_dir(args.target)?;
+    let report = secureclaw_backup::validate::validate(&target, args.fix)?;
     ui.result(
         format!("Validating {}\n\n{}", target.display(), report.human()),
         json!({ "ok": report.ok, "target": target, "fix": args.fix, "report": report }),

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::human_bytes;
-use crate::store::SidecarStatus;
-use crate::ui::Ui;
-use crate::verify::{verify_full, verify_keyless, VerifyReport};
+use secureclaw_backup::error::{Error, ErrorKind, Result};
+use secureclaw_backup::manifest::human_bytes;
+use secureclaw_backup::store::SidecarStatus;
+use secureclaw_backup::ui::Ui;
+use secureclaw_backup::verify::{verify_full, verify_keyless, VerifyReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,11 +35,11 @@ fn sidecar_word(s: &SidecarStatus) -> &'static str {
 fn human(r: &VerifyReport) -> String {
     let mut s = format!(
         "{}: OK ({}, {}, {} recipient(s): {}; sidecar {})",
-        crate::ui::Safe(&r.archive),
+        secureclaw_backup::ui::Safe(&r.archive),
         r.format.family(),
         human_bytes(r.size),
         r.recipients.len(),
-        crate::ui::Safe(r.recipients.join(", ")),
+        secureclaw_backup::ui::Safe(r.recipients.join(", ")),
         sidecar_word(&r.sidecar)
     );
     if r.full && r.legacy == Some(true) {
@@ -59,7 +59,7 @@ fn human(r: &VerifyReport) -> String {
         s.push_str("\n  structure only (pass -i to decrypt and check every file)");
     }
     for w in &r.warnings {
-        s.push_str(&format!("\n  warning: {}", crate::ui::Safe(w)));
+        s.push_str(&format!("\n  warning: {}", secureclaw_backup::ui::Safe(w)));
     }
     s
 }
@@ -67,7 +67,7 @@ fn human(r: &VerifyReport) -> String {
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let ids = args.identity.load()?;
     let mut reports = Vec::new();
-    let mut failures: Vec<(PathBuf, crate::Error)> = Vec::new();
+    let mut failures: Vec<(PathBuf, secureclaw_backup::Error)> = Vec::new();
     for a in &args.archives {
         let keyless = args.identity.paths().is_empty();
         use super::push::ArchiveRef;
@@ -75,8 +75,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             super::push::resolve(a, args.tier.as_deref(), &args.config).and_then(|src| match src {
                 ArchiveRef::Local(p) if keyless => verify_keyless(&p),
                 ArchiveRef::Local(p) => verify_full(&p, &ids),
-                ArchiveRef::Remote(r) if keyless => crate::tier::verify_keyless(&r),
-                ArchiveRef::Remote(r) => crate::verify::verify_full_remote(&r, &ids),
+                ArchiveRef::Remote(r) if keyless => secureclaw_backup::tier::verify_keyless(&r),
+                ArchiveRef::Remote(r) => secureclaw_backup::verify::verify_full_remote(&r, &ids),
             });
         match r {
             Ok(r) => {
@@ -84,7 +84,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 reports.push(r);
             }
             Err(e) => {
-                crate::ui::note(format!("{}: FAILED: {}", crate::ui::Safe(a), e.message));
+                secureclaw_backup::ui::note(format!("{}: FAILED: {}", secureclaw_backup::ui::Safe(a), e.message));
                 failures.push((a.clone(), e));
             }
         }
