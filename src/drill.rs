@@ -114,7 +114,7 @@ pub fn run_drill(
     let scratch = scratch_parent.join(&name);
     let res = run_restore(
         &RestoreOptions {
-            archive: archive.to_owned(),
+            archive: crate::tier::ArchiveRef::Local(archive.to_owned()),
             target: scratch.join("data"),
             dest: scratch.join("snapshots"),
             dry_run: false,

@@ -26,10 +26,13 @@ use crate::crypto::{Encryptor, Identities};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::RelPath;
 use crate::store::BackupType;
+use crate::tier::ArchiveRef;
 use crate::ui::Ui;
 
 pub struct RestoreOptions {
-    pub archive: PathBuf,
+    /// A local file or directory, or an object in an offsite tier (streamed
+    /// through the same authenticated path, no local copy).
+    pub archive: ArchiveRef,
     pub target: PathBuf,
     /// Where the pre-restore snapshot goes.
     pub dest: PathBuf,
@@ -233,26 +236,9 @@ fn free_bytes(dir: &Path) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Runs a restore (or a dry run) end to end.
+/// Runs a restore (or a dry run) end to end, from a local archive (file or
+/// legacy directory) or a stored object alike.
 pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
-    run_restore_from(opts, None, ui)
-}
-
-/// Restores from an archive in an offsite tier, streamed through the same
-/// authenticated path (no local copy); `opts.archive` is its URL, for messages.
-pub fn run_restore_remote(
-    opts: &RestoreOptions,
-    remote: &crate::tier::Remote,
-    ui: &Ui,
-) -> Result<RestoreReport> {
-    run_restore_from(opts, Some(remote), ui)
-}
-
-fn run_restore_from(
-    opts: &RestoreOptions,
-    remote: Option<&crate::tier::Remote>,
-    ui: &Ui,
-) -> Result<RestoreReport> {
     let started = Instant::now();
     if !opts.dry_run && !opts.no_snapshot && opts.snapshot_to.is_none() {
         return Err(Error::refused(
@@ -260,11 +246,10 @@ fn run_restore_from(
         )
         .hint("pass -r RECIPIENT or set SECURECLAW_BACKUP_KEY so the current tree is saved encrypted first, or pass --no-snapshot to skip that safety net"));
     }
-    let is_dir = match remote {
-        Some(_) => false,
-        None => fs::metadata(&opts.archive)
-            .at("opening archive", &opts.archive)?
-            .is_dir(),
+    let label = opts.archive.label();
+    let is_dir = match &opts.archive {
+        ArchiveRef::Remote(_) => false,
+        ArchiveRef::Local(p) => fs::metadata(p).at("opening archive", p)?.is_dir(),
     };
     // a data directory reached through a symlink is restored where it really is
     let target = match fs::symlink_metadata(&opts.target) {
@@ -295,28 +280,21 @@ fn run_restore_from(
         }
         crate::gateway::ensure_stopped(&target, opts.stop_gateway, Duration::from_secs(30), ui)?;
     }
-    let (format, stream) = if let Some(r) = remote {
-        // the same keyless structure check, on the stored object
-        crate::tier::inspect(r)?;
-        crate::tier::open_tar_stream(r, &opts.identities)?
-    } else if is_dir {
+    let (format, stream) = if is_dir {
         ui.warn(format!(
             "{} is an unencrypted legacy backup directory",
-            opts.archive.display()
+            label.display()
         ));
-        (
-            crate::crypto::Format::Gzip,
-            directory_stream(&opts.archive)?,
-        )
+        (crate::crypto::Format::Gzip, directory_stream(&label)?)
     } else {
         // the keyless structure check `verify` makes first (age payload
         // length, OpenPGP packet sequence): a truncated file or trailing data
         // after the ciphertext is an integrity failure, as with `verify -i`
-        crate::crypto::inspect(&opts.archive)?;
-        pipeline::open_tar_stream(&opts.archive, &opts.identities)?
+        opts.archive.inspect()?;
+        opts.archive.open_tar_stream(&opts.identities)?
     };
     if !format.is_encrypted() && !is_dir {
-        ui.warn(format!("{} is not encrypted", opts.archive.display()));
+        ui.warn(format!("{} is not encrypted", label.display()));
     }
     let staging = if opts.dry_run {
         None
@@ -422,7 +400,7 @@ fn stage(
         .collect();
     let shown = |v: &[RelPath]| v.iter().map(RelPath::to_string).collect::<Vec<_>>();
     let mut report = RestoreReport {
-        archive: opts.archive.clone(),
+        archive: opts.archive.label(),
         target: target.to_owned(),
         dry_run: opts.dry_run,
         format: format.family(),
@@ -491,7 +469,7 @@ fn stage(
         // carried-over entries and moved transcripts touched directories
         sink.set_dir_mtimes(&outcome.dir_mtimes)?;
     }
-    crate::swap::commit(target, staging, &opts.archive, ui)?;
+    crate::swap::commit(target, staging, &opts.archive.label(), ui)?;
     lap("swap", &mut phases);
     let validation = crate::validate::validate(target, false)?;
     lap("validate", &mut phases);

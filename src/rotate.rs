@@ -160,7 +160,11 @@ pub fn run_rotate(opts: &RotateOptions, ui: &Ui) -> Result<RotateReport> {
         };
         ui.info(format!("{}: checking…", a.name));
         let res = if opts.dry_run {
-            crate::verify::verify_full(&path, &opts.identities).map(|_| ())
+            crate::verify::verify_full(
+                &crate::tier::ArchiveRef::Local(path.clone()),
+                &opts.identities,
+            )
+            .map(|_| ())
         } else {
             rotate_one(opts, &a, &path, &entry.new_name)
         };

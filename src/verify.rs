@@ -4,13 +4,14 @@
 //! to the end, every tar entry judged by the restore rules and compared with
 //! the manifest — the same code path as restore, writing nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::archive::extract::{self, Discard, Limits, Sink};
 use crate::archive::pipeline;
 use crate::crypto::{self, Identities};
 use crate::error::{Error, Result};
 use crate::store::{self, SidecarStatus};
+use crate::tier::ArchiveRef;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VerifyReport {
@@ -58,57 +59,66 @@ impl VerifyReport {
     }
 }
 
-/// Keyless verification; a sidecar mismatch is an integrity error.
-pub fn verify_keyless(path: &Path) -> Result<VerifyReport> {
-    let info = crypto::inspect(path)?;
-    let sidecar = store::check_sidecar(path)?;
-    check_sidecar_status(path, &sidecar)?;
+/// Keyless verification of a local file or a stored object: the structure
+/// check ([`ArchiveRef::inspect`]), then the sidecar against the SHA-256 of
+/// the bytes read back; a mismatch or a malformed sidecar is an integrity
+/// error.
+pub fn verify_keyless(src: &ArchiveRef) -> Result<VerifyReport> {
+    let info = src.inspect()?;
+    let sidecar = src.sidecar_status()?;
+    check_sidecar_status(src, &sidecar)?;
     let mut warnings = Vec::new();
     if sidecar == SidecarStatus::Missing {
-        warnings.push("no .sha256 sidecar: the file's checksum could not be compared".to_owned());
+        warnings.push(
+            match src {
+                ArchiveRef::Local(_) => {
+                    "no .sha256 sidecar: the file's checksum could not be compared"
+                }
+                ArchiveRef::Remote(_) => {
+                    "no .sha256 sidecar on the tier: an interrupted push? run push again"
+                }
+            }
+            .to_owned(),
+        );
     }
-    Ok(VerifyReport::keyless(
-        path.to_owned(),
-        info,
-        sidecar,
-        warnings,
-    ))
+    Ok(VerifyReport::keyless(src.label(), info, sidecar, warnings))
 }
 
-fn check_sidecar_status(path: &Path, s: &SidecarStatus) -> Result<()> {
-    match s {
-        SidecarStatus::Mismatch { expected, actual } => Err(Error::integrity(format!(
+fn check_sidecar_status(src: &ArchiveRef, s: &SidecarStatus) -> Result<()> {
+    let label = src.label();
+    match (s, src) {
+        (SidecarStatus::Mismatch { expected, actual }, ArchiveRef::Local(_)) => Err(Error::integrity(format!(
             "{}: SHA-256 {actual} does not match its sidecar ({expected})",
-            path.display()
+            label.display()
         ))
         .hint(
             "the archive was modified or damaged after it was written (or a `rotate` was interrupted: run it again); use another archive or copy",
         )),
-        SidecarStatus::Malformed => Err(Error::integrity(format!(
+        (SidecarStatus::Mismatch { expected, actual }, ArchiveRef::Remote(_)) => Err(Error::integrity(format!(
+            "{}: SHA-256 {actual} does not match its sidecar ({expected})",
+            label.display()
+        ))
+        .hint("the stored copy was modified or damaged; push it again from a good local copy, or use another archive")),
+        (SidecarStatus::Malformed, ArchiveRef::Local(p)) => Err(Error::integrity(format!(
             "{}: the .sha256 sidecar is malformed",
-            store::sidecar_path(path).display()
+            store::sidecar_path(p).display()
         ))
         .hint("the sidecar holds `<64 hex digits>  <name>`; restore it from a copy or remove it")),
+        (SidecarStatus::Malformed, ArchiveRef::Remote(_)) => Err(Error::integrity(format!(
+            "{}.sha256: the sidecar is malformed",
+            label.display()
+        ))
+        .hint("the sidecar holds `<64 hex digits>  <name>`; push again to rewrite it")),
         _ => Ok(()),
     }
 }
 
-/// Full verification with identities: everything restore checks, nothing written.
-pub fn verify_full(path: &Path, identities: &Identities) -> Result<VerifyReport> {
-    let report = verify_keyless(path)?;
-    let (_format, stream) = pipeline::open_tar_stream(path, identities)?;
-    check_tar_stream(report, stream)
-}
-
-/// Full verification of an archive in an offsite tier: the keyless checks
-/// (sidecar object, header), then the object streamed again through the same
-/// decrypt → gunzip → entry checks as a local file. Nothing is written.
-pub fn verify_full_remote(
-    remote: &crate::tier::Remote,
-    identities: &Identities,
-) -> Result<VerifyReport> {
-    let report = crate::tier::verify_keyless(remote)?;
-    let (_format, stream) = crate::tier::open_tar_stream(remote, identities)?;
+/// Full verification with identities, of a local file or a stored object:
+/// the keyless checks, then the archive streamed through the same decrypt →
+/// gunzip → entry checks as restore. Nothing is written.
+pub fn verify_full(src: &ArchiveRef, identities: &Identities) -> Result<VerifyReport> {
+    let report = verify_keyless(src)?;
+    let (_format, stream) = src.open_tar_stream(identities)?;
     check_tar_stream(report, stream)
 }
 

@@ -166,27 +166,16 @@ pub fn open_payload(
     Ok((format, Box::new(spawn_stage(dec.decrypt(format, src)?))))
 }
 
-/// Opens an archive file for reading its tar stream: [`open_payload`], then
-/// gunzip (all members) on its own thread, so decrypt, gunzip and the
-/// consumer run on separate cores.
-pub fn open_tar_stream(
-    path: &Path,
-    identities: &crate::crypto::Identities,
-) -> crate::error::Result<(crate::crypto::Format, StageReader)> {
-    let (format, plain) = open_payload(path, identities)?;
-    // the bufread decoder reads straight from this buffer (the read:: one
-    // would copy through a second, 32 KiB one)
-    let gunzip =
-        flate2::bufread::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, plain));
-    Ok((format, spawn_stage(Box::new(gunzip))))
-}
-
-/// Like [`open_tar_stream`] for an archive read from any stream (an object
-/// in an offsite tier): the first bytes decide the format, then the same
-/// decrypt → gunzip stages run. `label` names the source in messages.
+/// Opens an archive's tar stream from any reader (a local file or an object
+/// in an offsite tier, see `tier::ArchiveRef::open_tar_stream`): the first
+/// bytes decide the format, then decryption and gunzip (all members) each run
+/// on their own thread, so decrypt, gunzip and the consumer use separate
+/// cores. `label` names the source in messages, `hint` is the advice when the
+/// first bytes are no archive format.
 pub fn open_tar_reader(
     mut src: Box<dyn Read + Send>,
     label: &Path,
+    hint: &str,
     identities: &crate::crypto::Identities,
 ) -> crate::error::Result<(crate::crypto::Format, StageReader)> {
     use crate::crypto::Format;
@@ -201,7 +190,7 @@ pub fn open_tar_reader(
             "{} is not an archive: neither age, OpenPGP nor gzip",
             label.display()
         ))
-        .hint("name the archive itself (not its .sha256 sidecar); if it is, it is damaged")
+        .hint(hint)
     })?;
     let src: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(src));
     let plain: Box<dyn Read + Send> = if format.is_encrypted() {
@@ -210,7 +199,10 @@ pub fn open_tar_reader(
     } else {
         src
     };
-    let gunzip = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, plain));
+    // the bufread decoder reads straight from this buffer (the read:: one
+    // would copy through a second, 32 KiB one)
+    let gunzip =
+        flate2::bufread::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, plain));
     Ok((format, spawn_stage(Box::new(gunzip))))
 }
 

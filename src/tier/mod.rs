@@ -1,8 +1,9 @@
 //! Offsite storage tiers (issue 9): a NAS directory ([`dir`]) or S3-compatible
 //! object storage ([`s3`]) behind one small synchronous [`Tier`] trait, plus
 //! the operations on them: push (copy what the tier lacks, verify, apply the
-//! tier's retention), list, prune, and opening a stored archive as a stream
-//! for `verify` and `restore`.
+//! tier's retention), list, prune, and the archive reference
+//! ([`ArchiveRef`], in [`reference`]) through which `verify`, `restore` and
+//! `drill` read a local file and a stored object alike.
 //!
 //! A tier holds the destination's flat layout: `<archive>` and
 //! `<archive>.sha256`, nothing else of ours. An object is only "copied" once
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod dir;
 pub mod push;
+pub mod reference;
 pub mod s3;
 
 use std::io::Read;
@@ -21,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::store::{self, ArchiveName, Container};
 
 pub use config::{Config, TierConfig, TierPolicy};
+pub use reference::ArchiveRef;
 
 /// Where a tier lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,124 +255,4 @@ pub fn remove(tier: &dyn Tier, names: &[String], ui: &crate::ui::Ui) -> Result<V
         }
     }
     Ok(removed)
-}
-
-/// Keyless verification of a stored archive: the sidecar object against the
-/// SHA-256 of the object read back (streamed) and the ciphertext structure.
-pub fn verify_keyless(remote: &Remote) -> Result<crate::verify::VerifyReport> {
-    use crate::store::SidecarStatus;
-    let url = remote.url();
-    let info = inspect(remote)?;
-    let expected = remote.sidecar()?;
-    let (actual, _) = sha256_remote(remote.tier.as_ref(), &remote.name)?;
-    let sidecar = match expected {
-        None => SidecarStatus::Missing,
-        Some(e) if e.is_empty() => SidecarStatus::Malformed,
-        Some(e) if e == actual => SidecarStatus::Ok,
-        Some(expected) => SidecarStatus::Mismatch { expected, actual },
-    };
-    match &sidecar {
-        SidecarStatus::Mismatch { expected, actual } => {
-            return Err(Error::integrity(format!(
-                "{url}: SHA-256 {actual} does not match its sidecar ({expected})"
-            ))
-            .hint("the stored copy was modified or damaged; push it again from a good local copy, or use another archive"))
-        }
-        SidecarStatus::Malformed => {
-            return Err(Error::integrity(format!("{url}.sha256: the sidecar is malformed"))
-                .hint("the sidecar holds `<64 hex digits>  <name>`; push again to rewrite it"))
-        }
-        _ => {}
-    }
-    let mut warnings = Vec::new();
-    if sidecar == SidecarStatus::Missing {
-        warnings
-            .push("no .sha256 sidecar on the tier: an interrupted push? run push again".to_owned());
-    }
-    Ok(crate::verify::VerifyReport::keyless(
-        PathBuf::from(url),
-        info,
-        sidecar,
-        warnings,
-    ))
-}
-
-/// The keyless header check of a stored archive, as [`crate::crypto::inspect`]
-/// does locally. age: the header from the first MiB and the payload length
-/// from the object size (no download). OpenPGP: the packet sequence has to be
-/// read to its end, so the object is spooled to a private temporary file
-/// (ciphertext only) that is removed afterwards.
-pub fn inspect(remote: &Remote) -> Result<crate::crypto::HeaderInfo> {
-    use crate::crypto::{self, Format};
-    let url = remote.url();
-    let size = remote.tier.size(&remote.name)?.ok_or_else(|| {
-        Error::operational(format!("{url}: no such object"))
-            .hint("check the name with `list --tier NAME`")
-    })?;
-    let head = remote.tier.read_range(&remote.name, 0, 1 << 20)?;
-    let bad = |what: String| {
-        Error::integrity(format!("{url}: {what}")).hint(
-            "the stored copy is damaged or was replaced; push it again or use another archive",
-        )
-    };
-    match Format::detect(&head) {
-        Some(Format::Age) => {
-            let header = crypto::age::parse_header(&head)
-                .map_err(|e| bad(format!("not a valid age file: {e}")))?;
-            let payload = size - header.len as u64;
-            if !crypto::age::payload_length_ok(payload) {
-                return Err(bad(format!(
-                    "not a valid age file: payload of {payload} bytes cannot be a complete age stream (truncated or padded)"
-                )));
-            }
-            let recipients = header.recipients();
-            Ok(crypto::HeaderInfo {
-                format: Format::Age,
-                recipients,
-                length: size,
-            })
-        }
-        Some(Format::Gzip) => Ok(crypto::HeaderInfo {
-            format: Format::Gzip,
-            recipients: vec![],
-            length: size,
-        }),
-        Some(_) => {
-            // armored age and OpenPGP: spool and use the local inspection
-            let dir = tempfile::Builder::new()
-                .prefix(".secureclaw-backup-inspect")
-                .tempdir_in(crate::paths::tmp_dir())
-                .map_err(|e| {
-                    Error::io(
-                        "creating a temporary directory in",
-                        &crate::paths::tmp_dir(),
-                        e,
-                    )
-                })?;
-            let path = dir.path().join(&remote.name);
-            {
-                let mut f = store::create_private(&path)?;
-                let mut r = remote.tier.open(&remote.name)?;
-                std::io::copy(&mut r, &mut f)
-                    .map_err(|e| crate::error::from_io(e, "spooling", &path))?;
-            }
-            crypto::inspect(&path).map_err(|mut e| {
-                e.message = e.message.replace(&path.display().to_string(), &url);
-                e
-            })
-        }
-        None => Err(bad(
-            "not an archive this tool knows: neither age, OpenPGP nor gzip".to_owned(),
-        )),
-    }
-}
-
-/// Opens a stored archive's tar stream through the same decrypt → gunzip
-/// pipeline as a local file, streamed (no local copy).
-pub fn open_tar_stream(
-    remote: &Remote,
-    identities: &crate::crypto::Identities,
-) -> Result<(crate::crypto::Format, crate::archive::pipeline::StageReader)> {
-    let src = remote.tier.open(&remote.name)?;
-    crate::archive::pipeline::open_tar_reader(src, Path::new(&remote.url()), identities)
 }
