@@ -129,7 +129,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
 
 /// An archive argument of `verify` / `restore`: a local path, or an object in
 /// a tier (`s3://bucket/prefix/<archive>`, or `<archive>` with `--tier NAME`).
-pub use crate::tier::ArchiveRef;
+pub use secureclaw_backup::tier::ArchiveRef;
 
 /// Resolves an archive argument. Without `--tier` and without `s3://`, the
 /// path is returned unchanged.

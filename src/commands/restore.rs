@@ -106,10 +106,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     };
     let src = super::push::resolve(&args.archive, args.tier.as_deref(), &args.config)?;
     let opts = RestoreOptions {
-        archive: match &src {
-            super::push::ArchiveRef::Local(p) => p.clone(),
-            super::push::ArchiveRef::Remote(r) => PathBuf::from(r.url()),
-        },
+        archive: src,
         target,
         dest,
         dry_run: args.dry_run,
@@ -118,12 +115,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         stop_gateway: args.stop_gateway,
         identities: args.identity.load()?,
     };
-    let r = match &src {
-        super::push::ArchiveRef::Remote(remote) => {
-            secureclaw_backup::restore::run_restore_remote(&opts, remote, ui)?
-        }
-        super::push::ArchiveRef::Local(_) => run_restore(&opts, ui)?,
-    };
+    let r = run_restore(&opts, ui)?;
     ui.result(human(&r), serde_json::json!({"ok": true, "restore": r}));
     Ok(())
 }

@@ -70,13 +70,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let mut failures: Vec<(PathBuf, secureclaw_backup::Error)> = Vec::new();
     for a in &args.archives {
         let keyless = args.identity.paths().is_empty();
-        use super::push::ArchiveRef;
         let r =
             super::push::resolve(a, args.tier.as_deref(), &args.config).and_then(|src| match src {
-                ArchiveRef::Local(p) if keyless => verify_keyless(&p),
-                ArchiveRef::Local(p) => verify_full(&p, &ids),
-                ArchiveRef::Remote(r) if keyless => secureclaw_backup::tier::verify_keyless(&r),
-                ArchiveRef::Remote(r) => secureclaw_backup::verify::verify_full_remote(&r, &ids),
+                src if keyless => verify_keyless(&src),
+                src => verify_full(&src, &ids),
             });
         match r {
             Ok(r) => {
@@ -84,7 +81,11 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 reports.push(r);
             }
             Err(e) => {
-                secureclaw_backup::ui::note(format!("{}: FAILED: {}", secureclaw_backup::ui::Safe(a), e.message));
+                secureclaw_backup::ui::note(format!(
+                    "{}: FAILED: {}",
+                    secureclaw_backup::ui::Safe(a),
+                    e.message
+                ));
                 failures.push((a.clone(), e));
             }
         }
