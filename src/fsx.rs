@@ -417,9 +417,10 @@ pub fn split(path: &Path) -> Option<(PathBuf, OsString)> {
     Some((parent, name))
 }
 
-/// Removes the tree at `path` (see [`remove_tree_at`]): its parent is opened
-/// and the last component is removed relative to it, unfollowed.
-pub fn remove_tree(path: &Path) -> io::Result<()> {
+/// Opens the parent of `path` and runs `f` on it with the last component, so
+/// that component is acted on relative to the parent, unfollowed. A missing
+/// parent is nothing to do.
+fn at_parent(path: &Path, f: impl FnOnce(&OwnedFd, &OsStr) -> io::Result<()>) -> io::Result<()> {
     let Some((parent, name)) = split(path) else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no file name"));
     };
@@ -428,26 +429,20 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
-        Ok(pfd) => remove_tree_at(&pfd, &name),
+        Ok(pfd) => f(&pfd, &name),
         Err(Errno::NOENT) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
+/// Removes the tree at `path` (see [`remove_tree_at`]) relative to its parent.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    at_parent(path, |pfd, name| remove_tree_at(pfd, name))
+}
+
 /// Shreds the tree at `path` (see [`shred_tree_at`]) relative to its parent.
 pub fn shred_tree(path: &Path) -> io::Result<()> {
-    let Some((parent, name)) = split(path) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no file name"));
-    };
-    match rustix::fs::open(
-        &parent,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(pfd) => shred_tree_at(&pfd, &name),
-        Err(Errno::NOENT) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    at_parent(path, |pfd, name| shred_tree_at(pfd, name))
 }
 
 #[cfg(test)]
