@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod crypto;
 pub mod drill;
 pub mod error;
+pub mod events;
 pub mod fsx;
 pub mod gateway;
 pub mod keygen;

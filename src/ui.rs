@@ -261,6 +261,39 @@ impl Ui {
     }
 }
 
+struct Bar(indicatif::ProgressBar);
+
+impl crate::events::Progress for Bar {
+    fn set_total(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn set_position(&self, done: u64) {
+        self.0.set_position(done);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// The terminal rendering of the library's events: notes and warnings on
+/// stderr (escaped), bars only on a terminal.
+impl crate::events::Events for Ui {
+    fn message(&self, level: crate::events::Level, text: &str) {
+        use crate::events::Level;
+        match level {
+            Level::Info => Ui::info(self, text),
+            Level::Detail => Ui::detail(self, text),
+            Level::Warn => Ui::warn(self, text),
+        }
+    }
+    fn progress(&self, total: u64, what: &str) -> Box<dyn crate::events::Progress> {
+        Box::new(Bar(Ui::progress(self, total, what)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
