@@ -18,11 +18,11 @@ use crate::archive::writer::ArchiveWriter;
 use crate::capture::{Capturer, LiveOptions};
 use crate::crypto::{EncryptWriter, Encryptor, Format};
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use crate::manifest::{Manifest, Warning, FORMAT, VERSION};
 use crate::pgzip::ParGzWriter;
 use crate::source::{self, Item, Selection};
 use crate::store::{self, BackupType};
-use crate::ui::Ui;
 
 /// Default gzip level: see the README's performance section for the measurements.
 pub const DEFAULT_LEVEL: u32 = 3;
@@ -108,17 +108,21 @@ fn hostname() -> String {
 
 /// Makes one archive. The caller holds the source lock; this takes the
 /// destination's.
-pub fn run_backup(opts: &BackupOptions, ui: &Ui) -> Result<BackupReport> {
-    run_backup_live(opts, &LiveOptions::default(), ui)
+pub fn run_backup(opts: &BackupOptions, events: &dyn Events) -> Result<BackupReport> {
+    run_backup_live(opts, &LiveOptions::default(), events)
 }
 
 /// [`run_backup`] with explicit live-capture options (`--lock-wait`).
-pub fn run_backup_live(opts: &BackupOptions, live: &LiveOptions, ui: &Ui) -> Result<BackupReport> {
+pub fn run_backup_live(
+    opts: &BackupOptions,
+    live: &LiveOptions,
+    events: &dyn Events,
+) -> Result<BackupReport> {
     let started = Instant::now();
     store::ensure_private_dir(&opts.dest)?;
     let _lock = crate::lock::lock_dir(&opts.dest, "backup destination")?;
     for stale in store::remove_stale_temps(&opts.dest) {
-        ui.warn(format!("removed {stale}, left by an interrupted run"));
+        events.warn(format!("removed {stale}, left by an interrupted run"));
     }
     let format = opts
         .encryptor
@@ -135,8 +139,8 @@ pub fn run_backup_live(opts: &BackupOptions, live: &LiveOptions, ui: &Ui) -> Res
     }
     let stem = store::stem(opts.btype, now, seq);
     let temp = store::temp_name(&opts.dest, "archive");
-    crate::capture::sweep_stale_staging(ui);
-    let result = write_archive(opts, live, &stem, now, &temp, ui);
+    crate::capture::sweep_stale_staging(events);
+    let result = write_archive(opts, live, &stem, now, &temp, events);
     let (hash, size, manifest) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -168,11 +172,11 @@ pub fn run_backup_live(opts: &BackupOptions, live: &LiveOptions, ui: &Ui) -> Res
         // still under the destination lock
         let decisions =
             crate::prune::prune_type(&opts.dest, opts.btype, policy, now, false, &mut |p| {
-                ui.detail(format!("removed {}", p.display()))
+                events.detail(format!("removed {}", p.display()))
             })
             .map_err(|e| e.context("the backup succeeded, but pruning old archives failed"))?;
         for line in crate::prune::dropped_lines(&decisions, false) {
-            ui.info(line);
+            events.info(line);
         }
         pruned = decisions
             .into_iter()
@@ -215,7 +219,7 @@ fn write_archive(
     stem: &str,
     now: chrono::DateTime<Utc>,
     temp: &Path,
-    ui: &Ui,
+    events: &dyn Events,
 ) -> Result<(String, u64, Manifest)> {
     let file = store::create_private(temp)?;
     let sync_handle = file.try_clone().at("opening", temp)?;
@@ -243,9 +247,9 @@ fn write_archive(
     let dest_abs = crate::paths::absolute(&opts.dest);
     let sel = Selection::new(opts.btype, &opts.excludes, Some(dest_abs))?;
     let mut walk_warnings: Vec<Warning> = Vec::new();
-    let pb = ui.progress(0, "backup");
+    let pb = events.progress(0, "backup");
     // owns the plaintext staging: shredded on every way out of this function
-    let mut capturer = Capturer::new(live.clone(), ui);
+    let mut capturer = Capturer::new(live.clone(), events);
     source::walk(&opts.source, &sel, &mut walk_warnings, &mut |item| {
         crate::process::check_interrupted()?;
         match item {
@@ -264,7 +268,7 @@ fn write_archive(
             }
         }
     })?;
-    pb.finish_and_clear();
+    pb.finish();
     capturer.finish()?;
     let mut warnings = walk_warnings;
     warnings.append(&mut aw.warnings);

@@ -17,9 +17,9 @@ use serde::Serialize;
 
 use crate::crypto::Identities;
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use crate::restore::{run_restore, RestoreOptions};
 use crate::store::{self, BackupType};
-use crate::ui::Ui;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
@@ -57,7 +57,7 @@ const SCRATCH_PREFIX: &str = "secureclaw-drill-";
 /// Shreds the plaintext scratch trees of drills that were killed: our own
 /// directories (not symlinks) in `parent` whose pid is dead. Another user's
 /// are left alone, with a warning.
-fn sweep_scratch(pfd: &OwnedFd, parent: &Path, ui: &Ui) -> Result<()> {
+fn sweep_scratch(pfd: &OwnedFd, parent: &Path, events: &dyn Events) -> Result<()> {
     for name in crate::fsx::names(pfd).at("listing", parent)? {
         let Some(name) = name.to_str() else { continue };
         let Some(rest) = name.strip_prefix(SCRATCH_PREFIX) else {
@@ -72,7 +72,7 @@ fn sweep_scratch(pfd: &OwnedFd, parent: &Path, ui: &Ui) -> Result<()> {
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory
             || st.st_uid != crate::fsx::euid()
         {
-            ui.warn(format!(
+            events.warn(format!(
                 "ignoring {}: not a directory of this user",
                 parent.join(name).display()
             ));
@@ -82,7 +82,7 @@ fn sweep_scratch(pfd: &OwnedFd, parent: &Path, ui: &Ui) -> Result<()> {
             continue;
         }
         crate::fsx::shred_tree_at(pfd, name).at("securely deleting", &parent.join(name))?;
-        ui.warn(format!("shredded {name}, left by an interrupted drill"));
+        events.warn(format!("shredded {name}, left by an interrupted drill"));
     }
     Ok(())
 }
@@ -92,7 +92,7 @@ pub fn run_drill(
     identities: Identities,
     scratch_parent: &Path,
     rto: Duration,
-    ui: &Ui,
+    events: &dyn Events,
 ) -> Result<DrillReport> {
     let started = Instant::now();
     fs::DirBuilder::new()
@@ -107,7 +107,7 @@ pub fn run_drill(
     )
     .map_err(|e| Error::io("opening", scratch_parent, e.into()))?;
     // plaintext scratch trees of drills that were killed: shred them first
-    sweep_scratch(&pfd, scratch_parent, ui)?;
+    sweep_scratch(&pfd, scratch_parent, events)?;
     let prefix = format!("{SCRATCH_PREFIX}{}-", std::process::id());
     let (name, _fd) = crate::fsx::create_unique_dir(&pfd, &prefix)
         .map_err(|e| Error::io("creating a scratch directory in", scratch_parent, e))?;
@@ -123,7 +123,7 @@ pub fn run_drill(
             stop_gateway: false,
             identities,
         },
-        ui,
+        events,
     );
     let shredded = crate::fsx::shred_tree_at(&pfd, &name).at("securely deleting", &scratch);
     let r = res?;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::fsx::{self, NotOurs};
 
 /// The largest lock file read.
@@ -195,12 +196,12 @@ pub fn ensure_stopped(
     data_dir: &Path,
     stop: bool,
     wait: Duration,
-    ui: &crate::ui::Ui,
+    events: &dyn Events,
 ) -> Result<()> {
     let mut warnings = Vec::new();
     let live = scan(data_dir, &mut warnings);
     for w in &warnings {
-        ui.warn(w);
+        events.warn(w);
     }
     if live.is_empty() {
         return Ok(());
@@ -217,8 +218,8 @@ pub fn ensure_stopped(
     }
     for g in &live {
         match terminate(g) {
-            Ok(()) => ui.info(format!("stopping gateway pid {} (SIGTERM)", g.pid)),
-            Err(why) => ui.warn(format!("not signalling pid {}: it {why}", g.pid)),
+            Ok(()) => events.info(format!("stopping gateway pid {} (SIGTERM)", g.pid)),
+            Err(why) => events.warn(format!("not signalling pid {}: it {why}", g.pid)),
         }
     }
     let deadline = Instant::now() + wait;

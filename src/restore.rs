@@ -24,10 +24,10 @@ use crate::archive::pipeline;
 use crate::backup::{self, BackupOptions, BackupReport};
 use crate::crypto::{Encryptor, Identities};
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use crate::manifest::RelPath;
 use crate::store::BackupType;
 use crate::tier::ArchiveRef;
-use crate::ui::Ui;
 
 pub struct RestoreOptions {
     /// A local file or directory, or an object in an offsite tier (streamed
@@ -176,7 +176,7 @@ fn directory_stream(dir: &Path) -> Result<pipeline::StageReader> {
 /// The old daily script copied `agents/<id>/sessions` into `agents/<id>/`
 /// before that directory existed, so transcripts landed in `agents/<id>/`.
 /// Moves such files back under `sessions/` (legacy archives only).
-fn fix_legacy_transcripts(staging: &Path, ui: &Ui) -> Result<Vec<String>> {
+fn fix_legacy_transcripts(staging: &Path, events: &dyn Events) -> Result<Vec<String>> {
     let mut moved = Vec::new();
     let agents = staging.join("agents");
     let Ok(rd) = fs::read_dir(&agents) else {
@@ -222,7 +222,7 @@ fn fix_legacy_transcripts(staging: &Path, ui: &Ui) -> Result<Vec<String>> {
         }
     }
     if !moved.is_empty() {
-        ui.warn(format!(
+        events.warn(format!(
             "legacy archive: moved {} transcript file(s) that the old daily script misplaced back under agents/<id>/sessions/",
             moved.len()
         ));
@@ -238,7 +238,7 @@ fn free_bytes(dir: &Path) -> u64 {
 
 /// Runs a restore (or a dry run) end to end, from a local archive (file or
 /// legacy directory) or a stored object alike.
-pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
+pub fn run_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<RestoreReport> {
     let started = Instant::now();
     if !opts.dry_run && !opts.no_snapshot && opts.snapshot_to.is_none() {
         return Err(Error::refused(
@@ -264,7 +264,7 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
         // plaintext staging that dead runs left beside the target goes first,
         // also in a dry run (nothing of the target is touched)
         for r in crate::swap::sweep_dead_staging(&target)? {
-            ui.warn(&r);
+            events.warn(&r);
             recovered.push(r);
         }
         if swap_pending(&target) {
@@ -276,12 +276,17 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
     } else {
         recovered = crate::swap::recover(&target)?;
         for r in &recovered {
-            ui.warn(r);
+            events.warn(r);
         }
-        crate::gateway::ensure_stopped(&target, opts.stop_gateway, Duration::from_secs(30), ui)?;
+        crate::gateway::ensure_stopped(
+            &target,
+            opts.stop_gateway,
+            Duration::from_secs(30),
+            events,
+        )?;
     }
     let (format, stream) = if is_dir {
-        ui.warn(format!(
+        events.warn(format!(
             "{} is an unencrypted legacy backup directory",
             label.display()
         ));
@@ -294,7 +299,7 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
         opts.archive.open_tar_stream(&opts.identities)?
     };
     if !format.is_encrypted() && !is_dir {
-        ui.warn(format!("{} is not encrypted", label.display()));
+        events.warn(format!("{} is not encrypted", label.display()));
     }
     let staging = if opts.dry_run {
         None
@@ -308,7 +313,7 @@ pub fn run_restore(opts: &RestoreOptions, ui: &Ui) -> Result<RestoreReport> {
         format,
         stream,
         &mut recovered,
-        ui,
+        events,
         started,
     );
     if result.is_err() {
@@ -333,7 +338,7 @@ fn stage(
     format: crate::crypto::Format,
     stream: pipeline::StageReader,
     recovered: &mut Vec<String>,
-    ui: &Ui,
+    events: &dyn Events,
     started: Instant,
 ) -> Result<RestoreReport> {
     let mut phases: Vec<(String, f64)> = Vec::new();
@@ -373,12 +378,12 @@ fn stage(
         }
         None => {
             let w = "legacy archive without manifest.json: every safety rule was applied, but file hashes could not be checked".to_owned();
-            ui.warn(&w);
+            events.warn(&w);
             warnings.push(w);
         }
     }
     if let (Some(s), true) = (staging, legacy) {
-        for m in fix_legacy_transcripts(s, ui)? {
+        for m in fix_legacy_transcripts(s, events)? {
             warnings.push(format!("moved misplaced transcript {m} under sessions/"));
         }
     }
@@ -430,7 +435,7 @@ fn stage(
         .unwrap_or(false);
     if target_has_data && !opts.no_snapshot {
         if let Some(enc) = &opts.snapshot_to {
-            ui.info("saving an encrypted snapshot of the current tree…");
+            events.info("saving an encrypted snapshot of the current tree…");
             let snap = backup::run_backup(
                 &BackupOptions {
                     btype: BackupType::PreRestore,
@@ -444,10 +449,10 @@ fn stage(
                     encryptor: Some(enc.clone()),
                     prune: None,
                 },
-                ui,
+                events,
             )
             .map_err(|e| e.context("saving the pre-restore snapshot (nothing was restored)"))?;
-            ui.info(format!("snapshot: {}", snap.archive.display()));
+            events.info(format!("snapshot: {}", snap.archive.display()));
             report.snapshot = Some(snap);
         }
     }
@@ -455,12 +460,12 @@ fn stage(
     crate::process::check_interrupted()?;
     if fs::symlink_metadata(target).is_ok() {
         for w in link_or_carry(target, staging, kept.iter().map(RelPath::as_path))? {
-            ui.warn(&w);
+            events.warn(&w);
             report.warnings.push(w);
         }
         if let Some(m) = &outcome.manifest {
             for w in carry_skipped(target, staging, m, &outcome)? {
-                ui.detail(&w);
+                events.detail(&w);
                 report.warnings.push(w);
             }
         }
@@ -469,7 +474,7 @@ fn stage(
         // carried-over entries and moved transcripts touched directories
         sink.set_dir_mtimes(&outcome.dir_mtimes)?;
     }
-    crate::swap::commit(target, staging, &opts.archive.label(), ui)?;
+    crate::swap::commit(target, staging, &opts.archive.label(), events)?;
     lap("swap", &mut phases);
     let validation = crate::validate::validate(target, false)?;
     lap("validate", &mut phases);

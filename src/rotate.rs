@@ -17,8 +17,8 @@ use crate::archive::extract::stream_error;
 use crate::archive::pipeline;
 use crate::crypto::{Encryptor, Identities};
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use crate::store::{self, ArchiveName, Container};
-use crate::ui::Ui;
 
 pub struct RotateOptions {
     pub dest: PathBuf,
@@ -107,7 +107,7 @@ fn new_name(a: &ArchiveName, new: &dyn Encryptor) -> String {
 }
 
 /// Runs the dry run or the rotation.
-pub fn run_rotate(opts: &RotateOptions, ui: &Ui) -> Result<RotateReport> {
+pub fn run_rotate(opts: &RotateOptions, events: &dyn Events) -> Result<RotateReport> {
     let _lock = crate::lock::lock_dir(&opts.dest, "backup destination")?;
     let recovered = if opts.dry_run {
         vec![]
@@ -115,11 +115,11 @@ pub fn run_rotate(opts: &RotateOptions, ui: &Ui) -> Result<RotateReport> {
         recover(&opts.dest)?
     };
     for r in &recovered {
-        ui.warn(r);
+        events.warn(r);
     }
     if !opts.dry_run {
         for stale in store::remove_stale_temps(&opts.dest) {
-            ui.warn(format!("removed {stale}, left by an interrupted run"));
+            events.warn(format!("removed {stale}, left by an interrupted run"));
         }
     }
     let mut report = RotateReport {
@@ -158,7 +158,7 @@ pub fn run_rotate(opts: &RotateOptions, ui: &Ui) -> Result<RotateReport> {
             new_name: new_name(&a, opts.new.as_ref()),
             rotated: false,
         };
-        ui.info(format!("{}: checking…", a.name));
+        events.info(format!("{}: checking…", a.name));
         let res = if opts.dry_run {
             crate::verify::verify_full(
                 &crate::tier::ArchiveRef::Local(path.clone()),
@@ -175,7 +175,7 @@ pub fn run_rotate(opts: &RotateOptions, ui: &Ui) -> Result<RotateReport> {
                 report.opened += 1;
             }
             Err(e) => {
-                ui.warn(format!("{}: {}", a.name, e.message));
+                events.warn(format!("{}: {}", a.name, e.message));
                 entry.error = Some(e.message.clone());
                 report.not_opened.push(a.name.clone());
             }

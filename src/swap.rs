@@ -28,6 +28,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use crate::fsx::{self, NotOurs};
 
 /// The largest journal read.
@@ -176,7 +177,7 @@ pub fn carry_over<P: AsRef<Path>>(target: &Path, staging: &Path, keep: &[P]) -> 
 }
 
 /// Swaps `staging` in as `target` atomically, then removes the old tree.
-pub fn commit(target: &Path, staging: &Path, archive: &Path, ui: &crate::ui::Ui) -> Result<()> {
+pub fn commit(target: &Path, staging: &Path, archive: &Path, events: &dyn Events) -> Result<()> {
     let (parent, name) = parent_and_name(target)?;
     let pfd = open_parent(&parent)?;
     let sname = staging
@@ -236,7 +237,7 @@ pub fn commit(target: &Path, staging: &Path, archive: &Path, ui: &crate::ui::Ui)
             .hint("the target is unchanged; if it is a mount point, restore into a directory on the same filesystem and move it"));
     }
     sync_parent(&pfd, &parent)?;
-    ui.detail("swapped the restored tree into place");
+    events.detail("swapped the restored tree into place");
     // the old tree is now at the staging name
     fsx::remove_tree_at(&pfd, &sname).at("removing", staging)?;
     rustix::fs::unlinkat(&pfd, jname.as_str(), AtFlags::empty())

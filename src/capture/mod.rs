@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crate::archive::writer::ArchiveWriter;
 use crate::error::Result;
-use crate::ui::Ui;
+use crate::events::Events;
 
 /// Default `--lock-wait`.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -59,28 +59,32 @@ impl Default for LiveOptions {
 
 /// Per-run capture state: the options and the (lazily created) staging
 /// directory, which is shredded when this is dropped, on every path out.
-pub struct Capturer {
+pub struct Capturer<'a> {
     opts: LiveOptions,
     staging: staging::Staging,
-    ui: Ui,
+    events: &'a dyn Events,
 }
 
-impl Capturer {
+impl<'a> Capturer<'a> {
     /// Staging goes under [`crate::paths::runtime_dir`].
-    pub fn new(opts: LiveOptions, ui: &Ui) -> Self {
+    pub fn new(opts: LiveOptions, events: &'a dyn Events) -> Self {
         // an unusable runtime directory was refused by the locks already;
         // staging re-verifies whatever base it gets
         let base = crate::paths::runtime_dir()
             .map(|rt| rt.path.clone())
             .unwrap_or_else(|_| crate::paths::runtime_candidate());
-        Self::with_staging_base(opts, base, ui)
+        Self::with_staging_base(opts, base, events)
     }
 
-    pub fn with_staging_base(opts: LiveOptions, base: std::path::PathBuf, ui: &Ui) -> Self {
+    pub fn with_staging_base(
+        opts: LiveOptions,
+        base: std::path::PathBuf,
+        events: &'a dyn Events,
+    ) -> Self {
         Capturer {
             opts,
             staging: staging::Staging::new(base),
-            ui: *ui,
+            events,
         }
     }
 
@@ -146,7 +150,7 @@ impl Capturer {
                 )?;
                 drop(file);
                 staged.shred()?;
-                self.ui.detail(format!(
+                self.events.detail(format!(
                     "{}: SQLite online backup, {} pages in {:.0} ms ({} restart(s){})",
                     crate::manifest::show(rel),
                     snap.pages,
@@ -188,18 +192,18 @@ impl Capturer {
 }
 
 /// Shreds the staging left by runs that died (kill -9) and warns about each.
-pub fn sweep_stale_staging(ui: &Ui) {
+pub fn sweep_stale_staging(events: &dyn Events) {
     let Ok(rt) = crate::paths::runtime_dir() else {
         return;
     };
     for s in staging::sweep_stale(&rt.path) {
         let by = s.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
         match s.result {
-            Ok(()) => ui.warn(format!(
+            Ok(()) => events.warn(format!(
                 "securely deleted stale staging {} left by an interrupted run{by}",
                 s.dir.display()
             )),
-            Err(e) => ui.warn(format!(
+            Err(e) => events.warn(format!(
                 "could not securely delete stale staging {} left by an interrupted run{by}: {e}",
                 s.dir.display()
             )),
@@ -255,7 +259,7 @@ mod tests {
 
     fn capture_all(dir: &Path, opts: LiveOptions) -> ArchiveWriter<Vec<u8>> {
         let base = dir.join("rt");
-        let mut c = Capturer::with_staging_base(opts, base.clone(), &Ui::default());
+        let mut c = Capturer::with_staging_base(opts, base.clone(), &crate::events::Silent);
         let mut aw = ArchiveWriter::new(Vec::new(), "top");
         let mut names: Vec<_> = std::fs::read_dir(dir.join("src"))
             .unwrap()
