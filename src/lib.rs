@@ -44,6 +44,7 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod swap;
+pub mod text;
 pub mod tier;
 pub mod ui;
 pub mod validate;

@@ -108,7 +108,7 @@ fn choose_runtime(candidate: &std::path::Path, fallback: Result<PathBuf>) -> Res
                 }
                 _ => "",
             };
-            crate::ui::warn(format!(
+            crate::text::warn(format!(
                 "not using the runtime directory {} ({why}{who}); using {} instead",
                 candidate.display(),
                 fallback.display()

@@ -66,7 +66,7 @@ impl When {
             let bad = || {
                 Error::usage(format!(
                     "--every {}: cannot be written as one calendar rule",
-                    crate::ui::cut(e, 80)
+                    crate::text::cut(e, 80)
                 ))
                     .hint("use minutes dividing an hour (5m, 10m, 15m, 20m, 30m), hours dividing a day (1h, 2h, 3h, 4h, 6h, 8h, 12h), 1d or 1w")
             };
@@ -161,7 +161,7 @@ impl When {
 
 fn parse_hhmm(s: &str) -> Result<(u32, u32)> {
     let bad = || {
-        Error::usage(format!("--at {}: not a time of day", crate::ui::cut(s, 80)))
+        Error::usage(format!("--at {}: not a time of day", crate::text::cut(s, 80)))
             .hint("write HH:MM, e.g. 02:00 or 23:30")
     };
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
@@ -232,21 +232,21 @@ pub fn check_path(what: &str, path: &Path, scheduler: Scheduler) -> Result<()> {
     let Some(s) = path.to_str() else {
         return Err(Error::usage(format!(
             "{what} {} is not UTF-8: it cannot be written into a schedule",
-            crate::ui::Safe(path)
+            crate::text::Safe(path)
         ))
         .hint("rename the directory (or use a symlink with a plain name) and run again"));
     };
-    if s.chars().any(crate::ui::is_unsafe_char) {
+    if s.chars().any(crate::text::is_unsafe_char) {
         return Err(Error::usage(format!(
             "{what} {} contains a newline or another control character: it would inject lines into the schedule",
-            crate::ui::Safe(path)
+            crate::text::Safe(path)
         ))
         .hint("use a path without control characters (rename the directory, or point to it through a symlink with a plain name)"));
     }
     if scheduler == Scheduler::Systemd && s.contains(['"', '\'', '\\']) {
         return Err(Error::usage(format!(
             "{what} {} contains a quote or a backslash, which systemd unit settings do not read back the same way",
-            crate::ui::Safe(path)
+            crate::text::Safe(path)
         ))
         .hint("use `schedule cron`, or a path without quotes and backslashes (a symlink with a plain name works)"));
     }
@@ -397,7 +397,7 @@ pub fn env_key_value(raw: Option<&str>) -> std::result::Result<String, String> {
     let specs = crate::crypto::recipients::split_specs(&[raw.to_owned()]);
     let mut parts = Vec::new();
     for s in specs {
-        if s.chars().any(crate::ui::is_unsafe_char) || s.contains(['\'', '"', '\\', '$', '`']) {
+        if s.chars().any(crate::text::is_unsafe_char) || s.contains(['\'', '"', '\\', '$', '`']) {
             return Err(
                 "SECURECLAW_BACKUP_KEY has control characters or quotes, not written: write the recipients into the env file by hand".into(),
             );

@@ -407,7 +407,7 @@ fn check_agents(target: &Path) -> Check {
         if stray > 0 {
             misplaced.push(format!(
                 "agents/{}: {stray} transcript(s) outside sessions/ (the old script's layout; the app does not read them there)",
-                crate::ui::Safe(e.file_name())
+                crate::text::Safe(e.file_name())
             ));
         }
     }
@@ -578,7 +578,7 @@ fn shown(rel: &Path) -> String {
         ".".into()
     } else {
         // a name from the (restored) tree: escaped, on one line
-        crate::ui::Safe(rel).to_string()
+        crate::text::Safe(rel).to_string()
     }
 }
 

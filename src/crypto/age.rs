@@ -47,13 +47,13 @@ impl AgeEncryptor {
                     if let Some(kind) = spec::secret_kind_in_file(&data) {
                         return Err(spec::secret_error(
                             kind,
-                            &format!("recipients file {}", crate::ui::Safe(path)),
+                            &format!("recipients file {}", crate::text::Safe(path)),
                         ));
                     }
                     let text = std::str::from_utf8(&data).map_err(|_| {
                         Error::key(format!(
                             "recipients file {} is not UTF-8 text",
-                            crate::ui::Safe(path)
+                            crate::text::Safe(path)
                         ))
                         .hint("an age recipients file holds one age1… or ssh-… public key per line")
                     })?;
@@ -95,7 +95,7 @@ fn describe_line(s: &str) -> String {
 
 fn parse_one(s: &str, at: Option<(&Path, usize)>) -> Result<BoxedRecipient> {
     let where_ = at
-        .map(|(p, n)| format!(" (line {n} of {})", crate::ui::Safe(p)))
+        .map(|(p, n)| format!(" (line {n} of {})", crate::text::Safe(p)))
         .unwrap_or_default();
     if s.starts_with("age1") {
         age::x25519::Recipient::from_str(s)
@@ -425,7 +425,7 @@ struct PassCallbacks {
 
 impl age::Callbacks for PassCallbacks {
     fn display_message(&self, message: &str) {
-        crate::ui::note(message);
+        crate::text::note(message);
     }
     fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
         None
@@ -468,7 +468,7 @@ pub fn load_identities(
     {
         let callbacks = PassCallbacks {
             pass: pass.clone(),
-            what: format!("age identity {}", crate::ui::Safe(path)),
+            what: format!("age identity {}", crate::text::Safe(path)),
             failed: Arc::new(Mutex::new(None)),
         };
         let tries = pass.tries();
@@ -508,7 +508,7 @@ pub fn load_identities(
             .map_err(|e| key_err(&format!("invalid SSH private key: {e}")))?;
         let id = match id {
             age::ssh::Identity::Encrypted(enc) => {
-                let what = format!("SSH key {}", crate::ui::Safe(path));
+                let what = format!("SSH key {}", crate::text::Safe(path));
                 let tries = pass.tries();
                 let mut key = None;
                 for attempt in 1..=tries {

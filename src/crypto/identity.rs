@@ -45,7 +45,7 @@ impl Identities {
             } else {
                 return Err(Error::key(format!(
                     "{} is not an identity this tool understands",
-                    crate::ui::Safe(path)
+                    crate::text::Safe(path)
                 ))
                 .hint("pass an age identity file, an SSH private key, or an OpenPGP secret key (armored or binary)"));
             }

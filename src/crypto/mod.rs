@@ -184,7 +184,7 @@ pub fn open_regular(path: &Path, what: &str) -> Result<(std::fs::File, std::fs::
     };
     Err(Error::usage(format!(
         "{what} {} is {kind}, not a regular file",
-        crate::ui::Safe(path)
+        crate::text::Safe(path)
     ))
     .hint(format!("give the path of a regular file as the {what}")))
 }
@@ -200,7 +200,7 @@ pub fn read_bounded(path: &Path, what: &str, limit: u64) -> Result<zeroize::Zero
     let too_big = || {
         Error::usage(format!(
             "{what} {} is larger than {} MiB, too large to be one",
-            crate::ui::Safe(path),
+            crate::text::Safe(path),
             limit / (1024 * 1024)
         ))
         .hint(format!("check that you named the right file as the {what}"))
@@ -226,10 +226,10 @@ pub(crate) fn warn_if_exposed(path: &Path, what: &str) {
     if let Ok(m) = std::fs::metadata(path) {
         let mode = m.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            crate::ui::warn(format!(
+            crate::text::warn(format!(
                 "{what} {} has mode {mode:04o}: others than its owner may read it; make it owner-only: chmod 600 {}",
-                crate::ui::Safe(path),
-                crate::ui::Safe(path)
+                crate::text::Safe(path),
+                crate::text::Safe(path)
             ));
         }
     }

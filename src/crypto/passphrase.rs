@@ -73,7 +73,7 @@ impl PassphraseSource {
     /// are left (nothing for a file: there is no retry).
     pub fn wrong_try(&self, left: usize) {
         if self.file.is_none() && left > 0 {
-            crate::ui::note(format!(
+            crate::text::note(format!(
                 "wrong passphrase, try again ({left} {} left)",
                 if left == 1 { "try" } else { "tries" }
             ));
@@ -116,14 +116,14 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
     let s = std::str::from_utf8(line).map_err(|_| {
         Error::key(format!(
             "passphrase file {} is not UTF-8",
-            crate::ui::Safe(path)
+            crate::text::Safe(path)
         ))
         .hint("write the passphrase as UTF-8 text on the first line")
     })?;
     if s.is_empty() {
         return Err(Error::key(format!(
             "passphrase file {} is empty",
-            crate::ui::Safe(path)
+            crate::text::Safe(path)
         ))
         .hint("write the passphrase on the first line of the file"));
     }

@@ -6,7 +6,7 @@
 //! identity, an SSH/PEM private key, an OpenPGP secret key, pasted in `-r`, in
 //! `SECURECLAW_BACKUP_KEY` or in a recipients file) is refused without ever
 //! being echoed; other values that are not recipients are quoted cut short and
-//! made printable ([`crate::ui::cut`]). The value types and that screen live
+//! made printable ([`crate::text::cut`]). The value types and that screen live
 //! in [`super::spec`], which the backends share; they are re-exported here.
 //! This module depends on the backends, never they on it.
 
@@ -77,7 +77,7 @@ pub fn classify(s: &str) -> Result<RecipientSpec> {
         if let Some(kind) = secret_kind_in_file(&head) {
             return Err(secret_error(
                 kind,
-                &format!("recipients file {}", crate::ui::Safe(path)),
+                &format!("recipients file {}", crate::text::Safe(path)),
             ));
         }
         return Ok(if crate::crypto::openpgp::is_certificate_start(&head) {

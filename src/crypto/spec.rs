@@ -140,7 +140,7 @@ pub fn quote_value(s: &str) -> String {
             t.chars().count()
         )
     } else {
-        format!("\"{}\"", crate::ui::cut(t, 80))
+        format!("\"{}\"", crate::text::cut(t, 80))
     }
 }
 
