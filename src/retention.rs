@@ -15,10 +15,52 @@
 //!   few restores can always be undone.
 //! - Removal of an archive includes its `.sha256` sidecar (the caller does that);
 //!   names that do not parse are never passed in, so never touched.
+//!
+//! That is the *count* planner, [`plan`], which today's `prune`, `backup`'s own
+//! prune and the tiers call. Its `keep_daily: 7` keeps seven archives, so an
+//! hourly schedule keeps seven hours. The *calendar* planner, [`plan_calendar`],
+//! keeps the guide's promise in days whatever the schedule, as restic's `forget`
+//! defines it; see "Calendar retention" below. The count semantics stay
+//! expressible there as `keep_last`.
+//!
+//! # Calendar retention ([`plan_calendar`])
+//!
+//! - Rules are per backup type ([`Retention`] holds one [`Rules`] per
+//!   [`BackupType`]); each type is planned on its own, like restic's groups.
+//! - `keep_last N`: the N newest backups of the type.
+//! - `keep_hourly|daily|weekly|monthly|yearly N`: walking the type's backups
+//!   newest first, the newest backup of each distinct calendar bucket counts,
+//!   up to N buckets. Buckets are calendar units **in UTC** (archive names are
+//!   UTC): hour `2026-11-30T14`, day `2026-11-30`, ISO-8601 week `2026-W48`
+//!   (Monday to Sunday; the week of 2026-12-28 to 2027-01-03 is `2026-W53`),
+//!   month `2026-11`, year `2026`. Only buckets that hold a backup count, so
+//!   a missed day costs no slot.
+//! - `keep_within D`: every backup newer than D before the **newest backup of
+//!   the type** (restic's choice, not `now`): when backups stop, because the
+//!   host is down or every run fails, repeated prunes must not age the last
+//!   good backups out one by one; and the calendar rules are relative to what
+//!   exists too, so the whole policy only moves when a new backup arrives.
+//!   (The count planner's `keep_within` is relative to `now`, as before.)
+//! - A backup kept by any rule is kept; every reason is listed. A backup that
+//!   no rule keeps is dropped, with what it was beyond.
+//! - `now` only guards the clock: a backup dated after `now` (clock skew, or a
+//!   planted name) is kept, counts for no rule and does not anchor
+//!   `keep_within`, so it can never push real backups out of their buckets.
+//! - A type without any rule keeps everything (restic refuses an empty policy
+//!   for the same reason: "keep nothing" is never a default).
+//! - Unlike restic 0.17, no rule keeps the *oldest* backup when it has unused
+//!   buckets: a rule never keeps more than its N.
+//! - Chains (incremental links, [`ChainPos`]): a kept link keeps every link it
+//!   depends on (its predecessor, transitively) and every earlier link of its
+//!   chain, so a chain is only ever cut from its newest end or removed whole
+//!   and no kept link ever loses a predecessor. Those links carry "needed by
+//!   kept link X". A link whose predecessor is not among the candidates at all
+//!   is already broken: it is planned by the rules like any backup and its
+//!   decision says which predecessor is missing.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -90,7 +132,15 @@ pub struct Decision {
     /// sidecars not included), sorted.
     pub entries: Vec<String>,
     pub keep: bool,
+    /// Human text of the decision (for [`plan_calendar`], `reasons` joined by `; `).
     pub reason: String,
+    /// Every reason, structured ([`plan_calendar`] only; empty, and not
+    /// serialized, from [`plan`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    /// The backup's place in an incremental chain, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainPos>,
 }
 
 /// Decides, per backup, keep or drop. Returned newest first within each type,
@@ -151,10 +201,733 @@ pub fn plan(policy: &Policy, archives: &[ArchiveName], now: DateTime<Utc>) -> Ve
                 entries,
                 keep,
                 reason,
+                reasons: Vec::new(),
+                chain: None,
             });
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// Calendar retention (restic's `forget`)
+// ---------------------------------------------------------------------------
+
+/// A count that means "every bucket" (`unlimited` on the command line).
+pub const UNLIMITED: usize = usize::MAX;
+
+/// Serializes a count, [`UNLIMITED`] as `"unlimited"`.
+fn ser_count<S: serde::Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
+    if *n == UNLIMITED {
+        s.serialize_str("unlimited")
+    } else {
+        s.serialize_u64(*n as u64)
+    }
+}
+
+fn count_text(n: usize) -> String {
+    if n == UNLIMITED {
+        "unlimited".into()
+    } else {
+        n.to_string()
+    }
+}
+
+/// The keep rules of one backup type; 0 (or `None`) turns a rule off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Rules {
+    /// The newest N backups (the count planner's semantics).
+    #[serde(serialize_with = "ser_count")]
+    pub keep_last: usize,
+    /// The newest backup of each of the last N hours that have one.
+    #[serde(serialize_with = "ser_count")]
+    pub keep_hourly: usize,
+    /// The newest backup of each of the last N days that have one.
+    #[serde(serialize_with = "ser_count")]
+    pub keep_daily: usize,
+    /// The newest backup of each of the last N ISO weeks that have one.
+    #[serde(serialize_with = "ser_count")]
+    pub keep_weekly: usize,
+    /// The newest backup of each of the last N months that have one.
+    #[serde(serialize_with = "ser_count")]
+    pub keep_monthly: usize,
+    /// The newest backup of each of the last N years that have one.
+    #[serde(serialize_with = "ser_count")]
+    pub keep_yearly: usize,
+    /// Every backup newer than this before the type's newest backup.
+    #[serde(serialize_with = "ser_delta")]
+    pub keep_within: Option<TimeDelta>,
+}
+
+impl Rules {
+    /// No rule set: [`plan_calendar`] keeps every backup of the type.
+    pub fn is_empty(&self) -> bool {
+        self.keep_last == 0
+            && Unit::ALL.iter().all(|u| self.bucket_count(*u) == 0)
+            && self.keep_within.is_none()
+    }
+
+    /// The count of a calendar rule.
+    pub fn bucket_count(&self, unit: Unit) -> usize {
+        match unit {
+            Unit::Hourly => self.keep_hourly,
+            Unit::Daily => self.keep_daily,
+            Unit::Weekly => self.keep_weekly,
+            Unit::Monthly => self.keep_monthly,
+            Unit::Yearly => self.keep_yearly,
+        }
+    }
+
+    /// One line for `--dry-run` headers: `last 3, 7 daily, within 7d`
+    /// (`keep everything` when empty).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.keep_last > 0 {
+            parts.push(format!("last {}", count_text(self.keep_last)));
+        }
+        for u in Unit::ALL {
+            let n = self.bucket_count(u);
+            if n > 0 {
+                parts.push(format!("{} {}", count_text(n), u.as_str()));
+            }
+        }
+        if let Some(d) = self.keep_within {
+            parts.push(format!("within {}", format_duration(d)));
+        }
+        if parts.is_empty() {
+            "keep everything (no rule)".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// What a dropped backup was beyond: `the last 3, 7 daily buckets, 7d of
+    /// the newest`.
+    fn beyond(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.keep_last > 0 {
+            v.push(format!("the last {}", count_text(self.keep_last)));
+        }
+        for u in Unit::ALL {
+            let n = self.bucket_count(u);
+            if n > 0 {
+                v.push(format!("{} {} buckets", count_text(n), u.as_str()));
+            }
+        }
+        if let Some(d) = self.keep_within {
+            v.push(format!("{} of the newest", format_duration(d)));
+        }
+        v
+    }
+}
+
+/// One [`Rules`] per backup type. The default keeps the guide's promise in
+/// days whatever the schedule: 7 days of daily, 4 weeks of weekly, the last 3
+/// pre-deploy and the last 3 pre-restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    pub daily: Rules,
+    pub weekly: Rules,
+    #[serde(rename = "pre-deploy")]
+    pub pre_deploy: Rules,
+    #[serde(rename = "pre-restore")]
+    pub pre_restore: Rules,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            daily: Rules {
+                keep_daily: DEFAULT_KEEP_DAILY,
+                ..Rules::default()
+            },
+            weekly: Rules {
+                keep_weekly: DEFAULT_KEEP_WEEKLY,
+                ..Rules::default()
+            },
+            pre_deploy: Rules {
+                keep_last: DEFAULT_KEEP_PRE_DEPLOY,
+                ..Rules::default()
+            },
+            pre_restore: Rules {
+                keep_last: DEFAULT_KEEP_PRE_RESTORE,
+                ..Rules::default()
+            },
+        }
+    }
+}
+
+impl Retention {
+    /// The rules of one type.
+    pub fn rules(&self, t: BackupType) -> &Rules {
+        match t {
+            BackupType::Daily => &self.daily,
+            BackupType::Weekly => &self.weekly,
+            BackupType::PreDeploy => &self.pre_deploy,
+            BackupType::PreRestore => &self.pre_restore,
+        }
+    }
+
+    /// The rules of one type, to change.
+    pub fn rules_mut(&mut self, t: BackupType) -> &mut Rules {
+        match t {
+            BackupType::Daily => &mut self.daily,
+            BackupType::Weekly => &mut self.weekly,
+            BackupType::PreDeploy => &mut self.pre_deploy,
+            BackupType::PreRestore => &mut self.pre_restore,
+        }
+    }
+
+    /// The defaults changed by command-line values. Each item is a flag and
+    /// its value as typed, `[TYPE=]N` (`N` a count or `unlimited`) or, for
+    /// `--keep-within`, `[TYPE=]DURATION` ([`parse_duration`]). Proposed CLI
+    /// (`prune`, `backup`'s own prune, tiers), every flag repeatable:
+    ///
+    /// ```text
+    /// --keep-last    [TYPE=]N     --keep-hourly  [TYPE=]N
+    /// --keep-daily   [TYPE=]N     --keep-weekly  [TYPE=]N
+    /// --keep-monthly [TYPE=]N     --keep-yearly  [TYPE=]N
+    /// --keep-within  [TYPE=]DURATION
+    /// e.g. --keep-daily 14 --keep-hourly daily=24 --keep-within pre-deploy=30d
+    /// ```
+    ///
+    /// - `TYPE=` (daily, weekly, pre-deploy, pre-restore) sets that type's rule.
+    /// - Without `TYPE=`, `--keep-daily N` and `--keep-weekly N` set the rule of
+    ///   the type of the same name (what these flags have always meant: N days
+    ///   of daily backups, N weeks of weekly ones); every other flag without
+    ///   `TYPE=` sets the rule for every type.
+    /// - A value sets one rule and leaves the other defaults as they are (so
+    ///   `--keep-within 7d` adds to the defaults; `0` turns a default off).
+    ///   A `TYPE=` value wins over a value without, whatever the order.
+    /// - The legacy `--keep-pre-deploy N` / `--keep-pre-restore N` are
+    ///   `--keep-last pre-deploy=N` / `--keep-last pre-restore=N`.
+    ///
+    /// Errors (usage, exit 2): an unknown type, a bad count or duration, or
+    /// the same flag given twice for the same type.
+    pub fn from_flags<'a, I>(flags: I) -> Result<Retention>
+    where
+        I: IntoIterator<Item = (KeepFlag, &'a str)>,
+    {
+        let mut unscoped = Vec::new();
+        let mut scoped = Vec::new();
+        for (flag, raw) in flags {
+            let (scope, value) = parse_scope(flag, raw)?;
+            let setting = (flag, raw, value);
+            match scope {
+                Some(t) => scoped.push((vec![t], setting)),
+                None => unscoped.push((flag.default_scope(), setting)),
+            }
+        }
+        let mut out = Retention::default();
+        let mut seen: Vec<(KeepFlag, BackupType, bool)> = Vec::new();
+        for (scoped_pass, list) in [(false, unscoped), (true, scoped)] {
+            for (types, (flag, raw, value)) in list {
+                for t in types {
+                    if seen.contains(&(flag, t, scoped_pass)) {
+                        return Err(Error::usage(format!(
+                            "{} is given twice for {} backups (second: {raw:?})",
+                            flag.as_str(),
+                            t.as_str()
+                        ))
+                        .hint(format!(
+                            "give {} once per type (TYPE=VALUE sets one type, a value without TYPE= the default scope)",
+                            flag.as_str()
+                        )));
+                    }
+                    seen.push((flag, t, scoped_pass));
+                    let r = out.rules_mut(t);
+                    match (flag, &value) {
+                        (KeepFlag::Within, FlagValue::Duration(d)) => {
+                            r.keep_within = (d.num_seconds() > 0).then_some(*d)
+                        }
+                        (_, FlagValue::Count(n)) => {
+                            let n = *n;
+                            match flag {
+                                KeepFlag::Last => r.keep_last = n,
+                                KeepFlag::Hourly => r.keep_hourly = n,
+                                KeepFlag::Daily => r.keep_daily = n,
+                                KeepFlag::Weekly => r.keep_weekly = n,
+                                KeepFlag::Monthly => r.keep_monthly = n,
+                                KeepFlag::Yearly => r.keep_yearly = n,
+                                KeepFlag::Within => {}
+                            }
+                        }
+                        (_, FlagValue::Duration(_)) => {}
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A retention flag of the command line (see [`Retention::from_flags`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeepFlag {
+    Last,
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
+    Within,
+}
+
+impl KeepFlag {
+    pub const ALL: [KeepFlag; 7] = [
+        KeepFlag::Last,
+        KeepFlag::Hourly,
+        KeepFlag::Daily,
+        KeepFlag::Weekly,
+        KeepFlag::Monthly,
+        KeepFlag::Yearly,
+        KeepFlag::Within,
+    ];
+
+    /// The flag as typed: `--keep-daily`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepFlag::Last => "--keep-last",
+            KeepFlag::Hourly => "--keep-hourly",
+            KeepFlag::Daily => "--keep-daily",
+            KeepFlag::Weekly => "--keep-weekly",
+            KeepFlag::Monthly => "--keep-monthly",
+            KeepFlag::Yearly => "--keep-yearly",
+            KeepFlag::Within => "--keep-within",
+        }
+    }
+
+    /// The types a value without `TYPE=` sets.
+    pub fn default_scope(self) -> Vec<BackupType> {
+        match self {
+            KeepFlag::Daily => vec![BackupType::Daily],
+            KeepFlag::Weekly => vec![BackupType::Weekly],
+            _ => BackupType::ALL.to_vec(),
+        }
+    }
+}
+
+enum FlagValue {
+    Count(usize),
+    Duration(TimeDelta),
+}
+
+/// Splits `[TYPE=]VALUE` and parses the value for `flag`.
+fn parse_scope(flag: KeepFlag, raw: &str) -> Result<(Option<BackupType>, FlagValue)> {
+    let (scope, value) = match raw.split_once('=') {
+        Some((t, v)) => {
+            let bt = BackupType::parse(t.trim()).ok_or_else(|| {
+                Error::usage(format!(
+                    "{} {raw:?}: unknown backup type {t:?}",
+                    flag.as_str()
+                ))
+                .hint("write TYPE=VALUE with TYPE one of daily, weekly, pre-deploy, pre-restore, or the value alone")
+            })?;
+            (Some(bt), v)
+        }
+        None => (None, raw),
+    };
+    let value = match flag {
+        KeepFlag::Within => FlagValue::Duration(parse_duration(value).map_err(|e| {
+            Error::usage(format!("{} {raw:?}: {}", flag.as_str(), e.message))
+                .hint(e.hint.unwrap_or_default())
+        })?),
+        _ => FlagValue::Count(parse_count(value).map_err(|e| {
+            Error::usage(format!("{} {raw:?}: {}", flag.as_str(), e.message))
+                .hint(e.hint.unwrap_or_default())
+        })?),
+    };
+    Ok((scope, value))
+}
+
+/// Parses a rule count: a non-negative integer, or `unlimited` ([`UNLIMITED`]).
+pub fn parse_count(s: &str) -> Result<usize> {
+    let t = s.trim();
+    if t == "unlimited" {
+        return Ok(UNLIMITED);
+    }
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::usage(format!("invalid count {s:?}"))
+            .hint("write a whole number (0 turns the rule off) or `unlimited`"));
+    }
+    t.parse::<usize>()
+        .ok()
+        .filter(|n| *n < UNLIMITED)
+        .ok_or_else(|| {
+            Error::usage(format!("count {s:?} is too large"))
+                .hint("write `unlimited` to keep every bucket")
+        })
+}
+
+/// A calendar unit of a bucket rule (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
+}
+
+impl Unit {
+    pub const ALL: [Unit; 5] = [
+        Unit::Hourly,
+        Unit::Daily,
+        Unit::Weekly,
+        Unit::Monthly,
+        Unit::Yearly,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Hourly => "hourly",
+            Unit::Daily => "daily",
+            Unit::Weekly => "weekly",
+            Unit::Monthly => "monthly",
+            Unit::Yearly => "yearly",
+        }
+    }
+
+    /// The bucket `t` falls in, as printed: `2026-11-30T14`, `2026-11-30`,
+    /// `2026-W48` (ISO week and ISO week-year), `2026-11`, `2026`.
+    pub fn bucket(self, t: DateTime<Utc>) -> String {
+        match self {
+            Unit::Hourly => t.format("%Y-%m-%dT%H").to_string(),
+            Unit::Daily => t.format("%Y-%m-%d").to_string(),
+            Unit::Weekly => {
+                let w = t.iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+            Unit::Monthly => t.format("%Y-%m").to_string(),
+            Unit::Yearly => format!("{}", t.year()),
+        }
+    }
+}
+
+/// A backup's place in an incremental chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainPos {
+    /// The chain's identity (all links of one chain share it).
+    pub chain: String,
+    /// 0 for the chain's full, then 1, 2, … in chain order.
+    pub level: u32,
+    /// The stem of the link this one applies on top of (`None` for the full).
+    pub predecessor: Option<String>,
+}
+
+/// One destination entry to plan: an archive and, for an incremental link,
+/// its chain position. A full archive without chain info is
+/// `Candidate::from(name)` and is planned as today. Entries sharing a stem are
+/// one backup; their chain position is the first one given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub name: ArchiveName,
+    pub chain: Option<ChainPos>,
+}
+
+impl From<ArchiveName> for Candidate {
+    fn from(name: ArchiveName) -> Self {
+        Candidate { name, chain: None }
+    }
+}
+
+/// Why a backup is kept or dropped. Serialized with a `rule` tag in kebab
+/// case, e.g. `{"rule":"bucket","unit":"daily","bucket":"2026-11-30","n":3,"of":7}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "rule", rename_all = "kebab-case")]
+pub enum Reason {
+    /// `keep_last`: the `n`th newest of `of`.
+    Last {
+        n: usize,
+        #[serde(serialize_with = "ser_count")]
+        of: usize,
+    },
+    /// A calendar rule: the newest backup of `bucket`, the `n`th bucket of `of`.
+    Bucket {
+        unit: Unit,
+        bucket: String,
+        n: usize,
+        #[serde(serialize_with = "ser_count")]
+        of: usize,
+    },
+    /// `keep_within`: newer than `within` before `newest`.
+    Within {
+        within: String,
+        newest: DateTime<Utc>,
+    },
+    /// A later kept link of the chain depends on this one.
+    NeededBy { link: String },
+    /// Dated after `now`: kept, counted by no rule.
+    Future,
+    /// The type has no rule: everything is kept.
+    NoRules,
+    /// No rule keeps it: what it was beyond.
+    Dropped { beyond: Vec<String> },
+    /// The chain is already broken here: the predecessor is not in the store.
+    MissingPredecessor { predecessor: String },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Last { n, of } => write!(f, "last ({n} of {})", count_text(*of)),
+            Reason::Bucket {
+                unit,
+                bucket,
+                n,
+                of,
+            } => write!(
+                f,
+                "{} bucket {bucket} ({n} of {})",
+                unit.as_str(),
+                count_text(*of)
+            ),
+            Reason::Within { within, newest } => write!(
+                f,
+                "within {within} of the newest ({})",
+                newest.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Reason::NeededBy { link } => write!(f, "needed by kept link {link}"),
+            Reason::Future => write!(f, "dated after now (clock skew?): kept, counted by no rule"),
+            Reason::NoRules => write!(f, "no keep rule for this type: everything kept"),
+            Reason::Dropped { beyond } => write!(f, "dropped: beyond {}", beyond.join(", ")),
+            Reason::MissingPredecessor { predecessor } => write!(
+                f,
+                "chain broken: predecessor {predecessor} is not in the destination"
+            ),
+        }
+    }
+}
+
+/// One backup while planning.
+struct Slot {
+    btype: BackupType,
+    time: DateTime<Utc>,
+    seq: u32,
+    stem: String,
+    entries: Vec<String>,
+    chain: Option<ChainPos>,
+    keep: bool,
+    reasons: Vec<Reason>,
+}
+
+/// Decides, per backup, keep or drop by calendar rules (see the module docs,
+/// "Calendar retention"). Returned like [`plan`]: types in
+/// [`BackupType::ALL`] order, newest first within each type; every decision
+/// has at least one reason.
+pub fn plan_calendar(
+    retention: &Retention,
+    candidates: &[Candidate],
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
+    // One slot per stem.
+    let mut groups: BTreeMap<(BackupType, DateTime<Utc>, u32), Slot> = BTreeMap::new();
+    for c in candidates {
+        let a = &c.name;
+        let slot = groups
+            .entry((a.btype, a.time, a.seq))
+            .or_insert_with(|| Slot {
+                btype: a.btype,
+                time: a.time,
+                seq: a.seq,
+                stem: crate::store::stem(a.btype, a.time, a.seq),
+                entries: Vec::new(),
+                chain: None,
+                keep: false,
+                reasons: Vec::new(),
+            });
+        slot.entries.push(a.name.clone());
+        if slot.chain.is_none() {
+            slot.chain = c.chain.clone();
+        }
+    }
+    // Types in ALL order, newest first within each.
+    let mut slots: Vec<Slot> = Vec::with_capacity(groups.len());
+    let mut by_type: BTreeMap<BackupType, Vec<Slot>> = BTreeMap::new();
+    for (_, s) in groups.into_iter().rev() {
+        by_type.entry(s.btype).or_default().push(s);
+    }
+    for t in BackupType::ALL {
+        let mut list = by_type.remove(&t).unwrap_or_default();
+        apply_rules(retention.rules(t), &mut list, now);
+        slots.extend(list);
+    }
+    close_chains(&mut slots);
+    slots
+        .into_iter()
+        .map(|mut s| {
+            s.entries.sort();
+            s.entries.dedup();
+            let reason = s
+                .reasons
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            Decision {
+                btype: s.btype,
+                stem: s.stem,
+                time: s.time,
+                seq: s.seq,
+                entries: s.entries,
+                keep: s.keep,
+                reason,
+                reasons: s.reasons,
+                chain: s.chain,
+            }
+        })
+        .collect()
+}
+
+/// The rules of one type over its backups (newest first). Marks `keep` and
+/// the rule reasons; drops get [`Reason::Dropped`] (chain closure may still
+/// keep them later).
+fn apply_rules(rules: &Rules, list: &mut [Slot], now: DateTime<Utc>) {
+    if rules.is_empty() {
+        for s in list.iter_mut() {
+            s.keep = true;
+            s.reasons.push(Reason::NoRules);
+        }
+        return;
+    }
+    // Future-dated: kept, outside every rule.
+    let mut eligible: Vec<usize> = Vec::with_capacity(list.len());
+    for (i, s) in list.iter_mut().enumerate() {
+        if s.time > now {
+            s.keep = true;
+            s.reasons.push(Reason::Future);
+        } else {
+            eligible.push(i);
+        }
+    }
+    for (rank, &i) in eligible.iter().take(rules.keep_last).enumerate() {
+        list[i].reasons.push(Reason::Last {
+            n: rank + 1,
+            of: rules.keep_last,
+        });
+    }
+    for unit in Unit::ALL {
+        let of = rules.bucket_count(unit);
+        let mut used = 0usize;
+        let mut last: Option<String> = None;
+        for &i in &eligible {
+            if used >= of {
+                break;
+            }
+            let b = unit.bucket(list[i].time);
+            if last.as_ref() == Some(&b) {
+                continue;
+            }
+            used += 1;
+            last = Some(b.clone());
+            list[i].reasons.push(Reason::Bucket {
+                unit,
+                bucket: b,
+                n: used,
+                of,
+            });
+        }
+    }
+    if let (Some(d), Some(&first)) = (rules.keep_within, eligible.first()) {
+        let newest = list[first].time;
+        if let Some(cutoff) = newest.checked_sub_signed(d) {
+            for &i in &eligible {
+                if list[i].time > cutoff {
+                    list[i].reasons.push(Reason::Within {
+                        within: format_duration(d),
+                        newest,
+                    });
+                }
+            }
+        }
+    }
+    let beyond = rules.beyond();
+    for &i in &eligible {
+        let s = &mut list[i];
+        if s.reasons.is_empty() {
+            s.reasons.push(Reason::Dropped {
+                beyond: beyond.clone(),
+            });
+        } else {
+            s.keep = true;
+        }
+    }
+}
+
+/// Keeps what kept links depend on: the predecessor (transitively, across
+/// chains if need be) and every earlier link of the same chain, so a chain
+/// is only cut from its newest end. Notes missing predecessors.
+fn close_chains(slots: &mut [Slot]) {
+    let index: BTreeMap<String, usize> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.stem.clone(), i))
+        .collect();
+    // Chain id -> links in chain order (level, then time, then seq).
+    let mut chains: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, s) in slots.iter().enumerate() {
+        if let Some(c) = &s.chain {
+            chains.entry(c.chain.clone()).or_default().push(i);
+        }
+    }
+    for links in chains.values_mut() {
+        links.sort_by_key(|&i| {
+            let s = &slots[i];
+            (s.chain.as_ref().map_or(0, |c| c.level), s.time, s.seq)
+        });
+    }
+    for s in slots.iter_mut() {
+        if let Some(p) = s.chain.as_ref().and_then(|c| c.predecessor.as_ref()) {
+            if !index.contains_key(p) {
+                let predecessor = p.clone();
+                s.reasons.push(Reason::MissingPredecessor { predecessor });
+            }
+        }
+    }
+    let keep = |slots: &mut [Slot], i: usize, by: &str| {
+        let s = &mut slots[i];
+        s.keep = true;
+        s.reasons.retain(|r| !matches!(r, Reason::Dropped { .. }));
+        s.reasons.push(Reason::NeededBy {
+            link: by.to_owned(),
+        });
+    };
+    // Each pass only adds keeps, so this ends within slots.len() passes.
+    loop {
+        let mut changed = false;
+        for links in chains.values() {
+            // Walking from the newest end, every link before a kept one is
+            // needed by the nearest kept link after it.
+            let mut needed_by: Option<String> = None;
+            for &i in links.iter().rev() {
+                if slots[i].keep {
+                    needed_by = Some(slots[i].stem.clone());
+                } else if let Some(by) = &needed_by {
+                    keep(slots, i, by);
+                    changed = true;
+                }
+            }
+        }
+        for i in 0..slots.len() {
+            if !slots[i].keep {
+                continue;
+            }
+            let Some(p) = slots[i].chain.as_ref().and_then(|c| c.predecessor.clone()) else {
+                continue;
+            };
+            if let Some(&j) = index.get(&p) {
+                if !slots[j].keep {
+                    let by = slots[i].stem.clone();
+                    keep(slots, j, &by);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
 }
 
 /// Parses a duration: one or more `<number><unit>` groups, unit one of `s`, `m`,
@@ -220,6 +993,9 @@ pub fn format_duration(d: TimeDelta) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod calendar_tests;
 
 #[cfg(test)]
 mod tests {
