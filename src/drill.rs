@@ -131,8 +131,8 @@ pub fn run_drill(
     let seconds = started.elapsed().as_secs_f64();
     Ok(DrillReport {
         archive: archive.to_owned(),
-        files: r.files,
-        bytes: r.bytes,
+        files: r.plan.files,
+        bytes: r.plan.bytes,
         phases: r.phases,
         seconds,
         rto_seconds: rto.as_secs_f64(),

@@ -191,20 +191,21 @@ fn terminate(g: &Gateway) -> std::result::Result<(), String> {
 }
 
 /// Refuses while a gateway uses `data_dir`, or stops it with SIGTERM (then
-/// waits up to `wait`) when `stop` is set.
+/// waits up to `wait`) when `stop` is set. Returns the pids of the gateways
+/// that were running (and are stopped now).
 pub fn ensure_stopped(
     data_dir: &Path,
     stop: bool,
     wait: Duration,
     events: &dyn Events,
-) -> Result<()> {
+) -> Result<Vec<i32>> {
     let mut warnings = Vec::new();
     let live = scan(data_dir, &mut warnings);
     for w in &warnings {
         events.warn(w);
     }
     if live.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
     if !stop {
         let g = &live[0];
@@ -227,7 +228,7 @@ pub fn ensure_stopped(
         if live.iter().all(|g| {
             !crate::process::pid_alive(g.pid) || check_process(g.pid, g.start_time).is_err()
         }) {
-            return Ok(());
+            return Ok(live.iter().map(|g| g.pid).collect());
         }
         std::thread::sleep(Duration::from_millis(100));
     }

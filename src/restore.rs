@@ -44,30 +44,118 @@ pub struct RestoreOptions {
     pub identities: Identities,
 }
 
-/// What a restore did or (dry run) would do.
+/// What a restore did or (dry run) would do: the [`RestorePlan`] (its fields
+/// appear at the top level of the JSON document) and what applying it gave.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
-    pub archive: PathBuf,
-    pub target: PathBuf,
+    #[serde(flatten)]
+    pub plan: RestorePlan,
     pub dry_run: bool,
-    pub format: &'static str,
-    pub legacy: bool,
-    pub files: usize,
-    pub bytes: u64,
-    /// Units (top-level components; `agents/<id>/<child>`) replaced by the archive.
-    pub replaced: Vec<String>,
-    /// Units the archive adds.
-    pub added: Vec<String>,
-    /// Units of the current tree that the archive lacks: kept as they are.
-    pub kept: Vec<String>,
     pub snapshot: Option<BackupReport>,
-    pub recovered: Vec<String>,
-    pub warnings: Vec<String>,
     pub validation: Option<crate::validate::Report>,
     pub next_steps: Vec<String>,
     /// Measured phases (name, seconds): decrypt+extract, verify, snapshot, swap, validate.
     pub phases: Vec<(String, f64)>,
     pub seconds: f64,
+}
+
+/// A restore decided (README "Restore safety"): built after the archive was
+/// read to its end and compared with its manifest, before anything in the
+/// target changes. `--dry-run` renders it; the real run applies it
+/// ([`apply_restore`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestorePlan {
+    pub archive: PathBuf,
+    pub target: PathBuf,
+    pub format: &'static str,
+    pub legacy: bool,
+    pub files: usize,
+    pub bytes: u64,
+    /// What was checked before the plan was made.
+    pub checked: Vec<String>,
+    /// Units (top-level components; `agents/<id>/<child>`) replaced by the archive.
+    pub replaced: Vec<String>,
+    /// Units the archive adds.
+    pub added: Vec<String>,
+    /// Units of the current tree that the archive lacks: carried over as they are.
+    pub kept: Vec<String>,
+    /// Entries the backup saw but did not archive that the current tree
+    /// still has: carried over too.
+    pub carried: Vec<String>,
+    /// Whether the current tree is saved first.
+    pub pre_restore_snapshot: SnapshotPlan,
+    pub gateway: GatewayPlan,
+    /// What an interrupted earlier run left, and what was done about it.
+    pub recovered: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The pre-restore snapshot of the current tree.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SnapshotPlan {
+    /// Saved as an encrypted `pre-restore_…` archive in `dest` (a dry run
+    /// does not resolve the recipients: `recipients` is empty there).
+    Save {
+        dest: PathBuf,
+        recipients: Vec<String>,
+    },
+    /// The target is empty or missing: nothing to save.
+    NothingToSave,
+    /// `--no-snapshot`.
+    Skipped,
+}
+
+/// What happens to a SecureClaw gateway running on the target.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GatewayPlan {
+    pub action: GatewayAction,
+    /// The gateways found on the target: a dry run only looks; a real run
+    /// has refused, or stopped these, before reading the archive.
+    pub pids: Vec<i32>,
+}
+
+/// The gateway rule of a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GatewayAction {
+    /// Refuse while one runs (exit 5).
+    Refuse,
+    /// `--stop-gateway`: SIGTERM, then wait for it to exit.
+    Stop,
+}
+
+/// A plan and what applying it needs: the target lock (held until the
+/// restore is over), the verified staging tree (removed if it is not
+/// swapped in), the extraction outcome.
+pub struct PreparedRestore {
+    pub plan: RestorePlan,
+    // dropped in this order: the sink's descriptors, the staging tree, then the lock
+    sink: Option<StagingSink>,
+    staging: Option<StagingGuard>,
+    outcome: Outcome,
+    kept: Vec<RelPath>,
+    carry: Vec<PathBuf>,
+    snapshot_to: Option<Arc<dyn Encryptor>>,
+    phases: Vec<(String, f64)>,
+    mark: Instant,
+    started: Instant,
+    _lock: Option<crate::lock::DirLock>,
+}
+
+/// Removes the staging tree on every way out of a restore that did not
+/// finish (as before the plan was a value: also after a failed swap).
+struct StagingGuard {
+    path: PathBuf,
+    done: bool,
+}
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = crate::swap::remove_tree(&self.path);
+        }
+    }
 }
 
 /// Replacement units of a tree given its relative paths: top-level entries,
@@ -237,8 +325,32 @@ fn free_bytes(dir: &Path) -> u64 {
 }
 
 /// Runs a restore (or a dry run) end to end, from a local archive (file or
-/// legacy directory) or a stored object alike.
+/// legacy directory) or a stored object alike: [`plan_restore`], then, unless
+/// a dry run, [`apply_restore`].
 pub fn run_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<RestoreReport> {
+    let prepared = plan_restore(opts, events)?;
+    if opts.dry_run {
+        let seconds = prepared.started.elapsed().as_secs_f64();
+        return Ok(RestoreReport {
+            phases: prepared.phases.clone(),
+            plan: prepared.plan.clone(),
+            dry_run: true,
+            snapshot: None,
+            validation: None,
+            next_steps: vec![],
+            seconds,
+        });
+    }
+    apply_restore(prepared, events)
+}
+
+/// Steps 1–3: locks the target, finishes or rolls back an interrupted
+/// restore and applies the gateway rule (a dry run only sweeps dead staging
+/// and looks), reads the whole archive (into a staging directory beside the
+/// target, or, in a dry run, nowhere) and compares it with its manifest, and
+/// decides what happens to the current tree. Nothing in the target has
+/// changed when this returns.
+pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<PreparedRestore> {
     let started = Instant::now();
     if !opts.dry_run && !opts.no_snapshot && opts.snapshot_to.is_none() {
         return Err(Error::refused(
@@ -258,33 +370,44 @@ pub fn run_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Restore
         }
         _ => crate::paths::absolute(&opts.target),
     };
-    let _lock = crate::lock::lock_dir(&target, "restore target")?;
+    let lock = crate::lock::lock_dir(&target, "restore target")?;
     let mut recovered = Vec::new();
-    if opts.dry_run {
-        // plaintext staging that dead runs left beside the target goes first,
-        // also in a dry run (nothing of the target is touched)
-        for r in crate::swap::sweep_dead_staging(&target)? {
-            events.warn(&r);
-            recovered.push(r);
-        }
-        if swap_pending(&target) {
-            recovered.push(
-                "an interrupted restore is pending; a real restore finishes or rolls it back first"
-                    .to_owned(),
-            );
-        }
-    } else {
-        recovered = crate::swap::recover(&target)?;
-        for r in &recovered {
-            events.warn(r);
-        }
-        crate::gateway::ensure_stopped(
-            &target,
-            opts.stop_gateway,
-            Duration::from_secs(30),
-            events,
-        )?;
-    }
+    let gateway = GatewayPlan {
+        action: if opts.stop_gateway {
+            GatewayAction::Stop
+        } else {
+            GatewayAction::Refuse
+        },
+        pids: if opts.dry_run {
+            // plaintext staging that dead runs left beside the target goes first,
+            // also in a dry run (nothing of the target is touched)
+            for r in crate::swap::sweep_dead_staging(&target)? {
+                events.warn(&r);
+                recovered.push(r);
+            }
+            if swap_pending(&target) {
+                recovered.push(
+                    "an interrupted restore is pending; a real restore finishes or rolls it back first"
+                        .to_owned(),
+                );
+            }
+            crate::gateway::find_live(&target)
+                .iter()
+                .map(|g| g.pid)
+                .collect()
+        } else {
+            recovered = crate::swap::recover(&target)?;
+            for r in &recovered {
+                events.warn(r);
+            }
+            crate::gateway::ensure_stopped(
+                &target,
+                opts.stop_gateway,
+                Duration::from_secs(30),
+                events,
+            )?
+        },
+    };
     let (format, stream) = if is_dir {
         events.warn(format!(
             "{} is an unencrypted legacy backup directory",
@@ -304,24 +427,31 @@ pub fn run_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Restore
     let staging = if opts.dry_run {
         None
     } else {
-        Some(crate::swap::create_staging(&target)?)
+        Some(StagingGuard {
+            path: crate::swap::create_staging(&target)?,
+            done: false,
+        })
     };
-    let result = stage(
-        opts,
-        &target,
-        staging.as_deref(),
-        format,
-        stream,
-        &mut recovered,
-        events,
-        started,
-    );
-    if result.is_err() {
-        if let Some(s) = &staging {
-            let _ = crate::swap::remove_tree(s);
-        }
+    let mut checked = Vec::new();
+    if !is_dir {
+        checked.push("the ciphertext's structure, without a key".to_owned());
     }
-    result
+    if format.is_encrypted() {
+        checked.push("authenticated decryption to the end".to_owned());
+    }
+    checked.push("every entry by the restore rules, gzip and tar to the end".to_owned());
+    let ctx = Context {
+        target,
+        format,
+        recovered,
+        gateway,
+        checked,
+        started,
+    };
+    // on an error, `stage` has removed the staging tree (still under the lock)
+    let mut prepared = stage(opts, ctx, staging, stream, events)?;
+    prepared._lock = Some(lock);
+    Ok(prepared)
 }
 
 fn swap_pending(target: &Path) -> bool {
@@ -330,17 +460,35 @@ fn swap_pending(target: &Path) -> bool {
         .unwrap_or(false)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What [`plan_restore`] knows before it reads the archive.
+struct Context {
+    target: PathBuf,
+    format: crate::crypto::Format,
+    recovered: Vec<String>,
+    gateway: GatewayPlan,
+    checked: Vec<String>,
+    started: Instant,
+}
+
+/// Reads the archive into `staging` (or nowhere), checks it and makes the plan.
 fn stage(
     opts: &RestoreOptions,
-    target: &Path,
-    staging: Option<&Path>,
-    format: crate::crypto::Format,
+    ctx: Context,
+    staging: Option<StagingGuard>,
     stream: pipeline::StageReader,
-    recovered: &mut Vec<String>,
     events: &dyn Events,
-    started: Instant,
-) -> Result<RestoreReport> {
+) -> Result<PreparedRestore> {
+    let Context {
+        target,
+        format,
+        recovered,
+        gateway,
+        mut checked,
+        started,
+    } = ctx;
+    let target = target.as_path();
+    let staging_path = staging.as_ref().map(|g| g.path.clone());
+    let staging_dir = staging_path.as_deref();
     let mut phases: Vec<(String, f64)> = Vec::new();
     let mut mark = Instant::now();
     let mut lap = |name: &str, phases: &mut Vec<(String, f64)>| {
@@ -354,8 +502,8 @@ fn stage(
         max_rel_len: extract::PATH_MAX.saturating_sub(target.as_os_str().len() + 1),
         ..Limits::default()
     };
-    let mut sink = staging.map(StagingSink::new).transpose()?;
-    let outcome: Outcome = match (&mut sink, staging) {
+    let mut sink = staging_dir.map(StagingSink::new).transpose()?;
+    let outcome: Outcome = match (&mut sink, staging_dir) {
         (Some(k), Some(s)) => {
             // keep 64 MiB of headroom on the filesystem
             limits.max_total_bytes = free_bytes(s).saturating_sub(64 << 20);
@@ -369,6 +517,7 @@ fn stage(
     match &outcome.manifest {
         Some(m) => {
             extract::check_manifest(&outcome, m)?;
+            checked.push("every file's size and SHA-256 against the manifest".to_owned());
             for w in &m.warnings {
                 warnings.push(format!(
                     "at backup time: {} [{}] {}",
@@ -382,13 +531,13 @@ fn stage(
             warnings.push(w);
         }
     }
-    if let (Some(s), true) = (staging, legacy) {
+    if let (Some(s), true) = (staging_dir, legacy) {
         for m in fix_legacy_transcripts(s, events)? {
             warnings.push(format!("moved misplaced transcript {m} under sessions/"));
         }
     }
     lap("verify", &mut phases);
-    let new_units = match staging {
+    let new_units = match staging_dir {
         Some(s) => tree_units(s)?,
         None => units(outcome.paths()),
     };
@@ -403,85 +552,154 @@ fn stage(
         })
         .cloned()
         .collect();
+    let (carried, carry) = match &outcome.manifest {
+        Some(m) => select_skipped(target, staging_dir, m, &outcome),
+        None => (vec![], vec![]),
+    };
+    let target_has_data = fs::read_dir(target)
+        .map(|mut r| r.next().is_some())
+        .unwrap_or(false);
+    let pre_restore_snapshot = if opts.no_snapshot {
+        SnapshotPlan::Skipped
+    } else if !target_has_data {
+        SnapshotPlan::NothingToSave
+    } else {
+        SnapshotPlan::Save {
+            dest: opts.dest.clone(),
+            recipients: opts
+                .snapshot_to
+                .as_ref()
+                .map(|e| e.describe())
+                .unwrap_or_default(),
+        }
+    };
     let shown = |v: &[RelPath]| v.iter().map(RelPath::to_string).collect::<Vec<_>>();
-    let mut report = RestoreReport {
+    let plan = RestorePlan {
         archive: opts.archive.label(),
         target: target.to_owned(),
-        dry_run: opts.dry_run,
         format: format.family(),
         legacy,
         files: outcome.files.len(),
         bytes: outcome.bytes,
+        checked,
         replaced: shown(&replaced),
         added: shown(&added),
         kept: shown(&kept),
-        snapshot: None,
-        recovered: std::mem::take(recovered),
+        carried,
+        pre_restore_snapshot,
+        gateway,
+        recovered,
         warnings,
+    };
+    Ok(PreparedRestore {
+        plan,
+        sink,
+        staging,
+        outcome,
+        kept,
+        carry,
+        snapshot_to: opts.snapshot_to.clone(),
+        phases,
+        mark,
+        started,
+        _lock: None,
+    })
+}
+
+/// Steps 4–6 of a plan made by [`plan_restore`] (not a dry run): the
+/// encrypted snapshot of the current tree, the carry-over, the atomic swap,
+/// the validation.
+pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<RestoreReport> {
+    let mut p = prepared;
+    let Some(staging) = p.staging.as_ref().map(|g| g.path.clone()) else {
+        return Err(
+            Error::operational("a dry-run plan cannot be applied: nothing was staged")
+                .hint("run restore without --dry-run"),
+        );
+    };
+    let staging = staging.as_path();
+    let target = p.plan.target.clone();
+    let target = target.as_path();
+    let lap = |name: &str, phases: &mut Vec<(String, f64)>, mark: &mut Instant| {
+        phases.push((name.to_owned(), mark.elapsed().as_secs_f64()));
+        *mark = Instant::now();
+    };
+    let mut report = RestoreReport {
+        plan: p.plan.clone(),
+        dry_run: false,
+        snapshot: None,
         validation: None,
         next_steps: vec![],
         phases: vec![],
         seconds: 0.0,
     };
-    let Some(staging) = staging else {
-        report.phases = phases;
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
-    };
     crate::process::check_interrupted()?;
     // snapshot of what is there now
-    let target_has_data = fs::read_dir(target)
-        .map(|mut r| r.next().is_some())
-        .unwrap_or(false);
-    if target_has_data && !opts.no_snapshot {
-        if let Some(enc) = &opts.snapshot_to {
-            events.info("saving an encrypted snapshot of the current tree…");
-            let snap = backup::run_backup(
-                &BackupOptions {
-                    btype: BackupType::PreRestore,
-                    source: target.to_owned(),
-                    dest: opts.dest.clone(),
-                    excludes: vec![],
-                    level: backup::DEFAULT_LEVEL,
-                    threads: std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1),
-                    encryptor: Some(enc.clone()),
-                    prune: None,
-                },
-                events,
-            )
-            .map_err(|e| e.context("saving the pre-restore snapshot (nothing was restored)"))?;
-            events.info(format!("snapshot: {}", snap.archive.display()));
-            report.snapshot = Some(snap);
-        }
+    if let (SnapshotPlan::Save { dest, .. }, Some(enc)) =
+        (&p.plan.pre_restore_snapshot, &p.snapshot_to)
+    {
+        events.info("saving an encrypted snapshot of the current tree…");
+        let snap = backup::run_backup(
+            &BackupOptions {
+                btype: BackupType::PreRestore,
+                source: target.to_owned(),
+                dest: dest.clone(),
+                excludes: vec![],
+                level: backup::DEFAULT_LEVEL,
+                threads: std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                encryptor: Some(enc.clone()),
+                prune: None,
+            },
+            events,
+        )
+        .map_err(|e| e.context("saving the pre-restore snapshot (nothing was restored)"))?;
+        events.info(format!("snapshot: {}", snap.archive.display()));
+        report.snapshot = Some(snap);
     }
-    lap("snapshot", &mut phases);
+    lap("snapshot", &mut p.phases, &mut p.mark);
     crate::process::check_interrupted()?;
     if fs::symlink_metadata(target).is_ok() {
-        for w in link_or_carry(target, staging, kept.iter().map(RelPath::as_path))? {
+        for w in link_or_carry(target, staging, p.kept.iter().map(RelPath::as_path))? {
             events.warn(&w);
-            report.warnings.push(w);
+            report.plan.warnings.push(w);
         }
-        if let Some(m) = &outcome.manifest {
-            for w in carry_skipped(target, staging, m, &outcome)? {
+        if p.outcome.manifest.is_some() {
+            let mut kept: Vec<String> = p
+                .plan
+                .carried
+                .iter()
+                .map(|c| {
+                    format!("kept {c} from the current tree (seen but not archived at backup time)")
+                })
+                .collect();
+            kept.extend(link_or_carry(
+                target,
+                staging,
+                p.carry.iter().map(PathBuf::as_path),
+            )?);
+            for w in kept {
                 events.detail(&w);
-                report.warnings.push(w);
+                report.plan.warnings.push(w);
             }
         }
     }
-    if let Some(sink) = &mut sink {
+    if let Some(sink) = &mut p.sink {
         // carried-over entries and moved transcripts touched directories
-        sink.set_dir_mtimes(&outcome.dir_mtimes)?;
+        sink.set_dir_mtimes(&p.outcome.dir_mtimes)?;
     }
-    crate::swap::commit(target, staging, &opts.archive.label(), events)?;
-    lap("swap", &mut phases);
+    crate::swap::commit(target, staging, &report.plan.archive, events)?;
+    lap("swap", &mut p.phases, &mut p.mark);
     let validation = crate::validate::validate(target, false)?;
-    lap("validate", &mut phases);
-    report.phases = phases;
+    lap("validate", &mut p.phases, &mut p.mark);
+    report.phases = std::mem::take(&mut p.phases);
     report.next_steps = next_steps(target, &report, &validation);
     report.validation = Some(validation);
-    report.seconds = started.elapsed().as_secs_f64();
+    report.seconds = p.started.elapsed().as_secs_f64();
+    if let Some(g) = &mut p.staging {
+        g.done = true;
+    }
     Ok(report)
 }
 
@@ -505,13 +723,15 @@ fn real_parents(root: &Path, rel: &[u8]) -> bool {
 /// still has: linked into the staged tree, so that replacing their component
 /// does not delete them. Only where the archive has their parent directory
 /// (top-level ones are kept components already) and no entry of their own,
-/// and only through real directories on both sides. Returns what was kept.
-fn carry_skipped(
+/// and only through real directories on both sides (without a staging tree,
+/// in a dry run: through the archive's directories). Returns their shown
+/// names and their paths.
+fn select_skipped(
     target: &Path,
-    staging: &Path,
+    staging: Option<&Path>,
     m: &crate::manifest::Manifest,
     outcome: &Outcome,
-) -> Result<Vec<String>> {
+) -> (Vec<String>, Vec<PathBuf>) {
     let mut rels: BTreeSet<Vec<u8>> = BTreeSet::new();
     for w in m.warnings.iter().filter(|w| w.is_skip()) {
         let rel = w.path.as_bytes();
@@ -553,25 +773,31 @@ fn carry_skipped(
             continue;
         }
         let p = Path::new(std::ffi::OsStr::from_bytes(&rel)).to_owned();
+        let staged_ok = match staging {
+            Some(s) => real_parents(s, &rel) && fs::symlink_metadata(s.join(&p)).is_err(),
+            None => archived_parents(outcome, &rel),
+        };
         if !real_parents(target, &rel)
-            || !real_parents(staging, &rel)
+            || !staged_ok
             || fs::symlink_metadata(target.join(&p)).is_err()
-            || fs::symlink_metadata(staging.join(&p)).is_ok()
         {
             continue;
         }
-        kept.push(format!(
-            "kept {} from the current tree (seen but not archived at backup time)",
-            crate::manifest::show(&rel)
-        ));
+        kept.push(crate::manifest::show(&rel));
         carry.push(p);
     }
-    kept.extend(link_or_carry(
-        target,
-        staging,
-        carry.iter().map(PathBuf::as_path),
-    )?);
-    Ok(kept)
+    (kept, carry)
+}
+
+/// Whether every proper prefix of `rel` is a directory of the archive (and
+/// none a symbolic link).
+fn archived_parents(outcome: &Outcome, rel: &[u8]) -> bool {
+    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+    (1..comps.len()).all(|i| {
+        let prefix = comps[..i].join(&b'/');
+        outcome.dirs.contains(prefix.as_slice())
+            && !outcome.symlinks.contains_key(prefix.as_slice())
+    })
 }
 
 /// Whether no proper prefix of `rel` below `root` exists as anything but a

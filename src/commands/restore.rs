@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use secureclaw_backup::error::Result;
 use secureclaw_backup::manifest::human_bytes;
-use secureclaw_backup::restore::{run_restore, RestoreOptions, RestoreReport};
+use secureclaw_backup::restore::{
+    run_restore, GatewayAction, RestoreOptions, RestorePlan, RestoreReport, SnapshotPlan,
+};
 use secureclaw_backup::store;
-use secureclaw_backup::ui::Ui;
+use secureclaw_backup::ui::{Safe, Ui};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,18 +44,40 @@ pub struct Args {
 }
 
 fn human(r: &RestoreReport) -> String {
+    let mut s = plan_lines(&r.plan, r.dry_run);
+    if let Some(snap) = &r.snapshot {
+        s.push_str(&format!(
+            "  snapshot of the previous tree: {}\n",
+            snap.archive.display()
+        ));
+    }
+    for w in &r.plan.warnings {
+        s.push_str(&format!("  warning: {}\n", Safe(w)));
+    }
+    if let Some(v) = &r.validation {
+        s.push_str(&v.human());
+        s.push('\n');
+    }
+    if let Some(undo) = r.next_steps.iter().find(|s| s.starts_with("to undo")) {
+        s.push_str(&format!("  - {undo}\n"));
+    }
+    if r.dry_run {
+        s.push_str(&dry_run_lines(&r.plan));
+        s.push_str("dry run: nothing was written\n");
+    }
+    s
+}
+
+/// What the plan restores, replaces, adds and keeps.
+fn plan_lines(r: &RestorePlan, dry_run: bool) -> String {
     let mut s = String::new();
-    let verb = if r.dry_run {
-        "would restore"
-    } else {
-        "restored"
-    };
+    let verb = if dry_run { "would restore" } else { "restored" };
     s.push_str(&format!(
         "{verb} {} ({}{}) into {}: {} files, {}\n",
-        secureclaw_backup::ui::Safe(&r.archive),
+        Safe(&r.archive),
         r.format,
         if r.legacy { ", legacy" } else { "" },
-        secureclaw_backup::ui::Safe(&r.target),
+        Safe(&r.target),
         r.files,
         human_bytes(r.bytes)
     ));
@@ -63,7 +87,7 @@ fn human(r: &RestoreReport) -> String {
         } else {
             // top-level names from the archive: one line each, escaped
             v.iter()
-                .map(|n| secureclaw_backup::ui::Safe(n).to_string())
+                .map(|n| Safe(n).to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         }
@@ -74,25 +98,40 @@ fn human(r: &RestoreReport) -> String {
         list(&r.added),
         list(&r.kept)
     ));
-    if let Some(snap) = &r.snapshot {
+    s
+}
+
+/// What only a dry run shows: the checks made, what the real run will do
+/// with the current tree and with a running gateway.
+fn dry_run_lines(p: &RestorePlan) -> String {
+    let mut s = format!("  checked:  {}\n", p.checked.join("; "));
+    if !p.carried.is_empty() {
+        let carried: Vec<String> = p.carried.iter().map(|c| Safe(c).to_string()).collect();
         s.push_str(&format!(
-            "  snapshot of the previous tree: {}\n",
-            snap.archive.display()
+            "  also kept (seen but not archived at backup time): {}\n",
+            carried.join(", ")
         ));
     }
-    for w in &r.warnings {
-        s.push_str(&format!("  warning: {}\n", secureclaw_backup::ui::Safe(w)));
-    }
-    if let Some(v) = &r.validation {
-        s.push_str(&v.human());
-        s.push('\n');
-    }
-    if let Some(undo) = r.next_steps.iter().find(|s| s.starts_with("to undo")) {
-        s.push_str(&format!("  - {undo}\n"));
-    }
-    if r.dry_run {
-        s.push_str("dry run: nothing was written\n");
-    }
+    s.push_str(&match &p.pre_restore_snapshot {
+        SnapshotPlan::Save { dest, .. } => format!(
+            "  snapshot: the current tree is saved encrypted in {} first\n",
+            Safe(dest)
+        ),
+        SnapshotPlan::NothingToSave => "  snapshot: none (the target is empty)\n".to_owned(),
+        SnapshotPlan::Skipped => "  snapshot: none (--no-snapshot)\n".to_owned(),
+    });
+    let pids: Vec<String> = p.gateway.pids.iter().map(i32::to_string).collect();
+    s.push_str(&match (p.gateway.action, pids.is_empty()) {
+        (_, true) => "  gateway:  none running on the target\n".to_owned(),
+        (GatewayAction::Refuse, false) => format!(
+            "  gateway:  running (pid {}): the restore is refused until it stops (or pass --stop-gateway)\n",
+            pids.join(", ")
+        ),
+        (GatewayAction::Stop, false) => format!(
+            "  gateway:  running (pid {}): stopped with SIGTERM first\n",
+            pids.join(", ")
+        ),
+    });
     s
 }
 
