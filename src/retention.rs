@@ -264,7 +264,7 @@ impl Rules {
     pub fn is_empty(&self) -> bool {
         self.keep_last == 0
             && Unit::ALL.iter().all(|u| self.bucket_count(*u) == 0)
-            && self.keep_within.is_none()
+            && self.within().is_none()
     }
 
     /// The count of a calendar rule.
@@ -276,6 +276,23 @@ impl Rules {
             Unit::Monthly => self.keep_monthly,
             Unit::Yearly => self.keep_yearly,
         }
+    }
+
+    /// The count of a calendar rule, to change.
+    pub fn bucket_count_mut(&mut self, unit: Unit) -> &mut usize {
+        match unit {
+            Unit::Hourly => &mut self.keep_hourly,
+            Unit::Daily => &mut self.keep_daily,
+            Unit::Weekly => &mut self.keep_weekly,
+            Unit::Monthly => &mut self.keep_monthly,
+            Unit::Yearly => &mut self.keep_yearly,
+        }
+    }
+
+    /// `keep_within` when it keeps anything (a zero or negative duration is
+    /// no rule).
+    pub fn within(&self) -> Option<TimeDelta> {
+        self.keep_within.filter(|d| *d > TimeDelta::zero())
     }
 
     /// One line for `--dry-run` headers: `last 3, 7 daily, within 7d`
@@ -291,7 +308,7 @@ impl Rules {
                 parts.push(format!("{} {}", count_text(n), u.as_str()));
             }
         }
-        if let Some(d) = self.keep_within {
+        if let Some(d) = self.within() {
             parts.push(format!("within {}", format_duration(d)));
         }
         if parts.is_empty() {
@@ -314,7 +331,7 @@ impl Rules {
                 v.push(format!("{} {} buckets", count_text(n), u.as_str()));
             }
         }
-        if let Some(d) = self.keep_within {
+        if let Some(d) = self.within() {
             v.push(format!("{} of the newest", format_duration(d)));
         }
         v
@@ -378,6 +395,15 @@ impl Retention {
         }
     }
 
+    /// Each type's rules in one line ([`Rules::describe`]), in
+    /// [`BackupType::ALL`] order, for `--dry-run` headers.
+    pub fn describe(&self) -> Vec<(BackupType, String)> {
+        BackupType::ALL
+            .into_iter()
+            .map(|t| (t, self.rules(t).describe()))
+            .collect()
+    }
+
     /// The defaults changed by command-line values. Each item is a flag and
     /// its value as typed, `[TYPE=]N` (`N` a count or `unlimited`) or, for
     /// `--keep-within`, `[TYPE=]DURATION` ([`parse_duration`]). Proposed CLI
@@ -435,25 +461,7 @@ impl Retention {
                         )));
                     }
                     seen.push((flag, t, scoped_pass));
-                    let r = out.rules_mut(t);
-                    match (flag, &value) {
-                        (KeepFlag::Within, FlagValue::Duration(d)) => {
-                            r.keep_within = (d.num_seconds() > 0).then_some(*d)
-                        }
-                        (_, FlagValue::Count(n)) => {
-                            let n = *n;
-                            match flag {
-                                KeepFlag::Last => r.keep_last = n,
-                                KeepFlag::Hourly => r.keep_hourly = n,
-                                KeepFlag::Daily => r.keep_daily = n,
-                                KeepFlag::Weekly => r.keep_weekly = n,
-                                KeepFlag::Monthly => r.keep_monthly = n,
-                                KeepFlag::Yearly => r.keep_yearly = n,
-                                KeepFlag::Within => {}
-                            }
-                        }
-                        (_, FlagValue::Duration(_)) => {}
-                    }
+                    value.apply(out.rules_mut(t));
                 }
             }
         }
@@ -507,9 +515,22 @@ impl KeepFlag {
     }
 }
 
+/// One parsed flag value: the rule it sets.
 enum FlagValue {
-    Count(usize),
-    Duration(TimeDelta),
+    Last(usize),
+    Bucket(Unit, usize),
+    /// `None` for a zero duration (the rule off).
+    Within(Option<TimeDelta>),
+}
+
+impl FlagValue {
+    fn apply(&self, r: &mut Rules) {
+        match *self {
+            FlagValue::Last(n) => r.keep_last = n,
+            FlagValue::Bucket(u, n) => *r.bucket_count_mut(u) = n,
+            FlagValue::Within(d) => r.keep_within = d,
+        }
+    }
 }
 
 /// Splits `[TYPE=]VALUE` and parses the value for `flag`.
@@ -527,15 +548,22 @@ fn parse_scope(flag: KeepFlag, raw: &str) -> Result<(Option<BackupType>, FlagVal
         }
         None => (None, raw),
     };
+    let wrap = |e: Error| {
+        Error::usage(format!("{} {raw:?}: {}", flag.as_str(), e.message))
+            .hint(e.hint.unwrap_or_default())
+    };
+    let count = || parse_count(value).map_err(wrap);
     let value = match flag {
-        KeepFlag::Within => FlagValue::Duration(parse_duration(value).map_err(|e| {
-            Error::usage(format!("{} {raw:?}: {}", flag.as_str(), e.message))
-                .hint(e.hint.unwrap_or_default())
-        })?),
-        _ => FlagValue::Count(parse_count(value).map_err(|e| {
-            Error::usage(format!("{} {raw:?}: {}", flag.as_str(), e.message))
-                .hint(e.hint.unwrap_or_default())
-        })?),
+        KeepFlag::Within => {
+            let d = parse_duration(value).map_err(wrap)?;
+            FlagValue::Within((d > TimeDelta::zero()).then_some(d))
+        }
+        KeepFlag::Last => FlagValue::Last(count()?),
+        KeepFlag::Hourly => FlagValue::Bucket(Unit::Hourly, count()?),
+        KeepFlag::Daily => FlagValue::Bucket(Unit::Daily, count()?),
+        KeepFlag::Weekly => FlagValue::Bucket(Unit::Weekly, count()?),
+        KeepFlag::Monthly => FlagValue::Bucket(Unit::Monthly, count()?),
+        KeepFlag::Yearly => FlagValue::Bucket(Unit::Yearly, count()?),
     };
     Ok((scope, value))
 }
@@ -829,7 +857,7 @@ fn apply_rules(rules: &Rules, list: &mut [Slot], now: DateTime<Utc>) {
             });
         }
     }
-    if let (Some(d), Some(&first)) = (rules.keep_within, eligible.first()) {
+    if let (Some(d), Some(&first)) = (rules.within(), eligible.first()) {
         let newest = list[first].time;
         if let Some(cutoff) = newest.checked_sub_signed(d) {
             for &i in &eligible {

@@ -81,6 +81,12 @@ fn check_invariants(ds: &[Decision], what: &str) {
             );
         }
     }
+    // The newest backup of each type is always kept.
+    for t in BackupType::ALL {
+        if let Some(d) = ds.iter().find(|d| d.btype == t) {
+            assert!(d.keep, "{what}: newest {} dropped", d.stem);
+        }
+    }
     // Chains: no kept link without its predecessor; every chain's kept
     // links are a prefix of the chain.
     let by_stem: BTreeMap<&str, &Decision> = ds.iter().map(|d| (d.stem.as_str(), d)).collect();
@@ -241,6 +247,11 @@ fn thirty_days_hourly_rule_table() {
             30 + 5,
         ),
         ("no rule keeps everything", Rules::default(), 720),
+        (
+            "a zero keep_within is no rule",
+            r(|x| x.keep_within = Some(TimeDelta::zero())),
+            720,
+        ),
     ];
     for (name, rules, want) in cases {
         let ds = plan_calendar(&only(BackupType::Daily, rules), &runs, now());
@@ -773,6 +784,15 @@ fn decisions_serialize_with_stable_names() {
 fn flags_parse_per_type() {
     let r = Retention::from_flags([]).unwrap();
     assert_eq!(r, Retention::default());
+    assert_eq!(
+        r.describe(),
+        vec![
+            (BackupType::Daily, "7 daily".to_owned()),
+            (BackupType::Weekly, "4 weekly".to_owned()),
+            (BackupType::PreDeploy, "last 3".to_owned()),
+            (BackupType::PreRestore, "last 3".to_owned()),
+        ]
+    );
     assert_eq!(r.daily.describe(), "7 daily");
     assert_eq!(r.pre_deploy.describe(), "last 3");
 
