@@ -28,18 +28,55 @@ pub struct RotateOptions {
     pub keep_old: bool,
 }
 
-/// The verdict on one archive.
+/// What a rotation will do with one archive (decided without a key).
 #[derive(Debug, Clone, Serialize)]
-pub struct ArchiveRotation {
+pub struct ArchivePlan {
     pub archive: String,
     pub format: String,
     pub size: u64,
-    /// Recipients knowable without a key (age stanza types, OpenPGP key ids).
+    /// Recipients knowable without a key (age stanza types, OpenPGP key ids):
+    /// which identity can open it. The given identities are tried together,
+    /// so which one of them did is not known.
     pub recipients: Vec<String>,
-    pub opens: bool,
-    pub error: Option<String>,
     /// The name it has (or would have) after rotation.
     pub new_name: String,
+    pub step: Step,
+}
+
+/// The step a rotation takes for one archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Dry run: a full authenticated decrypt proves the identities open it;
+    /// nothing is written.
+    Prove,
+    /// Decrypt → re-encrypt to the new recipients → verify → replace.
+    Reencrypt,
+    /// As `Reencrypt`, the old archive kept as `<name>.pre-rotate`.
+    ReencryptKeepOld,
+}
+
+/// A rotation decided, before any archive is decrypted: rendered by the
+/// dry run's report, executed by [`execute`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RotatePlan {
+    pub dry_run: bool,
+    pub new_recipients: Vec<String>,
+    /// The encrypted archives, oldest first.
+    pub archives: Vec<ArchivePlan>,
+    /// Unencrypted archives: nothing to rotate.
+    pub skipped_plaintext: Vec<String>,
+    /// Rotations a killed run left, finished first (real run only).
+    pub recovered: Vec<String>,
+}
+
+/// The verdict on one archive: its plan (flattened in the JSON) and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveRotation {
+    #[serde(flatten)]
+    pub plan: ArchivePlan,
+    pub opens: bool,
+    pub error: Option<String>,
     pub rotated: bool,
 }
 
@@ -106,9 +143,18 @@ fn new_name(a: &ArchiveName, new: &dyn Encryptor) -> String {
     format!("{}{}", a.stem(), new.format().suffix())
 }
 
-/// Runs the dry run or the rotation.
+/// Runs the dry run or the rotation: [`plan`], then [`execute`], under the
+/// destination lock.
 pub fn run_rotate(opts: &RotateOptions, events: &dyn Events) -> Result<RotateReport> {
     let _lock = crate::lock::lock_dir(&opts.dest, "backup destination")?;
+    let plan = plan(opts, events)?;
+    execute(&plan, opts, events)
+}
+
+/// Decides the rotation: finishes what a killed run left and removes its
+/// temp files (real run only), lists the archives and reads each one's
+/// header without a key. The caller holds the destination lock.
+pub fn plan(opts: &RotateOptions, events: &dyn Events) -> Result<RotatePlan> {
     let recovered = if opts.dry_run {
         vec![]
     } else {
@@ -122,15 +168,6 @@ pub fn run_rotate(opts: &RotateOptions, events: &dyn Events) -> Result<RotateRep
             events.warn(format!("removed {stale}, left by an interrupted run"));
         }
     }
-    let mut report = RotateReport {
-        dry_run: opts.dry_run,
-        new_recipients: opts.new.describe(),
-        archives: vec![],
-        opened: 0,
-        not_opened: vec![],
-        skipped_plaintext: vec![],
-        recovered,
-    };
     let all = store::list_archives(&opts.dest)?;
     if all.is_empty() {
         return Err(
@@ -138,14 +175,26 @@ pub fn run_rotate(opts: &RotateOptions, events: &dyn Events) -> Result<RotateRep
                 .hint("pass --dest with the directory that holds the archives"),
         );
     }
+    let step = match (opts.dry_run, opts.keep_old) {
+        (true, _) => Step::Prove,
+        (false, false) => Step::Reencrypt,
+        (false, true) => Step::ReencryptKeepOld,
+    };
+    let mut plan = RotatePlan {
+        dry_run: opts.dry_run,
+        new_recipients: opts.new.describe(),
+        archives: vec![],
+        skipped_plaintext: vec![],
+        recovered,
+    };
     for a in all {
         if !matches!(a.container, Container::Age | Container::OpenPgp) {
-            report.skipped_plaintext.push(a.name.clone());
+            plan.skipped_plaintext.push(a.name.clone());
             continue;
         }
         let path = opts.dest.join(&a.name);
         let info = crate::crypto::inspect(&path);
-        let mut entry = ArchiveRotation {
+        plan.archives.push(ArchivePlan {
             archive: a.name.clone(),
             format: info
                 .as_ref()
@@ -153,31 +202,62 @@ pub fn run_rotate(opts: &RotateOptions, events: &dyn Events) -> Result<RotateRep
                 .unwrap_or_else(|_| "damaged".into()),
             size: fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
             recipients: info.map(|i| i.recipients).unwrap_or_default(),
-            opens: false,
-            error: None,
             new_name: new_name(&a, opts.new.as_ref()),
-            rotated: false,
-        };
-        events.info(format!("{}: checking…", a.name));
-        let res = if opts.dry_run {
-            crate::verify::verify_full(
+            step,
+        });
+    }
+    Ok(plan)
+}
+
+/// Takes each archive's step: proves it opens (dry run) or re-encrypts it.
+/// An archive that fails is reported and the others go on.
+pub fn execute(
+    plan: &RotatePlan,
+    opts: &RotateOptions,
+    events: &dyn Events,
+) -> Result<RotateReport> {
+    let mut report = RotateReport {
+        dry_run: plan.dry_run,
+        new_recipients: plan.new_recipients.clone(),
+        archives: vec![],
+        opened: 0,
+        not_opened: vec![],
+        skipped_plaintext: plan.skipped_plaintext.clone(),
+        recovered: plan.recovered.clone(),
+    };
+    for p in &plan.archives {
+        let path = opts.dest.join(&p.archive);
+        events.info(format!("{}: checking…", p.archive));
+        let res = match p.step {
+            Step::Prove => crate::verify::verify_full(
                 &crate::tier::ArchiveRef::Local(path.clone()),
                 &opts.identities,
             )
-            .map(|_| ())
-        } else {
-            rotate_one(opts, &a, &path, &entry.new_name)
+            .map(|_| ()),
+            Step::Reencrypt | Step::ReencryptKeepOld => rotate_one(
+                opts,
+                &p.archive,
+                &path,
+                &p.new_name,
+                p.step == Step::ReencryptKeepOld,
+            ),
+        };
+        let mut entry = ArchiveRotation {
+            plan: p.clone(),
+            opens: false,
+            error: None,
+            rotated: false,
         };
         match res {
             Ok(()) => {
                 entry.opens = true;
-                entry.rotated = !opts.dry_run;
+                entry.rotated = p.step != Step::Prove;
                 report.opened += 1;
             }
             Err(e) => {
-                events.warn(format!("{}: {}", a.name, e.message));
+                events.warn(format!("{}: {}", p.archive, e.message));
                 entry.error = Some(e.message.clone());
-                report.not_opened.push(a.name.clone());
+                report.not_opened.push(p.archive.clone());
             }
         }
         report.archives.push(entry);
@@ -186,7 +266,13 @@ pub fn run_rotate(opts: &RotateOptions, events: &dyn Events) -> Result<RotateRep
 }
 
 /// Re-encrypts one archive; the old one stays until the new one is verified.
-fn rotate_one(opts: &RotateOptions, a: &ArchiveName, path: &Path, new_name: &str) -> Result<()> {
+fn rotate_one(
+    opts: &RotateOptions,
+    name: &str,
+    path: &Path,
+    new_name: &str,
+    keep_old: bool,
+) -> Result<()> {
     crate::process::check_interrupted()?;
     let (_format, mut plain) = pipeline::open_payload(path, &opts.identities)?;
     let temp = store::temp_name(&opts.dest, "rotate");
@@ -203,7 +289,7 @@ fn rotate_one(opts: &RotateOptions, a: &ArchiveName, path: &Path, new_name: &str
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(stream_error(e).context(format!("decrypting {}", a.name))),
+                Err(e) => return Err(stream_error(e).context(format!("decrypting {name}"))),
             };
             enc.write_all(&buf[..n]).at("writing", &temp)?;
         }
@@ -219,11 +305,11 @@ fn rotate_one(opts: &RotateOptions, a: &ArchiveName, path: &Path, new_name: &str
             return Err(e);
         }
     };
-    let jpath = journal_path(&opts.dest, &a.name);
+    let jpath = journal_path(&opts.dest, name);
     {
         let mut f = store::create_private(&jpath)?;
         let j = Journal {
-            old: a.name.clone(),
+            old: name.to_owned(),
             new: new_name.to_owned(),
             sha256: sha.clone(),
         };
@@ -231,13 +317,13 @@ fn rotate_one(opts: &RotateOptions, a: &ArchiveName, path: &Path, new_name: &str
             .at("writing", &jpath)?;
         f.sync_all().at("syncing", &jpath)?;
     }
-    if opts.keep_old {
-        let keep = opts.dest.join(format!("{}.pre-rotate", a.name));
+    if keep_old {
+        let keep = opts.dest.join(format!("{name}.pre-rotate"));
         let _ = fs::remove_file(&keep);
         fs::hard_link(path, &keep).at("keeping the old archive as", &keep)?;
     }
     let final_path = opts.dest.join(new_name);
-    let renamed = if new_name == a.name {
+    let renamed = if new_name == name {
         fs::rename(&temp, &final_path)
     } else {
         store::rename_noreplace(&temp, &final_path)
@@ -249,7 +335,7 @@ fn rotate_one(opts: &RotateOptions, a: &ArchiveName, path: &Path, new_name: &str
     }
     store::fsync_dir(&opts.dest)?;
     store::write_sidecar(&final_path, &sha)?;
-    if new_name != a.name {
+    if new_name != name {
         let _ = fs::remove_file(store::sidecar_path(path));
         fs::remove_file(path).at("removing the old archive", path)?;
     }

@@ -33,16 +33,16 @@ fn human(r: &RotateReport) -> String {
     for a in &r.archives {
         let verdict = match (&a.error, r.dry_run, a.rotated) {
             (Some(e), _, _) => format!("NOT OPENED: {e}"),
-            (None, true, _) => format!("opens; would become {}", a.new_name),
-            (None, false, true) => format!("rotated → {}", a.new_name),
+            (None, true, _) => format!("opens; would become {}", a.plan.new_name),
+            (None, false, true) => format!("rotated → {}", a.plan.new_name),
             _ => "ok".into(),
         };
         s.push_str(&format!(
             "{}  {}  {}  [{}]  {verdict}\n",
-            a.archive,
-            a.format,
-            human_bytes(a.size),
-            a.recipients.join(", ")
+            a.plan.archive,
+            a.plan.format,
+            human_bytes(a.plan.size),
+            a.plan.recipients.join(", ")
         ));
     }
     for p in &r.skipped_plaintext {
