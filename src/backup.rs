@@ -206,6 +206,65 @@ pub fn run_backup_live(
     })
 }
 
+/// Who a new archive is encrypted to: the recipients `recipients()`
+/// resolves, or nobody with `--insecure-plaintext` (which contradicts `-r`,
+/// and says what it means). No recipient at all is refused: an archive is
+/// never unencrypted by default (SECURITY.md).
+pub fn archive_encryptor(
+    recipients_given: bool,
+    insecure_plaintext: bool,
+    recipients: impl FnOnce() -> Result<Option<Arc<dyn Encryptor>>>,
+    events: &dyn Events,
+) -> Result<Option<Arc<dyn Encryptor>>> {
+    if insecure_plaintext {
+        if recipients_given {
+            return Err(
+                Error::usage("--insecure-plaintext and -r contradict each other")
+                    .hint("drop --insecure-plaintext to encrypt"),
+            );
+        }
+        events.warn("--insecure-plaintext: this archive will NOT be encrypted; anyone who can read it reads every credential");
+        return Ok(None);
+    }
+    match recipients()? {
+        Some(e) => Ok(Some(e)),
+        None => Err(Error::key("no recipient given: refusing to write an unencrypted archive")
+            .hint("pass -r RECIPIENT (age1…, ssh key, OpenPGP key id) or set SECURECLAW_BACKUP_KEY; see `secureclaw-backup keygen`")),
+    }
+}
+
+/// The most compression threads used: 4 per core, and never more than 64
+/// (each one holds about 1 MiB of buffers; more only costs memory).
+pub fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (4 * cores).clamp(1, 64)
+}
+
+/// The compression threads for `--threads` (default: one per core), clamped
+/// to [1, [`max_threads`]] with a warning when clamped.
+pub fn compression_threads(asked: Option<usize>, events: &dyn Events) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let max = max_threads();
+    match asked {
+        None => cores.min(max),
+        Some(0) => {
+            events.warn("--threads 0: using 1 compression thread");
+            1
+        }
+        Some(n) if n > max => {
+            events.warn(format!(
+                "--threads {n}: using {max} compression threads (the most, 4 per core up to 64)"
+            ));
+            max
+        }
+        Some(n) => n,
+    }
+}
+
 fn trunc(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
     use chrono::Timelike;
     t.with_nanosecond(0).unwrap_or(t)

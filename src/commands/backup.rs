@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use secureclaw_backup::backup::{run_backup_live, BackupOptions, DEFAULT_LEVEL};
+use secureclaw_backup::backup::{
+    archive_encryptor, compression_threads, run_backup_live, BackupOptions, BackupReport,
+    DEFAULT_LEVEL,
+};
 use secureclaw_backup::capture::LiveOptions;
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::manifest::human_bytes;
@@ -85,24 +88,12 @@ pub struct Args {
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let source = secureclaw_backup::paths::data_dir(args.source.clone())?;
     let dest = store::dest_or_default(args.dest.as_deref())?;
-    let encryptor = if args.insecure_plaintext {
-        if !args.recipients.recipients.is_empty() {
-            return Err(
-                Error::usage("--insecure-plaintext and -r contradict each other")
-                    .hint("drop --insecure-plaintext to encrypt"),
-            );
-        }
-        ui.warn("--insecure-plaintext: this archive will NOT be encrypted; anyone who can read it reads every credential");
-        None
-    } else {
-        match args.recipients.encryptor()? {
-            Some(e) => Some(e),
-            None => {
-                return Err(Error::key("no recipient given: refusing to write an unencrypted archive")
-                    .hint("pass -r RECIPIENT (age1…, ssh key, OpenPGP key id) or set SECURECLAW_BACKUP_KEY; see `secureclaw-backup keygen`"))
-            }
-        }
-    };
+    let encryptor = archive_encryptor(
+        !args.recipients.recipients.is_empty(),
+        args.insecure_plaintext,
+        || args.recipients.encryptor(),
+        ui,
+    )?;
     let _source_lock = secureclaw_backup::lock::lock_dir(&source, "backup source")?;
     let opts = BackupOptions {
         btype: args.btype.into(),
@@ -110,7 +101,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         dest,
         excludes: args.exclude.clone(),
         level: args.compression_level,
-        threads: threads(args.threads, ui),
+        threads: compression_threads(args.threads, ui),
         encryptor,
         prune: (!args.no_prune).then(|| secureclaw_backup::retention::Policy {
             keep_daily: args.keep_daily,
@@ -137,21 +128,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         }
     }
     let serious = r.warnings.iter().filter(|w| !w.is_note()).count();
-    let mb_s = r.bytes as f64 / 1e6 / r.seconds.max(1e-6);
-    let human = format!(
-        "archive:  {}\nsidecar:  {}\nformat:   {} to {}\nsize:     {} ({} of data)\nfiles:    {} in {} directories\nwarnings: {}\nduration: {:.2} s ({mb_s:.0} MB/s)",
-        r.archive.display(),
-        r.sidecar.display(),
-        r.format,
-        if r.recipients.is_empty() { "nobody (unencrypted)".to_owned() } else { r.recipients.join(", ") },
-        human_bytes(r.size),
-        human_bytes(r.bytes),
-        r.files,
-        r.directories,
-        serious,
-        r.seconds,
-    );
-    let mut human = human;
+    let mut human = human(&r, serious);
     let mut json = serde_json::json!({"ok": true, "backup": r});
     let mut push_err = None;
     if args.push {
@@ -187,33 +164,23 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-/// The most compression threads used: 4 per core, and never more than 64
-/// (each one holds about 1 MiB of buffers; more only costs memory).
-pub fn max_threads() -> usize {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    (4 * cores).clamp(1, 64)
-}
-
-/// `--threads`, clamped to [1, [`max_threads`]] with a note when clamped.
-fn threads(asked: Option<usize>, ui: &Ui) -> usize {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let max = max_threads();
-    match asked {
-        None => cores.min(max),
-        Some(0) => {
-            ui.warn("--threads 0: using 1 compression thread");
-            1
-        }
-        Some(n) if n > max => {
-            ui.warn(format!(
-                "--threads {n}: using {max} compression threads (the most, 4 per core up to 64)"
-            ));
-            max
-        }
-        Some(n) => n,
-    }
+/// The human summary of a backup.
+fn human(r: &BackupReport, serious: usize) -> String {
+    let mb_s = r.bytes as f64 / 1e6 / r.seconds.max(1e-6);
+    let to = if r.recipients.is_empty() {
+        "nobody (unencrypted)".to_owned()
+    } else {
+        r.recipients.join(", ")
+    };
+    format!(
+        "archive:  {}\nsidecar:  {}\nformat:   {} to {to}\nsize:     {} ({} of data)\nfiles:    {} in {} directories\nwarnings: {serious}\nduration: {:.2} s ({mb_s:.0} MB/s)",
+        r.archive.display(),
+        r.sidecar.display(),
+        r.format,
+        human_bytes(r.size),
+        human_bytes(r.bytes),
+        r.files,
+        r.directories,
+        r.seconds,
+    )
 }
