@@ -1,17 +1,31 @@
-//! The catalogue of a local destination: every archive, newest first, with its
-//! type, time, size, format, recipients (read from the header without a key)
-//! and sidecar state. Legacy plaintext directories and `.tar.gz` files of the
-//! old scripts are described as such, pre-restore snapshots apart, and anything
-//! else as "not recognised" (never touched by `prune`). What `list` and
-//! `status` show; prints nothing.
+//! The catalogue of any store (the local destination, a NAS directory, a
+//! bucket): every archive, newest first, with its type, time, size, format,
+//! recipients (read from the header without a key) and sidecar state, to the
+//! [`Depth`] asked (a tier is listed from its names and sizes alone). Legacy
+//! plaintext directories and `.tar.gz` files of the old scripts are described
+//! as such, pre-restore snapshots apart, and anything else as "not
+//! recognised" (never touched by `prune`). What `list` and `status` show;
+//! prints nothing.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::{self, ArchiveName, BackupType, Container, SidecarStatus};
+use crate::events::Events;
+use crate::store::{self, BackupType, Container, Listed, SidecarStatus, Store};
+use crate::tier::reference;
+
+/// How much of each archive is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Nothing: format from the name, sidecar present or missing.
+    Names,
+    /// The header (format, recipients, damage); sidecar present or missing.
+    Headers,
+    /// The header, and the whole archive against its sidecar.
+    Check,
+}
 
 /// The state of an archive's `.sha256` sidecar, as `list` and `status` show
 /// it (serialized in these spellings).
@@ -90,9 +104,10 @@ pub struct Entry {
     pub problem: Option<String>,
 }
 
-/// What is in a destination.
+/// What is in a store.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listing {
+    /// The store's directory or URL.
     pub dest: PathBuf,
     pub exists: bool,
     /// daily, weekly and pre-deploy archives, newest first.
@@ -105,10 +120,66 @@ pub struct Listing {
     pub unrecognised: Vec<String>,
 }
 
-/// Describes one archive. With `check`, the sidecar digest is verified
-/// (reads the whole archive); otherwise only its presence is reported.
-pub fn describe(dest: &Path, a: &ArchiveName, check: bool) -> Entry {
-    let path = dest.join(&a.name);
+impl Listing {
+    /// Every archive, pre-restore snapshots too, newest first.
+    pub fn newest_first(&self) -> Vec<&Entry> {
+        let mut all: Vec<&Entry> = self.archives.iter().chain(&self.pre_restore).collect();
+        all.sort_by(|a, b| (b.time, b.seq, &b.name).cmp(&(a.time, a.seq, &a.name)));
+        all
+    }
+
+    /// Orphan sidecars and unrecognised entries together, sorted.
+    pub fn not_ours(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .orphan_sidecars
+            .iter()
+            .chain(&self.unrecognised)
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Archives whose sidecar check failed.
+    pub fn bad_sidecars(&self) -> usize {
+        self.archives
+            .iter()
+            .chain(&self.pre_restore)
+            .filter(|e| e.sidecar.is_bad())
+            .count()
+    }
+}
+
+/// An archive as the listing of a tier shows it (from names and sizes alone).
+#[derive(Debug, Clone, Serialize)]
+pub struct Brief<'a> {
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub btype: BackupType,
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub size: u64,
+    /// `age`, `openpgp` or `plaintext`.
+    pub format: &'a str,
+    /// `present` or `missing`.
+    pub sidecar: Sidecar,
+}
+
+impl<'a> From<&'a Entry> for Brief<'a> {
+    fn from(e: &'a Entry) -> Self {
+        Brief {
+            name: &e.name,
+            btype: e.btype,
+            time: e.time,
+            size: e.size,
+            format: &e.format,
+            sidecar: e.sidecar,
+        }
+    }
+}
+
+/// Describes one listed archive of `store`, to `depth`.
+pub fn describe(store: &dyn Store, l: &Listed, depth: Depth) -> Entry {
+    let a = &l.archive;
     let mut e = Entry {
         name: a.name.clone(),
         btype: a.btype,
@@ -118,7 +189,7 @@ pub fn describe(dest: &Path, a: &ArchiveName, check: bool) -> Entry {
         format: String::new(),
         encrypted: false,
         legacy: false,
-        size: 0,
+        size: l.size,
         recipients: Vec::new(),
         sidecar: Sidecar::NotApplicable,
         problem: None,
@@ -126,142 +197,104 @@ pub fn describe(dest: &Path, a: &ArchiveName, check: bool) -> Entry {
     if a.container == Container::Directory {
         e.format = "legacy-directory".into();
         e.legacy = true;
-        e.size = dir_size(&path);
+        e.size = store.size(&a.name).ok().flatten().unwrap_or(0);
         return e;
     }
-    e.size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
-    match crate::crypto::inspect(&path) {
-        Ok(h) => {
-            e.format = serde_json::to_value(h.format)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            if h.format == crate::crypto::Format::Gzip {
-                e.format = "plaintext".into();
-            }
-            e.encrypted = h.format.is_encrypted();
-            e.recipients = h.recipients;
-            e.size = h.length;
+    if depth == Depth::Names {
+        e.format = match a.container {
+            Container::Age => "age",
+            Container::OpenPgp => "openpgp",
+            _ => "plaintext",
         }
-        Err(err) => {
-            e.format = "damaged".into();
-            // The row already names the file: keep the message short.
-            let full = path.display().to_string();
-            e.problem = Some(
-                err.message
-                    .replace(&format!("{full}: "), "")
-                    .replace(&full, &a.name),
-            );
+        .into();
+        e.encrypted = a.container != Container::TarGz;
+    } else {
+        match reference::inspect_entry(store, &a.name) {
+            Ok(h) => {
+                e.format = serde_json::to_value(h.format)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                if h.format == crate::crypto::Format::Gzip {
+                    e.format = "plaintext".into();
+                }
+                e.encrypted = h.format.is_encrypted();
+                e.recipients = h.recipients;
+                e.size = h.length;
+            }
+            Err(err) => {
+                e.format = "damaged".into();
+                // The row already names the file: keep the message short.
+                let full = store.label(&a.name);
+                e.problem = Some(
+                    err.message
+                        .replace(&format!("{full}: "), "")
+                        .replace(&full, &a.name),
+                );
+            }
         }
     }
-    let sidecar_present = fs::symlink_metadata(store::sidecar_path(&path)).is_ok();
-    e.sidecar = if !check {
-        if sidecar_present {
-            Sidecar::Present
-        } else {
-            Sidecar::Missing
-        }
-    } else {
-        match store::check_sidecar(&path) {
+    e.sidecar = match (depth, l.sidecar) {
+        (Depth::Check, _) => match reference::sidecar_status_entry(store, &a.name) {
             Ok(SidecarStatus::Ok) => Sidecar::Ok,
             Ok(SidecarStatus::Missing) => Sidecar::Missing,
             Ok(SidecarStatus::Mismatch { .. }) => Sidecar::Mismatch,
             Ok(SidecarStatus::Malformed) => Sidecar::Malformed,
             Err(_) => Sidecar::Unreadable,
-        }
+        },
+        (_, true) => Sidecar::Present,
+        (_, false) => Sidecar::Missing,
     };
-    e.legacy = a.container == Container::TarGz && !sidecar_present;
+    e.legacy = a.container == Container::TarGz && !l.sidecar;
     e
 }
 
-/// Total size of the regular files under `dir` (symlinks not followed).
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
-}
-
-/// Reads the destination. With `check`, every archive is read against its
-/// sidecar, and `progress(total_bytes)` makes the bar that advances as they are.
-pub fn scan(
-    dest: &Path,
-    check: bool,
-    progress: &dyn Fn(u64) -> indicatif::ProgressBar,
-) -> Result<Listing> {
-    let archives = store::list_archives(dest)?;
-    let exists = dest.is_dir();
-    let total: u64 = if check {
-        archives
-            .iter()
-            .filter_map(|a| fs::symlink_metadata(dest.join(&a.name)).ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .sum()
-    } else {
-        0
-    };
+/// Reads the store, to `depth`. With [`Depth::Check`], every archive is read
+/// against its sidecar under one progress counter over their bytes.
+pub fn scan(store: &dyn Store, depth: Depth, events: &dyn Events) -> Result<Listing> {
+    let index = store::index(store)?;
+    let check = depth == Depth::Check;
     let pb = if check {
-        progress(total)
+        let total = index
+            .archives
+            .iter()
+            .filter(|l| l.archive.container != Container::Directory)
+            .map(|l| l.size)
+            .sum();
+        events.progress(total, "checking sidecars")
     } else {
-        indicatif::ProgressBar::hidden()
+        crate::events::no_progress()
     };
     let mut main = Vec::new();
     let mut pre = Vec::new();
-    for a in archives.iter().rev() {
-        let e = describe(dest, a, check);
+    for l in index.archives.iter().rev() {
+        let e = describe(store, l, depth);
         if e.container != Container::Directory {
-            pb.inc(e.size);
+            pb.advance(e.size);
         }
-        if a.btype == BackupType::PreRestore {
+        if l.archive.btype == BackupType::PreRestore {
             pre.push(e);
         } else {
             main.push(e);
         }
     }
-    pb.finish_and_clear();
-    let known: std::collections::HashSet<&str> = archives.iter().map(|a| a.name.as_str()).collect();
-    let mut orphans = Vec::new();
-    let mut other = Vec::new();
-    if let Ok(rd) = fs::read_dir(dest) {
-        for entry in rd.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if known.contains(name.as_str()) {
-                continue;
-            }
-            if let Some(base) = name.strip_suffix(".sha256") {
-                if known.contains(base) {
-                    continue;
-                }
-                if store::parse_name(base, false).is_some() {
-                    orphans.push(name);
-                    continue;
-                }
-            }
-            other.push(name);
-        }
-    }
-    orphans.sort();
-    other.sort();
+    pb.finish();
     Ok(Listing {
-        dest: dest.to_owned(),
-        exists,
+        dest: PathBuf::from(store.url()),
+        exists: store.problem().is_none(),
         archives: main,
         pre_restore: pre,
-        orphan_sidecars: orphans,
-        unrecognised: other,
+        orphan_sidecars: index.orphan_sidecars,
+        unrecognised: index.unrecognised,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Silent;
+    use crate::store::LocalStore;
+    use std::fs;
 
     #[test]
     fn lists_and_classifies() {
@@ -276,7 +309,7 @@ mod tests {
         fs::write(d.join("pre-restore_20260301_030000.tar.gz.age"), b"x").unwrap();
         fs::write(d.join("weekly_20260101_020000.tar.gz.gpg.sha256"), "x").unwrap();
         fs::write(d.join("notes.txt"), "x").unwrap();
-        let l = scan(d, false, &|_| indicatif::ProgressBar::hidden()).unwrap();
+        let l = scan(&LocalStore::new(d), Depth::Headers, &Silent).unwrap();
         assert_eq!(l.archives.len(), 3);
         assert_eq!(l.archives[0].format, "damaged");
         assert_eq!(l.archives[0].sidecar, Sidecar::Present);
@@ -291,7 +324,7 @@ mod tests {
             vec!["weekly_20260101_020000.tar.gz.gpg.sha256"]
         );
         assert_eq!(l.unrecognised, vec!["notes.txt"]);
-        let checked = scan(d, true, &|_| indicatif::ProgressBar::hidden()).unwrap();
+        let checked = scan(&LocalStore::new(d), Depth::Check, &Silent).unwrap();
         assert_eq!(checked.archives[0].sidecar, Sidecar::Malformed);
     }
 
@@ -315,9 +348,11 @@ mod tests {
     #[test]
     fn missing_dest_is_empty() {
         let t = tempfile::tempdir().unwrap();
-        let l = scan(&t.path().join("none"), false, &|_| {
-            indicatif::ProgressBar::hidden()
-        })
+        let l = scan(
+            &LocalStore::new(t.path().join("none")),
+            Depth::Headers,
+            &Silent,
+        )
         .unwrap();
         assert!(!l.exists);
         assert!(l.archives.is_empty());

@@ -1,59 +1,103 @@
-//! Pruning a local destination: applies the retention policy of
-//! [`crate::retention`] and removes each dropped backup whole (every entry of
-//! its stem, and each entry's `.sha256` sidecar; a legacy directory
-//! recursively, without following links); names it does not recognise are
-//! never touched. A dry run changes nothing. Used by the `prune` command and
-//! by `backup` after a successful run; prints nothing (each removed path is
-//! reported to the caller's `on_removed`).
+//! Retention applied to any store: [`plan`] lists the store once, asks the
+//! retention rules (the local [`crate::retention::plan`], or a tier's
+//! [`crate::tier::config::plan`]) for their decisions and turns the dropped
+//! backups into the removals, as a value; `--dry-run` renders that plan and
+//! the real run executes it ([`apply`]). Each dropped backup is removed whole
+//! (every entry of its stem, and each file's `.sha256` sidecar; a legacy
+//! directory recursively, without following links, by the local store);
+//! names it does not recognise are never touched. Used by the `prune`
+//! command, by `push` for a tier's retention and by `backup` after a
+//! successful run; prints nothing (each removed name is reported to the
+//! caller's `on_removed`).
 
-use std::fs;
-use std::io;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::retention::{self, Decision, Policy};
-use crate::store::{self, BackupType};
+use crate::store::{self, ArchiveName, BackupType, Container, LocalStore, Store};
 
-/// Plans and (unless `dry_run`) applies the policy to the backups of `only`
-/// (all types when `None`). The caller holds the destination lock. Returns the
-/// decisions and the names removed (or, in a dry run, that would be); each
-/// path is also passed to `on_removed` as soon as it is gone.
-pub fn prune_dest(
-    dest: &Path,
-    only: Option<BackupType>,
-    policy: &Policy,
-    now: DateTime<Utc>,
-    dry_run: bool,
-    on_removed: &mut dyn FnMut(&Path),
-) -> Result<(Vec<Decision>, Vec<String>)> {
-    let archives = store::list_archives(dest)?;
-    let decisions: Vec<Decision> = retention::plan(policy, &archives, now)
-        .into_iter()
-        .filter(|d| only.is_none_or(|t| d.btype == t))
+/// One entry of a dropped backup, and its sidecar when there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Removal {
+    pub entry: String,
+    pub sidecar: Option<String>,
+}
+
+/// What a prune decides, before anything is removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Every backup's decision, as the retention rules gave them.
+    pub decisions: Vec<Decision>,
+    /// The entries of the dropped backups, in the order of the decisions.
+    pub removals: Vec<Removal>,
+}
+
+impl Plan {
+    /// The names the plan removes (each entry, then its sidecar).
+    pub fn would_remove(&self) -> Vec<String> {
+        self.removals
+            .iter()
+            .flat_map(|r| std::iter::once(r.entry.clone()).chain(r.sidecar.clone()))
+            .collect()
+    }
+}
+
+/// Lists `store` and plans: `decide` gets its archives (oldest first) and
+/// returns the decisions.
+pub fn plan(store: &dyn Store, decide: &dyn Fn(&[ArchiveName]) -> Vec<Decision>) -> Result<Plan> {
+    let index = store::index(store)?;
+    let decisions = decide(&index.names());
+    let removals = decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .flat_map(|d| d.entries.iter())
+        .map(|name| Removal {
+            entry: name.clone(),
+            sidecar: index
+                .get(name)
+                .filter(|l| l.sidecar && l.archive.container != Container::Directory)
+                .map(|_| store::sidecar_name(name)),
+        })
         .collect();
+    Ok(Plan {
+        decisions,
+        removals,
+    })
+}
+
+/// Executes a plan: removes each entry (the store re-checks that it is still
+/// ours) and then its sidecar, goes on past a failure, makes the removals
+/// durable, and fails at the end when any removal failed. Each name is passed
+/// to `on_removed` as soon as it is gone; returns them all.
+pub fn apply(
+    store: &dyn Store,
+    plan: &Plan,
+    on_removed: &mut dyn FnMut(&str),
+) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let mut failures = Vec::new();
-    for d in decisions.iter().filter(|d| !d.keep) {
-        for name in &d.entries {
-            if dry_run {
-                removed.extend(would_remove(dest, name));
-                continue;
+    for r in &plan.removals {
+        let mut one = |name: &str| -> Result<bool> {
+            let gone = store.remove(name)?;
+            if gone {
+                on_removed(name);
+                removed.push(name.to_owned());
             }
-            match remove_entry(dest, name) {
-                Ok(names) => {
-                    for n in &names {
-                        on_removed(&dest.join(n));
-                    }
-                    removed.extend(names);
-                }
-                Err(e) => failures.push(e),
-            }
+            Ok(gone)
+        };
+        let res = one(&r.entry).and_then(|gone| match &r.sidecar {
+            Some(s) if gone => one(s).map(|_| ()),
+            _ => Ok(()),
+        });
+        if let Err(e) = res {
+            failures.push(e);
         }
     }
-    if !dry_run && !removed.is_empty() {
-        store::fsync_dir(dest)?;
+    if !removed.is_empty() {
+        store.sync()?;
     }
     if let Some(first) = failures.first() {
         let n = failures.len();
@@ -66,7 +110,44 @@ pub fn prune_dest(
             "check the permissions of the destination, then run prune again".into()
         })));
     }
-    Ok((decisions, removed))
+    Ok(removed)
+}
+
+/// The local retention's decisions for the backups of `only` (all types
+/// when `None`).
+pub fn local_decisions(
+    policy: &Policy,
+    only: Option<BackupType>,
+    archives: &[ArchiveName],
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
+    retention::plan(policy, archives, now)
+        .into_iter()
+        .filter(|d| only.is_none_or(|t| d.btype == t))
+        .collect()
+}
+
+/// Plans and (unless `dry_run`) applies the policy to the backups of `only`
+/// (all types when `None`) in the local destination `dest`. The caller holds
+/// the destination lock. Returns the decisions and the names removed (or, in
+/// a dry run, that would be); each path is also passed to `on_removed` as
+/// soon as it is gone.
+pub fn prune_dest(
+    dest: &Path,
+    only: Option<BackupType>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    on_removed: &mut dyn FnMut(&Path),
+) -> Result<(Vec<Decision>, Vec<String>)> {
+    let s = LocalStore::new(dest);
+    let p = plan(&s, &|a| local_decisions(policy, only, a, now))?;
+    let removed = if dry_run {
+        p.would_remove()
+    } else {
+        apply(&s, &p, &mut |n| on_removed(&dest.join(n)))?
+    };
+    Ok((p.decisions, removed))
 }
 
 /// Prunes only backups of `btype` (what `backup` calls after a successful run,
@@ -100,56 +181,10 @@ pub fn dropped_lines(decisions: &[Decision], dry_run: bool) -> Vec<String> {
         .collect()
 }
 
-/// The names a removal of `name` would take: the entry and its sidecar.
-fn would_remove(dest: &Path, name: &str) -> Vec<String> {
-    let mut out = vec![name.to_owned()];
-    let side = format!("{name}.sha256");
-    if fs::symlink_metadata(dest.join(&side)).is_ok() {
-        out.push(side);
-    }
-    out
-}
-
-/// Removes one entry of a dropped backup and its sidecar, re-checking first that
-/// the name is still one of ours and of the expected kind.
-fn remove_entry(dest: &Path, name: &str) -> Result<Vec<String>> {
-    let path = dest.join(name);
-    let meta = match fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(Error::io("reading", &path, e)),
-    };
-    let ft = meta.file_type();
-    if ft.is_symlink() || store::parse_name(name, ft.is_dir()).is_none() {
-        // Replaced by something we do not recognise since listing: leave it.
-        return Ok(vec![]);
-    }
-    let mut removed = Vec::new();
-    let res = if ft.is_dir() {
-        // std's remove_dir_all does not follow symbolic links inside.
-        fs::remove_dir_all(&path)
-    } else {
-        fs::remove_file(&path)
-    };
-    match res {
-        Ok(()) => removed.push(name.to_owned()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("removing", &path, e)),
-    }
-    if !ft.is_dir() {
-        let side = store::sidecar_path(&path);
-        match fs::remove_file(&side) {
-            Ok(()) => removed.push(format!("{name}.sha256")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("removing sidecar", &side, e)),
-        }
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn touch(p: &Path) {
         fs::write(p, "x").unwrap();

@@ -1,19 +1,21 @@
-//! The status of a local destination: is the newest backup of each type
+//! The status of a store (the local destination, or any other [`Store`]): is
+//! the newest backup of each type
 //! recent enough, and does it check? The report (newest archive of each type,
 //! its age and size, its SHA-256 against the sidecar — the newest of each type
-//! is read in full —, the free space of the destination) and its Prometheus
+//! is read in full —, the free space where the store lives) and its Prometheus
 //! text rendering, for monitoring from cron, systemd or node_exporter's
 //! textfile collector. Prints nothing; the `status` command renders the report
 //! and maps it to an exit code.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::catalog::{self, Entry, Sidecar};
+use crate::catalog::{self, Depth, Entry, Sidecar};
 use crate::error::Result;
-use crate::store::{self, BackupType};
+use crate::events::Events;
+use crate::store::{self, BackupType, Store};
 
 /// The state of one backup type.
 #[derive(Debug, Clone, Serialize)]
@@ -43,42 +45,38 @@ pub struct Report {
     pub free_bytes: Option<u64>,
 }
 
-/// Builds the report (reads the newest archive of each type in full; the name
-/// of each is passed to `on_check` before it is read).
+/// Builds the report (reads the newest archive of each type in full; each is
+/// announced as a detail, "checking NAME", before it is read).
 pub fn report(
-    dest: &Path,
+    store: &dyn Store,
     max_age: TimeDelta,
     now: DateTime<Utc>,
-    on_check: &mut dyn FnMut(&str),
+    events: &dyn Events,
 ) -> Result<Report> {
-    let archives = store::list_archives(dest)?;
+    let index = store::index(store)?;
+    let archives = &index.archives;
     let mut types = Vec::new();
     let mut problems = Vec::new();
-    if !dest.is_dir() {
-        problems.push(format!(
-            "{}: {}",
-            dest.display(),
-            if dest.exists() {
-                "not a directory"
-            } else {
-                "does not exist"
-            }
-        ));
+    if let Some(p) = store.problem() {
+        problems.push(format!("{}: {p}", store.url()));
     }
     let mut newest_age: Option<i64> = None;
     for t in BackupType::ALL {
-        let of_type: Vec<_> = archives.iter().filter(|a| a.btype == t).collect();
-        let mut stems: Vec<_> = of_type.iter().map(|a| (a.time, a.seq)).collect();
+        let of_type: Vec<_> = archives.iter().filter(|l| l.archive.btype == t).collect();
+        let mut stems: Vec<_> = of_type
+            .iter()
+            .map(|l| (l.archive.time, l.archive.seq))
+            .collect();
         stems.dedup();
         // Newest: the last by (time, seq); prefer an archive file over a legacy
         // directory of the same stem.
-        let newest = of_type
-            .iter()
-            .rev()
-            .max_by_key(|a| (a.time, a.seq, a.container != store::Container::Directory));
-        let entry = newest.map(|a| {
-            on_check(&a.name);
-            catalog::describe(dest, a, true)
+        let newest = of_type.iter().rev().max_by_key(|l| {
+            let a = &l.archive;
+            (a.time, a.seq, a.container != store::Container::Directory)
+        });
+        let entry = newest.map(|l| {
+            events.detail(format!("checking {}", l.archive.name));
+            catalog::describe(store, l, Depth::Check)
         });
         let age = entry.as_ref().map(|e| (now - e.time).num_seconds().max(0));
         let sidecar_ok = entry.as_ref().and_then(|e| match e.sidecar {
@@ -113,11 +111,9 @@ pub fn report(
     }
     let max_age_seconds = max_age.num_seconds();
     let stale = newest_age.is_none_or(|a| a > max_age_seconds);
-    let free_bytes = rustix::fs::statvfs(dest)
-        .ok()
-        .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+    let free_bytes = store.free_bytes();
     Ok(Report {
-        dest: dest.to_owned(),
+        dest: PathBuf::from(store.url()),
         now,
         max_age_seconds,
         types,
@@ -210,6 +206,8 @@ pub fn prometheus(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Silent;
+    use crate::store::LocalStore;
 
     fn ts(now: DateTime<Utc>, ago: TimeDelta) -> String {
         (now - ago).format("%Y%m%d_%H%M%S").to_string()
@@ -220,7 +218,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         let now = Utc::now();
-        let r = report(d, TimeDelta::hours(25), now, &mut |_| {}).unwrap();
+        let r = report(&LocalStore::new(d), TimeDelta::hours(25), now, &Silent).unwrap();
         assert!(r.stale);
         assert_eq!(r.newest_age_seconds, None);
 
@@ -238,12 +236,12 @@ mod tests {
         )
         .unwrap();
 
-        let r = report(d, TimeDelta::hours(25), now, &mut |_| {}).unwrap();
+        let r = report(&LocalStore::new(d), TimeDelta::hours(25), now, &Silent).unwrap();
         assert!(!r.stale, "{r:?}");
         assert!(r.problems.is_empty());
         assert_eq!(r.types[0].sidecar_ok, Some(true));
         assert!(r.free_bytes.is_some());
-        let r1 = report(d, TimeDelta::hours(1), now, &mut |_| {}).unwrap();
+        let r1 = report(&LocalStore::new(d), TimeDelta::hours(1), now, &Silent).unwrap();
         assert!(r1.stale);
 
         let m = prometheus(&r);
@@ -263,7 +261,7 @@ mod tests {
 
         // A corrupted newest archive is a problem.
         std::fs::write(d.join(&name), [0x1f, 0x8b, 8, 1]).unwrap();
-        let r = report(d, TimeDelta::hours(25), now, &mut |_| {}).unwrap();
+        let r = report(&LocalStore::new(d), TimeDelta::hours(25), now, &Silent).unwrap();
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
         assert!(prometheus(&r).contains("secureclaw_backup_sidecar_ok{type=\"daily\"} 0\n"));
     }

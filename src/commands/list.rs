@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use secureclaw_backup::catalog::{self, Entry, Listing};
+use secureclaw_backup::catalog::{self, Brief, Depth, Entry, Listing, Sidecar};
 use secureclaw_backup::error::Result;
 use secureclaw_backup::manifest::human_bytes;
-use secureclaw_backup::store;
+use secureclaw_backup::store::{self, LocalStore};
 use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
@@ -135,20 +135,52 @@ pub fn human(l: &Listing) -> String {
     out
 }
 
+/// `list --tier NAME`: every archive of the tier, newest first.
+fn tier(name: &str, args: &Args, ui: &Ui) -> Result<()> {
+    let (tc, t) = args.config.tier(name)?;
+    let l = catalog::scan(t.as_ref(), Depth::Names, ui)?;
+    let (all, other) = (l.newest_first(), l.not_ours());
+    let mut human = format!("{} ({}): {} archive(s)\n", tc.name, t.url(), all.len());
+    for e in &all {
+        human.push_str(&format!(
+            "  {:<45} {:<10} {:>10}  {:<9} sidecar {}\n",
+            e.name,
+            e.btype.as_str(),
+            human_bytes(e.size),
+            e.format,
+            e.sidecar
+        ));
+    }
+    if !other.is_empty() {
+        human.push_str(&format!(
+            "  not recognised (never touched): {}\n",
+            other.join(", ")
+        ));
+    }
+    let missing = all.iter().filter(|e| e.sidecar == Sidecar::Missing).count();
+    if missing > 0 {
+        ui.warn(format!(
+            "{missing} archive(s) in {name} without a sidecar: an interrupted push? run push again"
+        ));
+    }
+    let rows: Vec<Brief> = all.into_iter().map(Brief::from).collect();
+    let doc = json!({"ok": true, "tier": tc.name, "url": t.url(), "archives": rows, "unrecognised": other});
+    ui.result(human, doc);
+    Ok(())
+}
+
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     if let Some(name) = &args.tier {
-        return super::push::list_tier(name, &args.config, ui);
+        return tier(name, &args, ui);
     }
     let dest = store::dest_or_default(args.dest.as_deref())?;
-    let l = catalog::scan(&dest, args.check, &|total| {
-        ui.progress(total, "checking sidecars")
-    })?;
-    let bad = l
-        .archives
-        .iter()
-        .chain(&l.pre_restore)
-        .filter(|e| e.sidecar.is_bad())
-        .count();
+    let depth = if args.check {
+        Depth::Check
+    } else {
+        Depth::Headers
+    };
+    let l = catalog::scan(&LocalStore::new(&dest), depth, ui)?;
+    let bad = l.bad_sidecars();
     if bad > 0 {
         ui.warn(format!(
             "{bad} archive(s) do not match their sidecar: run `secureclaw-backup verify` on them"
@@ -163,6 +195,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secureclaw_backup::events::Silent;
     use std::fs;
 
     #[test]
@@ -174,7 +207,7 @@ mod tests {
         fs::create_dir(d.join("daily_20260227_020000")).unwrap();
         fs::write(d.join("daily_20260227_020000/a"), "abc").unwrap();
         fs::write(d.join("pre-restore_20260301_030000.tar.gz.age"), b"x").unwrap();
-        let l = catalog::scan(d, false, &|_| indicatif::ProgressBar::hidden()).unwrap();
+        let l = catalog::scan(&LocalStore::new(d), Depth::Headers, &Silent).unwrap();
         let h = human(&l);
         assert!(h.contains("DAMAGED") && h.contains("damaged: "), "{h}");
         assert!(h.contains("legacy plaintext dir"), "{h}");
@@ -184,9 +217,11 @@ mod tests {
     #[test]
     fn missing_dest_is_said() {
         let t = tempfile::tempdir().unwrap();
-        let l = catalog::scan(&t.path().join("none"), false, &|_| {
-            indicatif::ProgressBar::hidden()
-        })
+        let l = catalog::scan(
+            &LocalStore::new(t.path().join("none")),
+            Depth::Headers,
+            &Silent,
+        )
         .unwrap();
         assert!(human(&l).contains("does not exist"));
     }

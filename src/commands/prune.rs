@@ -1,6 +1,7 @@
 //! `prune`: apply the retention policy to a destination (see [`secureclaw_backup::prune`]
-//! for what is removed) or, with `--tier`, to an offsite tier. `--dry-run`
-//! changes nothing.
+//! for what is removed) or, with `--tier`, a tier's own policy to that tier:
+//! one plan over the store, rendered by `--dry-run` (which changes nothing)
+//! and executed by the real run.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use serde_json::json;
 use secureclaw_backup::error::Result;
 use secureclaw_backup::prune;
 use secureclaw_backup::retention::{self, Decision, Policy};
-use secureclaw_backup::store;
+use secureclaw_backup::store::{self, ArchiveName, LocalStore, Store};
 use secureclaw_backup::tier;
 use secureclaw_backup::ui::Ui;
 
@@ -100,65 +101,61 @@ pub fn human(dest: &Path, decisions: &[Decision], dry_run: bool) -> String {
     out
 }
 
-pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    if let Some(name) = &args.tier {
-        return prune_tier(name, &args.config, args.dry_run, ui);
-    }
-    let dest = store::dest_or_default(args.dest.as_deref())?;
-    let policy = args.policy();
-    let _lock = secureclaw_backup::lock::lock_dir(&dest, "prune")?;
-    let (decisions, removed) =
-        prune::prune_dest(&dest, None, &policy, Utc::now(), args.dry_run, &mut |p| {
-            ui.detail(format!("removed {}", p.display()))
-        })?;
-    ui.result(
-        human(&dest, &decisions, args.dry_run),
-        json!({
-            "ok": true,
-            "dest": dest,
-            "dry_run": args.dry_run,
-            "policy": policy,
-            "decisions": decisions,
-            "removed": if args.dry_run { Vec::new() } else { removed.clone() },
-            "would_remove": if args.dry_run { removed } else { Vec::new() },
-        }),
-    );
-    Ok(())
-}
+/// The retention rules of the store being pruned.
+type Decide = Box<dyn Fn(&[ArchiveName]) -> Vec<Decision>>;
 
-/// `prune --tier NAME [--dry-run]`: the tier's own retention.
-pub fn prune_tier(
-    name: &str,
-    config: &super::push::ConfigArgs,
-    dry_run: bool,
-    ui: &Ui,
-) -> Result<()> {
-    let (tc, t) = config.tier(name)?;
-    let Some(policy) = tc.policy()? else {
-        ui.result(
-            format!(
-                "{name}: no retention configured (keep_within / keep_yearly): nothing to prune"
-            ),
-            serde_json::json!({"ok": true, "tier": name, "dry_run": dry_run, "decisions": [], "removed": []}),
-        );
-        return Ok(());
+pub fn run(args: Args, ui: &Ui) -> Result<()> {
+    let now = Utc::now();
+    let dry_run = args.dry_run;
+    let (store, mut doc, decide): (Box<dyn Store>, _, Decide) = match &args.tier {
+        Some(name) => {
+            let (tc, t) = args.config.tier(name)?;
+            let Some(policy) = tc.policy()? else {
+                ui.result(
+                        format!("{name}: no retention configured (keep_within / keep_yearly): nothing to prune"),
+                        json!({"ok": true, "tier": name, "dry_run": dry_run, "decisions": [], "removed": []}),
+                    );
+                return Ok(());
+            };
+            let doc = json!({"ok": true, "tier": name, "url": t.url(), "dry_run": dry_run, "policy": policy});
+            (
+                t,
+                doc,
+                Box::new(move |a: &[ArchiveName]| tier::config::plan(&policy, a, now)),
+            )
+        }
+        None => {
+            let dest = store::dest_or_default(args.dest.as_deref())?;
+            let policy = args.policy();
+            let doc = json!({"ok": true, "dest": dest, "dry_run": dry_run, "policy": policy});
+            let decide = move |a: &[ArchiveName]| prune::local_decisions(&policy, None, a, now);
+            (Box::new(LocalStore::new(dest)), doc, Box::new(decide))
+        }
     };
-    let _lock = secureclaw_backup::lock::lock_dir(&t.lock_key(), "prune tier")?;
-    let (decisions, removed) =
-        tier::push::prune(t.as_ref(), &policy, chrono::Utc::now(), dry_run, ui)?;
-    let human = human(Path::new(&t.url()), &decisions, dry_run);
+    let role = if args.tier.is_some() {
+        "prune tier"
+    } else {
+        "prune"
+    };
+    let _lock = secureclaw_backup::lock::lock_dir(&store.lock_key(), role)?;
+    let plan = prune::plan(store.as_ref(), &*decide)?;
+    let removed = if dry_run {
+        Vec::new()
+    } else {
+        prune::apply(store.as_ref(), &plan, &mut |n| {
+            ui.detail(format!("removed {}", store.label(n)))
+        })?
+    };
+    doc["decisions"] = json!(plan.decisions);
+    doc["removed"] = json!(removed);
+    doc["would_remove"] = json!(if dry_run {
+        plan.would_remove()
+    } else {
+        Vec::new()
+    });
     ui.result(
-        human,
-        serde_json::json!({
-            "ok": true,
-            "tier": name,
-            "url": t.url(),
-            "dry_run": dry_run,
-            "policy": policy,
-            "decisions": decisions,
-            "removed": if dry_run { Vec::new() } else { removed.clone() },
-            "would_remove": if dry_run { removed } else { Vec::new() },
-        }),
+        human(Path::new(&store.url()), &plan.decisions, dry_run),
+        doc,
     );
     Ok(())
 }

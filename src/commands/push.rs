@@ -1,11 +1,13 @@
 //! `push`: copy the destination's archives to the configured offsite tiers
 //! (all, or those named with `--tier`), verify every copy, then apply each
-//! tier's retention. See [`secureclaw_backup::tier::push`].
+//! tier's retention. See [`secureclaw_backup::tier::push`]. Also the tier
+//! arguments other commands share: `--config` ([`ConfigArgs`]) and an archive
+//! named in a tier ([`resolve`]).
 
 use std::path::{Path, PathBuf};
 
 use secureclaw_backup::error::{Error, Result};
-use secureclaw_backup::store;
+use secureclaw_backup::store::{self, LocalStore, Store};
 use secureclaw_backup::tier::{self, push::PushReport};
 use secureclaw_backup::ui::Ui;
 
@@ -33,7 +35,7 @@ impl ConfigArgs {
     }
 
     /// The tier named `name`, opened, with its configuration.
-    pub fn tier(&self, name: &str) -> Result<(tier::TierConfig, Box<dyn tier::Tier>)> {
+    pub fn tier(&self, name: &str) -> Result<(tier::TierConfig, Box<dyn Store>)> {
         let (path, cfg) = self.load()?;
         let tc = cfg.tier(name, &path)?.clone();
         let t = tier::open(&tc)?;
@@ -53,9 +55,8 @@ pub struct Args {
     pub config: ConfigArgs,
 }
 
-/// Pushes `dest` to the named tiers (every configured tier when empty).
-/// Returns the reports and the error the run ends with, if any: a failure
-/// in one tier does not stop the others.
+/// Pushes `dest` to the named tiers (every configured tier when empty); see
+/// [`tier::push::push_all`].
 pub fn push_all(
     config: &ConfigArgs,
     names: &[String],
@@ -63,58 +64,11 @@ pub fn push_all(
     ui: &Ui,
 ) -> Result<(Vec<PushReport>, Option<Error>)> {
     let (path, cfg) = config.load()?;
-    let selected: Vec<&tier::TierConfig> = if names.is_empty() {
-        cfg.tier.iter().collect()
-    } else {
-        names
-            .iter()
-            .map(|n| cfg.tier(n, &path))
-            .collect::<Result<_>>()?
-    };
-    if selected.is_empty() {
-        return Err(
-            Error::usage(format!("no tiers configured in {}", path.display())).hint(
-                "add [[tier]] entries (name, url, keep_within…) to the configuration; see \"Offsite tiers\" in the README",
-            ),
-        );
-    }
-    let now = chrono::Utc::now();
-    let mut reports = Vec::new();
-    let mut first_err: Option<Error> = None;
-    for tc in selected {
-        let res = (|| {
-            let policy = tc.policy()?;
-            let t = tier::open(tc)?;
-            ui.info(format!("pushing to {} ({})…", tc.name, t.url()));
-            tier::push::push(&tc.name, t.as_ref(), policy.as_ref(), dest, now, ui)
-        })();
-        match res {
-            Ok(r) => {
-                if let Some(e) = r.error() {
-                    first_err.get_or_insert(e);
-                }
-                reports.push(r);
-            }
-            Err(e) => {
-                ui.warn(format!("{}: {}", tc.name, e.message));
-                reports.push(PushReport {
-                    tier: tc.name.clone(),
-                    url: tc.url.clone(),
-                    failed: vec![(String::new(), e.message.clone())],
-                    ..Default::default()
-                });
-                first_err.get_or_insert(e.context(format!("push to {}", tc.name)));
-            }
-        }
-    }
-    Ok((reports, first_err))
+    tier::push::push_all(&cfg, &path, names, &LocalStore::new(dest), ui)
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let dest = match &args.dest {
-        Some(d) => d.clone(),
-        None => store::default_dest()?,
-    };
+    let dest = store::dest_or_default(args.dest.as_deref())?;
     let (reports, err) = push_all(&args.config, &args.tiers, &dest, ui)?;
     let human: Vec<String> = reports.iter().map(PushReport::human).collect();
     ui.result(
@@ -145,10 +99,10 @@ pub fn resolve(arg: &Path, tier_name: Option<&str>, config: &ConfigArgs) -> Resu
                 ))
                 .hint("see the names with `list --tier NAME`")
             })?;
-        let (tc, t) = config.tier(name)?;
-        return Ok(match tier::Location::parse(&tc.url)? {
-            tier::Location::Dir(d) => ArchiveRef::Local(d.join(file)),
-            tier::Location::S3 { .. } => ArchiveRef::Remote(tier::Remote::new(t, file)?),
+        let (_, t) = config.tier(name)?;
+        return Ok(match t.local_path(file) {
+            Some(p) => ArchiveRef::Local(p),
+            None => ArchiveRef::Remote(tier::Remote::new(t, file)?),
         });
     }
     if tier::is_remote(arg) {
@@ -161,85 +115,4 @@ pub fn resolve(arg: &Path, tier_name: Option<&str>, config: &ConfigArgs) -> Resu
     }
     super::require_regular_archive(arg)?;
     Ok(ArchiveRef::Local(arg.to_owned()))
-}
-
-/// One archive of a tier as `list --tier` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TierEntry {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub btype: store::BackupType,
-    pub time: chrono::DateTime<chrono::Utc>,
-    pub size: u64,
-    /// From the name: `age`, `openpgp` or `plaintext`.
-    pub format: &'static str,
-    /// `present` or `missing` (not read: `verify` compares it).
-    pub sidecar: &'static str,
-}
-
-/// `list --tier NAME`: the archives in a tier, newest first, from its listing
-/// (names and sizes; no object is read).
-pub fn list_tier(name: &str, config: &ConfigArgs, ui: &Ui) -> Result<()> {
-    let (tc, t) = config.tier(name)?;
-    let (archives, objects) = tier::archives(t.as_ref())?;
-    let sizes: std::collections::HashMap<&str, u64> =
-        objects.iter().map(|o| (o.name.as_str(), o.size)).collect();
-    let entries: Vec<TierEntry> = archives
-        .iter()
-        .rev()
-        .map(|a| TierEntry {
-            name: a.name.clone(),
-            btype: a.btype,
-            time: a.time,
-            size: sizes.get(a.name.as_str()).copied().unwrap_or(0),
-            format: match a.container {
-                store::Container::Age => "age",
-                store::Container::OpenPgp => "openpgp",
-                _ => "plaintext",
-            },
-            sidecar: if sizes.contains_key(format!("{}.sha256", a.name).as_str()) {
-                "present"
-            } else {
-                "missing"
-            },
-        })
-        .collect();
-    let other: Vec<&str> = objects
-        .iter()
-        .map(|o| o.name.as_str())
-        .filter(|n| {
-            store::parse_name(n, false).is_none()
-                && !n
-                    .strip_suffix(".sha256")
-                    .is_some_and(|b| sizes.contains_key(b))
-        })
-        .collect();
-    let mut human = format!("{} ({}): {} archive(s)\n", tc.name, t.url(), entries.len());
-    for e in &entries {
-        human.push_str(&format!(
-            "  {:<45} {:<10} {:>10}  {:<9} sidecar {}\n",
-            e.name,
-            e.btype.as_str(),
-            secureclaw_backup::manifest::human_bytes(e.size),
-            e.format,
-            e.sidecar
-        ));
-    }
-    if !other.is_empty() {
-        human.push_str(&format!(
-            "  not recognised (never touched): {}\n",
-            other.join(", ")
-        ));
-    }
-    let missing = entries.iter().filter(|e| e.sidecar == "missing").count();
-    if missing > 0 {
-        ui.warn(format!(
-            "{missing} archive(s) in {name} without a sidecar: an interrupted push? run push again"
-        ));
-    }
-    ui.result(
-        human,
-        serde_json::json!({"ok": true, "tier": tc.name, "url": t.url(), "archives": entries, "unrecognised": other}),
-    );
-    Ok(())
 }

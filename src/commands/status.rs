@@ -15,7 +15,7 @@ use secureclaw_backup::error::{Error, ErrorKind, Result};
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::retention::{format_duration, parse_duration};
 use secureclaw_backup::status::{self, Report};
-use secureclaw_backup::store;
+use secureclaw_backup::store::{self, LocalStore};
 use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
@@ -91,9 +91,7 @@ pub fn human(r: &Report) -> String {
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let dest = store::dest_or_default(args.dest.as_deref())?;
     let max_age = parse_duration(&args.max_age).map_err(|e| e.context("--max-age"))?;
-    let r = status::report(&dest, max_age, Utc::now(), &mut |name| {
-        ui.detail(format!("checking {name}"))
-    })?;
+    let r = status::report(&LocalStore::new(&dest), max_age, Utc::now(), ui)?;
     if let Some(p) = &args.prometheus {
         // mode 0644 so that the metrics collector can read it
         store::write_replace(p, status::prometheus(&r).as_bytes(), 0o644)?;
@@ -143,13 +141,14 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secureclaw_backup::events::Silent;
 
     #[test]
     fn stale_and_fresh_are_said() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         let now = Utc::now();
-        let r = status::report(d, TimeDelta::hours(25), now, &mut |_| {}).unwrap();
+        let r = status::report(&LocalStore::new(d), TimeDelta::hours(25), now, &Silent).unwrap();
         assert!(
             human(&r).contains("STALE: no backup at all"),
             "{}",
@@ -162,11 +161,11 @@ mod tests {
         std::fs::write(d.join(&name), [0x1f, 0x8b, 8, 0]).unwrap();
         let digest = store::sha256_file(&d.join(&name)).unwrap();
         store::write_sidecar(&d.join(&name), &digest).unwrap();
-        let r = status::report(d, TimeDelta::hours(25), now, &mut |_| {}).unwrap();
+        let r = status::report(&LocalStore::new(d), TimeDelta::hours(25), now, &Silent).unwrap();
         let h = human(&r);
         assert!(h.contains("\nOK: the newest backup is 2h old"), "{h}");
         assert!(h.contains(" ok         "), "sidecar column padded: {h}");
-        let r1 = status::report(d, TimeDelta::hours(1), now, &mut |_| {}).unwrap();
+        let r1 = status::report(&LocalStore::new(d), TimeDelta::hours(1), now, &Silent).unwrap();
         assert!(human(&r1).contains("STALE"));
     }
 }

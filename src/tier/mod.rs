@@ -1,9 +1,10 @@
-//! Offsite storage tiers (issue 9): a NAS directory ([`dir`]) or S3-compatible
-//! object storage ([`s3`]) behind one small synchronous [`Tier`] trait, plus
-//! the operations on them: push (copy what the tier lacks, verify, apply the
-//! tier's retention), list, prune, and the archive reference
-//! ([`ArchiveRef`], in [`reference`]) through which `verify`, `restore` and
-//! `drill` read a local file and a stored object alike.
+//! Offsite tiers (issue 9): which [`Store`] a configured tier or an
+//! `s3://` URL names ([`Location`], [`open`]), the tier configuration
+//! ([`config`]), push (copy what a tier lacks, verify, apply the tier's
+//! retention: [`push`]), and the archive reference ([`ArchiveRef`], in
+//! [`reference`]) through which `verify`, `restore` and `drill` read a local
+//! file and a stored object alike. The stores themselves (NAS directory, S3
+//! bucket) are peers of the local destination in [`crate::store`].
 //!
 //! A tier holds the destination's flat layout: `<archive>` and
 //! `<archive>.sha256`, nothing else of ours. An object is only "copied" once
@@ -11,16 +12,13 @@
 //! was read back and its SHA-256 compared.
 
 pub mod config;
-pub mod dir;
 pub mod push;
 pub mod reference;
-pub mod s3;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::store::{self, ArchiveName, Container};
+use crate::store::{self, ArchiveName, DirStore, S3Store, Store};
 
 pub use config::{Config, TierConfig, TierPolicy};
 pub use reference::ArchiveRef;
@@ -62,58 +60,13 @@ impl Location {
     pub fn url(&self) -> String {
         match self {
             Location::Dir(p) => p.display().to_string(),
-            Location::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
-            Location::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+            Location::S3 { bucket, prefix } => store::s3::s3_url(bucket, prefix),
         }
     }
 }
 
-/// One object (file) directly in a tier.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Object {
-    pub name: String,
-    pub size: u64,
-}
-
-/// A place archives are copied to. Synchronous: the S3 implementation drives
-/// its own small runtime.
-pub trait Tier: Send + Sync {
-    /// `s3://bucket/prefix` or the directory.
-    fn url(&self) -> String;
-    /// Every object directly in the tier (no recursion into sub-prefixes).
-    fn list(&self) -> Result<Vec<Object>>;
-    /// Size of `name`, `None` when absent.
-    fn size(&self, name: &str) -> Result<Option<u64>>;
-    /// The whole of `name` as a stream.
-    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>>;
-    /// Bytes `start..start+len` of `name` (fewer at its end).
-    fn read_range(&self, name: &str, start: u64, len: u64) -> Result<Vec<u8>>;
-    /// A small object (a sidecar) whole, `None` when absent.
-    fn read_small(&self, name: &str) -> Result<Option<Vec<u8>>>;
-    /// Copies the local file to `name`, all or nothing: the object becomes
-    /// visible only complete, and only when the SHA-256 of the bytes sent is
-    /// `expected` (the local sidecar). Returns that digest.
-    fn upload(
-        &self,
-        name: &str,
-        local: &Path,
-        expected: &str,
-        ui: &crate::ui::Ui,
-    ) -> Result<String>;
-    /// Writes a small object (a sidecar) atomically.
-    fn put_small(&self, name: &str, data: &[u8]) -> Result<()>;
-    /// Removes `name`; absent is fine.
-    fn delete(&self, name: &str) -> Result<()>;
-    /// Removes what interrupted runs left (dir: temp files of dead pids).
-    fn cleanup(&self) -> Vec<String> {
-        Vec::new()
-    }
-    /// A local path for the lock that serialises runs on this tier.
-    fn lock_key(&self) -> PathBuf;
-}
-
 /// Opens the tier a configuration entry describes.
-pub fn open(cfg: &TierConfig) -> Result<Box<dyn Tier>> {
+pub fn open(cfg: &TierConfig) -> Result<Box<dyn Store>> {
     open_location(
         &Location::parse(&cfg.url)?,
         cfg.endpoint.as_deref(),
@@ -126,11 +79,11 @@ pub fn open_location(
     loc: &Location,
     endpoint: Option<&str>,
     region: Option<&str>,
-) -> Result<Box<dyn Tier>> {
+) -> Result<Box<dyn Store>> {
     Ok(match loc {
-        Location::Dir(p) => Box::new(dir::DirTier::new(p.clone())),
+        Location::Dir(p) => Box::new(DirStore::new(p.clone())),
         Location::S3 { bucket, prefix } => {
-            Box::new(s3::S3Tier::new(bucket, prefix, endpoint, region)?)
+            Box::new(S3Store::new(bucket, prefix, endpoint, region)?)
         }
     })
 }
@@ -142,7 +95,7 @@ pub fn is_remote(arg: &Path) -> bool {
 
 /// A stored archive: its tier and its name there.
 pub struct Remote {
-    pub tier: Box<dyn Tier>,
+    pub tier: Box<dyn Store>,
     pub name: String,
     pub parsed: ArchiveName,
 }
@@ -170,7 +123,7 @@ impl Remote {
     }
 
     /// `name` in `tier`.
-    pub fn new(tier: Box<dyn Tier>, name: &str) -> Result<Remote> {
+    pub fn new(tier: Box<dyn Store>, name: &str) -> Result<Remote> {
         let parsed = store::parse_name(name, false).ok_or_else(|| {
             Error::usage(format!("{}/{name} is not an archive name", tier.url())).hint(
                 "name the archive itself: <type>_<YYYYMMDD_HHMMSS>.tar.gz.age|.gpg (see `list --tier`)",
@@ -184,75 +137,6 @@ impl Remote {
     }
 
     pub fn url(&self) -> String {
-        format!("{}/{}", self.tier.url(), self.name)
+        self.tier.label(&self.name)
     }
-
-    /// The archive's digest from its sidecar on the tier: `None` when absent,
-    /// `Some("")` when malformed.
-    pub fn sidecar(&self) -> Result<Option<String>> {
-        Ok(self
-            .tier
-            .read_small(&format!("{}.sha256", self.name))?
-            .map(|b| parse_sidecar(&b)))
-    }
-}
-
-/// The digest of a sidecar's text, or `""` when malformed.
-pub fn parse_sidecar(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let first = text.split_whitespace().next().unwrap_or("");
-    if first.len() == 64 && first.bytes().all(|b| b.is_ascii_hexdigit()) {
-        first.to_ascii_lowercase()
-    } else {
-        String::new()
-    }
-}
-
-/// SHA-256 of a whole stored object, read streamed.
-pub fn sha256_remote(tier: &dyn Tier, name: &str) -> Result<(String, u64)> {
-    use sha2::{Digest, Sha256};
-    let mut r = tier.open(name)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let k = r
-            .read(&mut buf)
-            .map_err(|e| crate::error::from_io(e, "reading", Path::new(&tier.url())))?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
-    Ok((hex::encode(h.finalize()), n))
-}
-
-/// The recognised archives of a tier (oldest first) and every object.
-pub fn archives(tier: &dyn Tier) -> Result<(Vec<ArchiveName>, Vec<Object>)> {
-    let objects = tier.list()?;
-    let mut a: Vec<ArchiveName> = objects
-        .iter()
-        .filter_map(|o| store::parse_name(&o.name, false))
-        .filter(|a| a.container != Container::Directory)
-        .collect();
-    a.sort_by(|x, y| (x.time, x.seq, &x.name).cmp(&(y.time, y.seq, &y.name)));
-    Ok((a, objects))
-}
-
-/// Removes the given archives (and their sidecars) from a tier; returns the
-/// object names removed.
-pub fn remove(tier: &dyn Tier, names: &[String], ui: &crate::ui::Ui) -> Result<Vec<String>> {
-    let mut removed = Vec::new();
-    for n in names {
-        if store::parse_name(n, false).is_none() {
-            continue; // never touch what is not ours
-        }
-        for obj in [n.clone(), format!("{n}.sha256")] {
-            tier.delete(&obj)?;
-            ui.detail(format!("removed {}/{obj}", tier.url()));
-            removed.push(obj);
-        }
-    }
-    Ok(removed)
 }

@@ -1,5 +1,7 @@
-//! `push`: copy every local archive a tier lacks, verify each copy, then apply
-//! the tier's retention.
+//! `push`: copy every archive of one store (the local destination) that
+//! another (a tier) lacks, verify each copy, then apply the tier's retention
+//! ([`crate::prune`] with the tier's rules). Written against [`Store`]: what
+//! the source and the target are is their business.
 //!
 //! Per archive (oldest first):
 //! - unencrypted `.tar.gz` archives are refused (plaintext never leaves the
@@ -10,7 +12,7 @@
 //! - same size but no (or another) sidecar: an interrupted earlier push; the
 //!   object is read back, and if its SHA-256 is the local sidecar's, only the
 //!   sidecar is written;
-//! - otherwise uploaded all-or-nothing ([`Tier::upload`]), then its size
+//! - otherwise uploaded all-or-nothing ([`Store::put`]), then its size
 //!   (metadata) and SHA-256 (read back, streamed) are compared with the local
 //!   sidecar, and only then is the sidecar written: the sidecar on the tier
 //!   is what marks an archive as copied.
@@ -21,16 +23,16 @@
 //!
 //! Retention runs only when every copy succeeded.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{config, Tier, TierPolicy};
+use super::{config, Config, TierConfig, TierPolicy};
 use crate::error::{Error, ErrorKind, Result};
-use crate::retention::Decision;
-use crate::store::{self, Container};
-use crate::ui::Ui;
+use crate::events::Events;
+use crate::store::{self, Container, Store, Upload};
 
 /// What one push to one tier did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -135,28 +137,81 @@ impl PushReport {
     }
 }
 
-fn sidecar_line(digest: &str, name: &str) -> String {
-    format!("{digest}  {name}\n")
+/// Pushes every configured tier named in `names` (every configured tier when
+/// empty) from `from`. Returns the reports and the error the run ends with, if
+/// any: a failure in one tier does not stop the others.
+pub fn push_all(
+    cfg: &Config,
+    cfg_path: &Path,
+    names: &[String],
+    from: &dyn Store,
+    events: &dyn Events,
+) -> Result<(Vec<PushReport>, Option<Error>)> {
+    let selected: Vec<&TierConfig> = if names.is_empty() {
+        cfg.tier.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| cfg.tier(n, cfg_path))
+            .collect::<Result<_>>()?
+    };
+    if selected.is_empty() {
+        return Err(
+            Error::usage(format!("no tiers configured in {}", cfg_path.display())).hint(
+                "add [[tier]] entries (name, url, keep_within…) to the configuration; see \"Offsite tiers\" in the README",
+            ),
+        );
+    }
+    let now = Utc::now();
+    let mut reports = Vec::new();
+    let mut first_err: Option<Error> = None;
+    for tc in selected {
+        let res = (|| {
+            let policy = tc.policy()?;
+            let t = super::open(tc)?;
+            events.info(format!("pushing to {} ({})…", tc.name, t.url()));
+            push(&tc.name, from, t.as_ref(), policy.as_ref(), now, events)
+        })();
+        match res {
+            Ok(r) => {
+                if let Some(e) = r.error() {
+                    first_err.get_or_insert(e);
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                events.warn(format!("{}: {}", tc.name, e.message));
+                reports.push(PushReport {
+                    tier: tc.name.clone(),
+                    url: tc.url.clone(),
+                    failed: vec![(String::new(), e.message.clone())],
+                    ..Default::default()
+                });
+                first_err.get_or_insert(e.context(format!("push to {}", tc.name)));
+            }
+        }
+    }
+    Ok((reports, first_err))
 }
 
-/// Pushes the archives of `dest` to `tier` and applies `policy`.
+/// Pushes the archives of `from` to the tier `to` and applies `policy`.
 pub fn push(
     tier_name: &str,
-    tier: &dyn Tier,
+    from: &dyn Store,
+    to: &dyn Store,
     policy: Option<&TierPolicy>,
-    dest: &Path,
     now: DateTime<Utc>,
-    ui: &Ui,
+    events: &dyn Events,
 ) -> Result<PushReport> {
     let mut r = PushReport {
         tier: tier_name.to_owned(),
-        url: tier.url(),
+        url: to.url(),
         ..Default::default()
     };
-    let _lock = crate::lock::lock_dir(&tier.lock_key(), "push tier")?;
-    r.stale_removed = tier.cleanup();
-    let local = store::list_archives(dest)?;
-    let (remote, objects) = match super::archives(tier) {
+    let _lock = crate::lock::lock_dir(&to.lock_key(), "push tier")?;
+    r.stale_removed = to.cleanup();
+    let local = store::index(from)?.names();
+    let remote = match store::index(to) {
         Ok(x) => x,
         // the tier cannot be listed (unreachable, refused, a replicated store
         // without quorum): every archive that would be copied is not
@@ -180,12 +235,15 @@ pub fn push(
         }
         Err(e) => return Err(e),
     };
-    let sizes: std::collections::HashMap<&str, u64> =
-        objects.iter().map(|o| (o.name.as_str(), o.size)).collect();
+    let sizes: HashMap<&str, u64> = remote
+        .archives
+        .iter()
+        .map(|l| (l.archive.name.as_str(), l.size))
+        .collect();
     // what the tier's retention would drop right after the copy
-    let doomed: std::collections::HashSet<String> = match policy {
+    let doomed: HashSet<String> = match policy {
         Some(p) => {
-            let mut all = remote.clone();
+            let mut all = remote.names();
             all.extend(
                 local
                     .iter()
@@ -201,17 +259,16 @@ pub fn push(
         None => Default::default(),
     };
     for a in &local {
-        let path = dest.join(&a.name);
         match a.container {
             Container::Directory => {
-                ui.detail(format!(
+                events.detail(format!(
                     "{}: legacy plaintext directory, not pushed",
                     a.name
                 ));
                 continue;
             }
             Container::TarGz => {
-                ui.warn(format!(
+                events.warn(format!(
                     "{}: unencrypted archive, refusing to push it to {tier_name}",
                     a.name
                 ));
@@ -221,7 +278,7 @@ pub fn push(
             _ => {}
         }
         if doomed.contains(&a.name) {
-            ui.detail(format!(
+            events.detail(format!(
                 "{}: older than {tier_name} keeps, not copied",
                 a.name
             ));
@@ -229,11 +286,11 @@ pub fn push(
             continue;
         }
         match push_one(
-            tier,
+            from,
+            to,
             &a.name,
-            &path,
             sizes.get(a.name.as_str()).copied(),
-            ui,
+            events,
         ) {
             Ok(Outcome::Present) => r.present.push(a.name.clone()),
             Ok(Outcome::Completed) => r.completed.push(a.name.clone()),
@@ -242,10 +299,10 @@ pub fn push(
                 r.uploaded.push(a.name.clone());
             }
             Ok(Outcome::Vanished) => {
-                ui.detail(format!("{}: removed locally meanwhile, skipped", a.name));
+                events.detail(format!("{}: removed locally meanwhile, skipped", a.name));
             }
             Err(e) => {
-                ui.warn(format!("{}: {}", a.name, e.message));
+                events.warn(format!("{}: {}", a.name, e.message));
                 if r.first_hint.is_none() {
                     r.first_hint = e.hint.clone();
                 }
@@ -256,11 +313,12 @@ pub fn push(
     }
     if let Some(p) = policy {
         if r.failed.is_empty() {
-            let (decisions, removed) = prune(tier, p, now, false, ui)?;
-            let _ = decisions;
-            r.pruned = removed;
+            let plan = crate::prune::plan(to, &|a| config::plan(p, a, now))?;
+            r.pruned = crate::prune::apply(to, &plan, &mut |n| {
+                events.detail(format!("removed {}", to.label(n)))
+            })?;
         } else {
-            ui.warn(format!(
+            events.warn(format!(
                 "{tier_name}: not applying retention after failed copies"
             ));
         }
@@ -276,60 +334,63 @@ enum Outcome {
 }
 
 fn push_one(
-    tier: &dyn Tier,
+    from: &dyn Store,
+    to: &dyn Store,
     name: &str,
-    path: &Path,
     remote_size: Option<u64>,
-    ui: &Ui,
+    events: &dyn Events,
 ) -> Result<Outcome> {
-    let expected = match store::read_sidecar(path)? {
+    let side_name = store::sidecar_name(name);
+    let expected = match store::read_sidecar_of(from, name)? {
         Some(d) if !d.is_empty() => d,
         Some(_) => {
             return Err(Error::integrity(format!(
                 "{}: the local sidecar is malformed",
-                store::sidecar_path(path).display()
+                from.label(&side_name)
             ))
             .hint("check the archive with `verify`; a good archive's sidecar can be rewritten with `sha256sum`"))
         }
         None => {
-            if !path.exists() {
+            if from.size(name)?.is_none() {
                 return Ok(Outcome::Vanished);
             }
             return Err(Error::integrity(format!(
                 "{}: no .sha256 sidecar, so a copy cannot be verified",
-                path.display()
+                from.label(name)
             ))
             .hint("check the archive with `verify -i`, then write its sidecar: sha256sum NAME > NAME.sha256 (in the destination)"));
         }
     };
-    let size = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
-        Err(e) => return Err(Error::io("reading", path, e)),
+    let Some(size) = from.size(name)? else {
+        return Ok(Outcome::Vanished);
     };
-    let side_name = format!("{name}.sha256");
-    let url = format!("{}/{name}", tier.url());
+    let url = to.label(name);
     if remote_size == Some(size) {
-        let remote_digest = tier
-            .read_small(&side_name)?
-            .map(|b| super::parse_sidecar(&b));
-        if remote_digest.as_deref() == Some(expected.as_str()) {
-            ui.detail(format!("{name}: already on the tier"));
+        if store::read_sidecar_of(to, name)?.as_deref() == Some(expected.as_str()) {
+            events.detail(format!("{name}: already on the tier"));
             return Ok(Outcome::Present);
         }
         // an interrupted push: the object may be complete
-        let (actual, _) = super::sha256_remote(tier, name)?;
+        let (actual, _) = store::digest(to, name)?;
         if actual == expected {
-            tier.put_small(&side_name, sidecar_line(&expected, name).as_bytes())?;
-            ui.info(format!(
+            to.put_small(&side_name, store::sidecar_line(&expected, name).as_bytes())?;
+            events.info(format!(
                 "{name}: verified the copy on the tier, sidecar written"
             ));
             return Ok(Outcome::Completed);
         }
     }
-    ui.info(format!("uploading {name} ({size} bytes) to {}", tier.url()));
-    tier.upload(name, path, &expected, ui)?;
-    let stored = tier.size(name)?;
+    events.info(format!("uploading {name} ({size} bytes) to {}", to.url()));
+    let label = from.label(name);
+    let mut reader = from.open(name)?;
+    let upload = Upload {
+        reader: &mut reader,
+        size,
+        expected: &expected,
+        label: &label,
+    };
+    to.put(name, upload, events)?;
+    let stored = to.size(name)?;
     if stored != Some(size) {
         return Err(Error::integrity(format!(
             "{url}: stored size {} differs from the local {size} bytes",
@@ -337,43 +398,14 @@ fn push_one(
         ))
         .hint("run push again; if it persists, check the storage"));
     }
-    let (actual, _) = super::sha256_remote(tier, name)?;
+    let (actual, _) = store::digest(to, name)?;
     if actual != expected {
         return Err(Error::integrity(format!(
             "{url}: read back SHA-256 {actual} differs from the sidecar ({expected})"
         ))
         .hint("run push again; if it persists, check the storage"));
     }
-    tier.put_small(&side_name, sidecar_line(&expected, name).as_bytes())?;
-    ui.detail(format!("{name}: stored, size and SHA-256 verified"));
+    to.put_small(&side_name, store::sidecar_line(&expected, name).as_bytes())?;
+    events.detail(format!("{name}: stored, size and SHA-256 verified"));
     Ok(Outcome::Uploaded(size))
-}
-
-/// Plans and (unless `dry_run`) applies a tier's retention. Returns the
-/// decisions and the objects removed (or that would be).
-pub fn prune(
-    tier: &dyn Tier,
-    policy: &TierPolicy,
-    now: DateTime<Utc>,
-    dry_run: bool,
-    ui: &Ui,
-) -> Result<(Vec<Decision>, Vec<String>)> {
-    let (archives, objects) = super::archives(tier)?;
-    let decisions = config::plan(policy, &archives, now);
-    let drop: Vec<String> = decisions
-        .iter()
-        .filter(|d| !d.keep)
-        .flat_map(|d| d.entries.clone())
-        .collect();
-    let removed = if dry_run {
-        let have: std::collections::HashSet<&str> =
-            objects.iter().map(|o| o.name.as_str()).collect();
-        drop.iter()
-            .flat_map(|n| [n.clone(), format!("{n}.sha256")])
-            .filter(|n| have.contains(n.as_str()))
-            .collect()
-    } else {
-        super::remove(tier, &drop, ui)?
-    };
-    Ok((decisions, removed))
 }

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, Format, HeaderInfo, Identities};
 use crate::error::{Error, IoContext, Result};
-use crate::store::{self, SidecarStatus};
+use crate::store::{self, SidecarStatus, Store};
 
-use super::{sha256_remote, Remote};
+use super::Remote;
 
 /// An archive to read: a local file, or an entry in a tier.
 pub enum ArchiveRef {
@@ -58,16 +58,7 @@ impl ArchiveRef {
     pub fn sidecar_status(&self) -> Result<SidecarStatus> {
         match self {
             ArchiveRef::Local(p) => store::check_sidecar(p),
-            ArchiveRef::Remote(r) => {
-                let expected = r.sidecar()?;
-                let (actual, _) = sha256_remote(r.tier.as_ref(), &r.name)?;
-                Ok(match expected {
-                    None => SidecarStatus::Missing,
-                    Some(e) if e.is_empty() => SidecarStatus::Malformed,
-                    Some(e) if e == actual => SidecarStatus::Ok,
-                    Some(expected) => SidecarStatus::Mismatch { expected, actual },
-                })
-            }
+            ArchiveRef::Remote(r) => store::sidecar_status(r.tier.as_ref(), &r.name),
         }
     }
 
@@ -78,63 +69,9 @@ impl ArchiveRef {
     /// the end of the packet sequence, so the object is spooled to a private
     /// temporary file (ciphertext only), removed afterwards.
     pub fn inspect(&self) -> Result<HeaderInfo> {
-        let remote = match self {
-            ArchiveRef::Local(p) => return crypto::inspect(p),
-            ArchiveRef::Remote(r) => r,
-        };
-        let url = remote.url();
-        let size = remote.tier.size(&remote.name)?.ok_or_else(|| {
-            Error::operational(format!("{url}: no such object"))
-                .hint("check the name with `list --tier NAME`")
-        })?;
-        let head = remote.tier.read_range(&remote.name, 0, 1 << 20)?;
-        let bad = |what: String| {
-            Error::integrity(format!("{url}: {what}")).hint(
-                "the stored copy is damaged or was replaced; push it again or use another archive",
-            )
-        };
-        match Format::detect(&head) {
-            Some(Format::Age) => {
-                let header = crypto::age::parse_header(&head)
-                    .map_err(|e| bad(format!("not a valid age file: {e}")))?;
-                let payload = size - header.len as u64;
-                if !crypto::age::payload_length_ok(payload) {
-                    return Err(bad(format!(
-                        "not a valid age file: payload of {payload} bytes cannot be a complete age stream (truncated or padded)"
-                    )));
-                }
-                Ok(HeaderInfo {
-                    format: Format::Age,
-                    recipients: header.recipients(),
-                    length: size,
-                })
-            }
-            Some(Format::Gzip) => Ok(HeaderInfo {
-                format: Format::Gzip,
-                recipients: vec![],
-                length: size,
-            }),
-            Some(_) => {
-                let tmp = crate::paths::tmp_dir();
-                let dir = tempfile::Builder::new()
-                    .prefix(".secureclaw-backup-inspect")
-                    .tempdir_in(&tmp)
-                    .map_err(|e| Error::io("creating a temporary directory in", &tmp, e))?;
-                let path = dir.path().join(&remote.name);
-                {
-                    let mut f = store::create_private(&path)?;
-                    let mut r = remote.tier.open(&remote.name)?;
-                    io::copy(&mut r, &mut f)
-                        .map_err(|e| crate::error::from_io(e, "spooling", &path))?;
-                }
-                crypto::inspect(&path).map_err(|mut e| {
-                    e.message = e.message.replace(&path.display().to_string(), &url);
-                    e
-                })
-            }
-            None => Err(bad(
-                "not an archive this tool knows: neither age, OpenPGP nor gzip".to_owned(),
-            )),
+        match self {
+            ArchiveRef::Local(p) => crypto::inspect(p),
+            ArchiveRef::Remote(r) => inspect_object(r.tier.as_ref(), &r.name),
         }
     }
 
@@ -154,6 +91,81 @@ impl ArchiveRef {
             }
         };
         crate::archive::pipeline::open_tar_reader(self.open()?, &self.label(), hint, identities)
+    }
+}
+
+/// [`ArchiveRef::inspect`] of entry `name` of any store: read in place when
+/// the store is a local directory, else as an object.
+pub fn inspect_entry(store: &dyn Store, name: &str) -> Result<HeaderInfo> {
+    match store.local_path(name) {
+        Some(p) => crypto::inspect(&p),
+        None => inspect_object(store, name),
+    }
+}
+
+/// [`ArchiveRef::sidecar_status`] of entry `name` of any store.
+pub fn sidecar_status_entry(store: &dyn Store, name: &str) -> Result<SidecarStatus> {
+    match store.local_path(name) {
+        Some(p) => store::check_sidecar(&p),
+        None => store::sidecar_status(store, name),
+    }
+}
+
+/// The keyless check of a stored object (see [`ArchiveRef::inspect`]).
+fn inspect_object(tier: &dyn Store, name: &str) -> Result<HeaderInfo> {
+    let url = tier.label(name);
+    let size = tier.size(name)?.ok_or_else(|| {
+        Error::operational(format!("{url}: no such object"))
+            .hint("check the name with `list --tier NAME`")
+    })?;
+    let head = tier.read_range(name, 0, 1 << 20)?;
+    let bad = |what: String| {
+        Error::integrity(format!("{url}: {what}")).hint(
+            "the stored copy is damaged or was replaced; push it again or use another archive",
+        )
+    };
+    match Format::detect(&head) {
+        Some(Format::Age) => {
+            let header = crypto::age::parse_header(&head)
+                .map_err(|e| bad(format!("not a valid age file: {e}")))?;
+            let payload = size - header.len as u64;
+            if !crypto::age::payload_length_ok(payload) {
+                return Err(bad(format!(
+                        "not a valid age file: payload of {payload} bytes cannot be a complete age stream (truncated or padded)"
+                    )));
+            }
+            Ok(HeaderInfo {
+                format: Format::Age,
+                recipients: header.recipients(),
+                length: size,
+            })
+        }
+        Some(Format::Gzip) => Ok(HeaderInfo {
+            format: Format::Gzip,
+            recipients: vec![],
+            length: size,
+        }),
+        Some(_) => {
+            let tmp = crate::paths::tmp_dir();
+            let dir = tempfile::Builder::new()
+                .prefix(".secureclaw-backup-inspect")
+                .tempdir_in(&tmp)
+                .map_err(|e| Error::io("creating a temporary directory in", &tmp, e))?;
+            let path = dir.path().join(name);
+            {
+                let mut f = store::create_private(&path)?;
+                let mut r = tier.open(name)?;
+                io::copy(&mut r, &mut f)
+                    .map_err(|e| crate::error::from_io(e, "spooling", &path))?;
+            }
+            crypto::inspect(&path).map_err(|mut e| {
+                e.message = e.message.replace(&path.display().to_string(), &url);
+                e
+            })
+        }
+        None => Err(bad(
+            "not an archive this tool knows: neither age, OpenPGP nor gzip".to_owned(),
+        )),
     }
 }
 

@@ -1,172 +1,16 @@
-//! The backup destination: archive names, listing, owner-only exclusive file
-//! creation, no-replace renames, directory fsync and `.sha256` sidecars.
-//!
-//! Names follow README.md, "Archive format": `<type>_<YYYYMMDD_HHMMSS>[_N].tar.gz[.age|.gpg]` in UTC.
-//! Anything else in the destination is "unrecognised" and never touched.
+//! The filesystem primitives a local store is built on: owner-only exclusive
+//! file creation, private directories, atomic replace, no-replace renames,
+//! directory fsync, writeback pacing, pid-tagged temporaries and `.sha256`
+//! sidecar files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use chrono::{NaiveDateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-
-/// The kind of backup, which decides its contents and retention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BackupType {
-    Daily,
-    Weekly,
-    PreDeploy,
-    /// Snapshot of the target taken by `restore` before it swaps.
-    PreRestore,
-}
-
-impl BackupType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupType::Daily => "daily",
-            BackupType::Weekly => "weekly",
-            BackupType::PreDeploy => "pre-deploy",
-            BackupType::PreRestore => "pre-restore",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "daily" => BackupType::Daily,
-            "weekly" => BackupType::Weekly,
-            "pre-deploy" => BackupType::PreDeploy,
-            "pre-restore" => BackupType::PreRestore,
-            _ => return None,
-        })
-    }
-    pub const ALL: [BackupType; 4] = [
-        BackupType::Daily,
-        BackupType::Weekly,
-        BackupType::PreDeploy,
-        BackupType::PreRestore,
-    ];
-}
-
-/// How an entry of the destination is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Container {
-    Age,
-    OpenPgp,
-    /// Unencrypted `.tar.gz` (legacy basic mode or `--insecure-plaintext`).
-    TarGz,
-    /// The old basic script's plaintext backup directory.
-    Directory,
-}
-
-impl Container {
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Container::Age => ".tar.gz.age",
-            Container::OpenPgp => ".tar.gz.gpg",
-            Container::TarGz => ".tar.gz",
-            Container::Directory => "",
-        }
-    }
-}
-
-/// A parsed archive name.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ArchiveName {
-    pub btype: BackupType,
-    /// UTC time from the name.
-    pub time: chrono::DateTime<Utc>,
-    /// Same-second suffix (`_1`, `_2` …), 0 when absent.
-    pub seq: u32,
-    pub container: Container,
-    /// The file or directory name.
-    pub name: String,
-}
-
-impl ArchiveName {
-    /// The top-level directory inside the archive: `<type>_<timestamp>[_N]`.
-    pub fn stem(&self) -> String {
-        stem(self.btype, self.time, self.seq)
-    }
-}
-
-pub fn stem(btype: BackupType, time: chrono::DateTime<Utc>, seq: u32) -> String {
-    let ts = time.format("%Y%m%d_%H%M%S");
-    if seq == 0 {
-        format!("{}_{ts}", btype.as_str())
-    } else {
-        format!("{}_{ts}_{seq}", btype.as_str())
-    }
-}
-
-/// Parses a destination entry's name; `is_dir` tells whether it is a directory.
-pub fn parse_name(name: &str, is_dir: bool) -> Option<ArchiveName> {
-    let (base, container) = if is_dir {
-        (name, Container::Directory)
-    } else if let Some(b) = name.strip_suffix(".tar.gz.age") {
-        (b, Container::Age)
-    } else if let Some(b) = name.strip_suffix(".tar.gz.gpg") {
-        (b, Container::OpenPgp)
-    } else if let Some(b) = name.strip_suffix(".tar.gz") {
-        (b, Container::TarGz)
-    } else {
-        return None;
-    };
-    let btype = BackupType::ALL
-        .into_iter()
-        .find(|t| base.starts_with(&format!("{}_", t.as_str())))?;
-    let rest = &base[btype.as_str().len() + 1..];
-    if rest.len() < 15 {
-        return None;
-    }
-    let (ts, tail) = rest.split_at(15);
-    let naive = NaiveDateTime::parse_from_str(ts, "%Y%m%d_%H%M%S").ok()?;
-    let seq = if tail.is_empty() {
-        0
-    } else {
-        let n = tail.strip_prefix('_')?;
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
-            return None;
-        }
-        n.parse().ok()?
-    };
-    Some(ArchiveName {
-        btype,
-        time: Utc.from_utc_datetime(&naive),
-        seq,
-        container,
-        name: name.to_owned(),
-    })
-}
-
-/// Lists the recognised archives (and legacy directories) in `dest`, oldest first.
-pub fn list_archives(dest: &Path) -> Result<Vec<ArchiveName>> {
-    let mut out = Vec::new();
-    let rd = match fs::read_dir(dest) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("listing", dest, e)),
-    };
-    for entry in rd {
-        let entry = entry.at("listing", dest)?;
-        let ft = entry.file_type().at("reading", &entry.path())?;
-        if ft.is_symlink() {
-            continue;
-        }
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if let Some(a) = parse_name(&name, ft.is_dir()) {
-            out.push(a);
-        }
-    }
-    out.sort_by(|a, b| (a.time, a.seq, &a.name).cmp(&(b.time, b.seq, &b.name)));
-    Ok(out)
-}
 
 /// Creates `dir` (and parents) with mode 0700 if missing; tightens an existing
 /// directory that others can read.
@@ -544,25 +388,5 @@ mod tests {
             fs::metadata(&d).unwrap().permissions().mode() & 0o777,
             0o755
         );
-    }
-
-    #[test]
-    fn names_round_trip() {
-        let a = parse_name("daily_20261123_020000.tar.gz.age", false).unwrap();
-        assert_eq!(a.btype, BackupType::Daily);
-        assert_eq!(a.container, Container::Age);
-        assert_eq!(a.seq, 0);
-        assert_eq!(a.stem(), "daily_20261123_020000");
-        let b = parse_name("pre-deploy_20261123_020000_2.tar.gz.gpg", false).unwrap();
-        assert_eq!(b.btype, BackupType::PreDeploy);
-        assert_eq!(b.seq, 2);
-        assert_eq!(b.stem(), "pre-deploy_20261123_020000_2");
-        let d = parse_name("weekly_20261123_020000", true).unwrap();
-        assert_eq!(d.container, Container::Directory);
-        assert!(parse_name("daily_20261123_020000.tar.gz.age.sha256", false).is_none());
-        assert!(parse_name("daily_2026.tar.gz", false).is_none());
-        assert!(parse_name("notes.txt", false).is_none());
-        assert!(parse_name("daily_20261123_020000_01.tar.gz", false).is_none());
-        assert!(parse_name("daily_20261399_020000.tar.gz", false).is_none());
     }
 }

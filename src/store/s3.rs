@@ -16,9 +16,8 @@
 //! object visible (the bucket should abort incomplete multipart uploads after
 //! a day by a lifecycle rule; see the README).
 
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +28,9 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
 use sha2::{Digest, Sha256};
 
-use super::{Object, Tier};
-use crate::error::{Error, IoContext, Result};
+use super::{Kind, Object, Store, Upload};
+use crate::error::{Error, Result};
+use crate::events::Events;
 
 /// Files larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
@@ -39,7 +39,8 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded concurrently (memory: about (1 + this) × [`PART_SIZE`]).
 pub const MAX_IN_FLIGHT: usize = 2;
 
-pub struct S3Tier {
+/// An S3 bucket (under a prefix) as a [`Store`].
+pub struct S3Store {
     rt: Arc<tokio::runtime::Runtime>,
     store: Arc<AmazonS3>,
     bucket: String,
@@ -132,13 +133,22 @@ fn apply_profile(mut b: AmazonS3Builder, region_given: bool) -> (AmazonS3Builder
     (b, secrets)
 }
 
-impl S3Tier {
+/// `s3://bucket` or `s3://bucket/prefix`.
+pub fn s3_url(bucket: &str, prefix: &str) -> String {
+    if prefix.is_empty() {
+        format!("s3://{bucket}")
+    } else {
+        format!("s3://{bucket}/{prefix}")
+    }
+}
+
+impl S3Store {
     pub fn new(
         bucket: &str,
         prefix: &str,
         endpoint: Option<&str>,
         region: Option<&str>,
-    ) -> Result<S3Tier> {
+    ) -> Result<S3Store> {
         // TLS: rustls with the ring provider (no C toolchain beyond cc, no cmake)
         let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -179,11 +189,7 @@ impl S3Tier {
                 }
             }
         }
-        let url = super::Location::S3 {
-            bucket: bucket.to_owned(),
-            prefix: prefix.to_owned(),
-        }
-        .url();
+        let url = s3_url(bucket, prefix);
         let store = b.build().map_err(|e| {
             Error::usage(format!(
                 "S3 tier {url}: {}",
@@ -191,7 +197,7 @@ impl S3Tier {
             ))
             .hint("check the endpoint and region in the tier configuration or AWS_ENDPOINT_URL / AWS_REGION")
         })?;
-        Ok(S3Tier {
+        Ok(S3Store {
             rt: Arc::new(rt),
             store: Arc::new(store),
             bucket: bucket.to_owned(),
@@ -278,34 +284,33 @@ impl S3Tier {
     async fn upload_async(
         &self,
         name: &str,
-        local: &Path,
-        expected: &str,
-        ui: &crate::ui::Ui,
+        src: Upload<'_>,
+        events: &dyn Events,
     ) -> Result<String> {
+        let Upload {
+            reader: f,
+            size,
+            expected,
+            label,
+        } = src;
         let key = self.key(name);
-        let mut f = File::open(local).at("opening", local)?;
-        let size = f.metadata().at("reading", local)?.len();
-        let pb = ui.progress(size, name);
-        let mismatch = |actual: &str| {
-            Error::integrity(format!(
-                "{}: SHA-256 {actual} does not match its sidecar ({expected}); nothing was stored",
-                local.display()
-            ))
-            .hint("the local archive changed or is damaged: check it with `verify`")
-        };
+        let pb = events.progress(size, name);
+        let local = std::path::Path::new(label);
+        let mismatch = |actual: &str| super::digest_mismatch(label, actual, expected);
         if size <= MULTIPART_THRESHOLD {
             let mut data = Vec::with_capacity(size as usize);
-            f.read_to_end(&mut data).at("reading", local)?;
+            f.read_to_end(&mut data)
+                .map_err(|e| crate::error::from_io(e, "reading", local))?;
             let digest = hex::encode(Sha256::digest(&data));
             if digest != expected {
                 return Err(mismatch(&digest));
             }
-            pb.inc(data.len() as u64);
+            pb.advance(data.len() as u64);
             self.store
                 .put(&key, PutPayload::from(Bytes::from(data)))
                 .await
                 .map_err(|e| self.err("uploading to", Some(name), e))?;
-            pb.finish_and_clear();
+            pb.finish();
             return Ok(digest);
         }
         let upload = self
@@ -320,7 +325,9 @@ impl S3Tier {
         let parts = size.div_ceil(PART_SIZE as u64);
         let res: Result<()> = async {
             loop {
-                let n = f.read(&mut buf).at("reading", local)?;
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| crate::error::from_io(e, "reading", local))?;
                 if n == 0 {
                     break;
                 }
@@ -331,9 +338,9 @@ impl S3Tier {
                 w.write(&buf[..n]);
                 let before = sent / PART_SIZE as u64;
                 sent += n as u64;
-                pb.inc(n as u64);
+                pb.advance(n as u64);
                 if sent / PART_SIZE as u64 > before {
-                    ui.detail(format!(
+                    events.detail(format!(
                         "{name}: part {}/{parts} queued ({sent} of {size} bytes)",
                         sent / PART_SIZE as u64
                     ));
@@ -357,8 +364,8 @@ impl S3Tier {
         w.finish()
             .await
             .map_err(|e| self.err("completing the multipart upload of", Some(name), e))?;
-        pb.finish_and_clear();
-        ui.detail(format!(
+        pb.finish();
+        events.detail(format!(
             "{name}: multipart upload completed ({parts} parts)"
         ));
         Ok(digest)
@@ -536,13 +543,9 @@ impl Read for S3Reader {
     }
 }
 
-impl Tier for S3Tier {
+impl Store for S3Store {
     fn url(&self) -> String {
-        super::Location::S3 {
-            bucket: self.bucket.clone(),
-            prefix: self.prefix.clone(),
-        }
-        .url()
+        s3_url(&self.bucket, &self.prefix)
     }
 
     fn list(&self) -> Result<Vec<Object>> {
@@ -558,6 +561,7 @@ impl Tier for S3Tier {
                 Some(Object {
                     name: m.location.filename()?.to_owned(),
                     size: m.size,
+                    kind: Kind::File,
                 })
             })
             .collect();
@@ -615,15 +619,8 @@ impl Tier for S3Tier {
         }
     }
 
-    fn upload(
-        &self,
-        name: &str,
-        local: &Path,
-        expected: &str,
-        ui: &crate::ui::Ui,
-    ) -> Result<String> {
-        self.rt
-            .block_on(self.upload_async(name, local, expected, ui))
+    fn put(&self, name: &str, src: Upload<'_>, events: &dyn Events) -> Result<String> {
+        self.rt.block_on(self.upload_async(name, src, events))
     }
 
     fn put_small(&self, name: &str, data: &[u8]) -> Result<()> {
@@ -636,9 +633,10 @@ impl Tier for S3Tier {
             .map_err(|e| self.err("uploading to", Some(name), e))
     }
 
-    fn delete(&self, name: &str) -> Result<()> {
+    /// A bucket does not say whether the object was there: `true`.
+    fn remove(&self, name: &str) -> Result<bool> {
         match self.rt.block_on(self.store.delete(&self.key(name))) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(self.err("deleting", Some(name), e)),
         }
     }
