@@ -29,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod fsx;
 pub mod gateway;
+pub mod incremental;
 pub mod keygen;
 pub mod lock;
 pub mod manifest;

@@ -10,6 +10,13 @@
 //! shown as `\xNN`. Symlink targets likewise (`"target"`/`"target_hex"`).
 //! Version 1 manifests (UTF-8 names only, no mtimes, no symlinks) still parse.
 //!
+//! Version 3 ([`CHAIN_VERSION`]) is the manifest of an incremental chain's
+//! archive ([`LinkManifest`]): the same fields plus `chain` (id, level,
+//! predecessor). Its `entries` list the *complete* tree at that link, most of
+//! which earlier links hold, so it gets its own version: a reader that knows
+//! only version 2 would take the missing files for damage; it says "version 3
+//! is not supported" instead. Plain fulls stay version 2, byte for byte.
+//!
 //! In the tar, the top-level directory carries the PAX record
 //! `comment=secureclaw-backup archive 2` and the manifest entries
 //! carry `comment=secureclaw-backup manifest.json` (resp. `manifest.txt`), which
@@ -35,6 +42,8 @@ pub const TXT_MARK: &str = "secureclaw-backup manifest.txt";
 /// The format tag and version written into every manifest.
 pub const FORMAT: &str = "secureclaw-backup-manifest";
 pub const VERSION: u32 = 2;
+/// The version of a chain archive's manifest ([`LinkManifest`]).
+pub const CHAIN_VERSION: u32 = 3;
 /// The oldest manifest version this tool reads.
 pub const MIN_VERSION: u32 = 1;
 /// Largest manifest we are willing to parse.
@@ -374,6 +383,15 @@ impl Manifest {
     }
 
     fn checked(self) -> Result<Manifest, String> {
+        if self.version == CHAIN_VERSION {
+            return Err(format!(
+                "manifest.json version {CHAIN_VERSION} belongs to an archive of an incremental chain; it is read with its chain (LinkManifest)"
+            ));
+        }
+        self.checked_up_to(VERSION)
+    }
+
+    fn checked_up_to(self, max: u32) -> Result<Manifest, String> {
         let m = self;
         if m.format != FORMAT {
             return Err(format!(
@@ -381,9 +399,9 @@ impl Manifest {
                 m.format
             ));
         }
-        if !(MIN_VERSION..=VERSION).contains(&m.version) {
+        if !(MIN_VERSION..=max).contains(&m.version) {
             return Err(format!(
-                "manifest.json version {} is not supported (this tool reads versions {MIN_VERSION} to {VERSION})",
+                "manifest.json version {} is not supported (this tool reads versions {MIN_VERSION} to {max})",
                 m.version
             ));
         }
@@ -483,6 +501,185 @@ impl Manifest {
             }
         }
         s
+    }
+}
+
+/// Where an archive stands in an incremental chain (README "Incremental
+/// backups"). Every archive of a chain uses the same top-level directory,
+/// `id` (the full's `<type>_<timestamp>[_N]`), so that applying the links in
+/// order with stock tar builds one tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    pub id: String,
+    /// 0 for the chain's full, n for the n-th link after it.
+    pub level: u32,
+    /// The archive file name of the link this one applies on top of (none
+    /// for the full).
+    pub previous: Option<String>,
+}
+
+impl Chain {
+    fn check(&self) -> Result<(), String> {
+        if self.id.is_empty() || self.id.contains(['/', '\0']) || self.id == "." || self.id == ".."
+        {
+            return Err(format!(
+                "manifest.json has an invalid chain id {:?}",
+                self.id
+            ));
+        }
+        if (self.level == 0) != self.previous.is_none() {
+            return Err(format!(
+                "manifest.json: chain level {} with predecessor {:?} (only level 0 has none)",
+                self.level, self.previous
+            ));
+        }
+        if let Some(p) = &self.previous {
+            if p.is_empty() || p.contains(['/', '\0']) {
+                return Err(format!("manifest.json names an invalid predecessor {p:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The manifest of a chain archive (version [`CHAIN_VERSION`]): the usual
+/// fields, with `entries` the complete tree at this link, plus `chain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkManifest {
+    #[serde(flatten)]
+    pub manifest: Manifest,
+    pub chain: Chain,
+}
+
+/// Every manifest field, `chain` optional: what [`LinkManifest::parse_any`] reads.
+#[derive(Deserialize)]
+struct AnyManifest {
+    format: String,
+    version: u32,
+    #[serde(rename = "type")]
+    backup_type: String,
+    created: String,
+    timestamp: String,
+    host: String,
+    tool_version: String,
+    source: String,
+    #[serde(default)]
+    recipients: Vec<String>,
+    entries: Vec<Entry>,
+    #[serde(default)]
+    warnings: Vec<Warning>,
+    #[serde(default)]
+    chain: Option<Chain>,
+}
+
+impl LinkManifest {
+    /// Reads any manifest this tool knows: versions 1 and 2 (no chain) and
+    /// version 3 (with its chain), streaming from `r`.
+    pub fn parse_any(r: impl std::io::Read) -> Result<(Manifest, Option<Chain>), String> {
+        let a: AnyManifest =
+            serde_json::from_reader(r).map_err(|e| format!("manifest.json is not valid: {e}"))?;
+        let m = Manifest {
+            format: a.format,
+            version: a.version,
+            backup_type: a.backup_type,
+            created: a.created,
+            timestamp: a.timestamp,
+            host: a.host,
+            tool_version: a.tool_version,
+            source: a.source,
+            recipients: a.recipients,
+            entries: a.entries,
+            warnings: a.warnings,
+        };
+        match (m.version == CHAIN_VERSION, &a.chain) {
+            (true, None) => {
+                return Err(format!(
+                    "manifest.json version {CHAIN_VERSION} has no chain"
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(format!(
+                    "manifest.json version {} has a chain (only version {CHAIN_VERSION} may)",
+                    m.version
+                ))
+            }
+            (_, Some(c)) => c.check()?,
+            (false, None) => {}
+        }
+        Ok((m.checked_up_to(CHAIN_VERSION)?, a.chain))
+    }
+
+    /// Like [`LinkManifest::parse_any`], from bytes, requiring a chain.
+    pub fn parse(bytes: &[u8]) -> Result<LinkManifest, String> {
+        match Self::parse_any(bytes)? {
+            (manifest, Some(chain)) => Ok(LinkManifest { manifest, chain }),
+            (_, None) => Err("manifest.json is not the manifest of a chain archive".into()),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        // writing into a Vec cannot fail
+        let _ = self.write_json(&mut v);
+        v
+    }
+
+    /// Writes `manifest.json` (pretty-printed, final newline) to `w`.
+    pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
+        serde_json::to_writer_pretty(&mut w, self)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    }
+
+    /// The length of what [`LinkManifest::write_json`] writes.
+    pub fn json_len(&self) -> u64 {
+        let mut c = CountingWriter {
+            inner: std::io::sink(),
+            count: 0,
+        };
+        let _ = self.write_json(&mut c);
+        c.count
+    }
+
+    /// `manifest.txt`: the usual summary plus the chain.
+    pub fn to_text(&self) -> String {
+        let mut s = self.manifest.to_text();
+        s.push_str(&format!(
+            "\nIncremental chain: {} (level {}{})\n",
+            self.chain.id,
+            self.chain.level,
+            match &self.chain.previous {
+                Some(p) => format!(", applies on top of {p}"),
+                None => ", the chain's full".into(),
+            }
+        ));
+        s
+    }
+
+    /// Whether this link directly follows `prev` (the manifest of the archive
+    /// named `prev_name`): same chain, next level, naming it as predecessor.
+    pub fn follows(&self, prev: &Chain, prev_name: &str) -> Result<(), String> {
+        if self.chain.id != prev.id {
+            return Err(format!(
+                "it belongs to chain {:?}, {prev_name} to chain {:?}",
+                self.chain.id, prev.id
+            ));
+        }
+        if self.chain.level != prev.level + 1 {
+            return Err(format!(
+                "it is level {}, {prev_name} is level {}",
+                self.chain.level, prev.level
+            ));
+        }
+        if self.chain.previous.as_deref() != Some(prev_name) {
+            return Err(format!(
+                "it applies on top of {:?}, not {prev_name}",
+                self.chain.previous
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -654,6 +851,82 @@ mod tests {
                 .as_bytes()
         )
         .is_err());
+    }
+
+    #[test]
+    fn chain_manifests_are_version_3_and_parse_only_with_their_chain() {
+        let mut m = sample();
+        m.version = CHAIN_VERSION;
+        let lm = LinkManifest {
+            manifest: m.clone(),
+            chain: Chain {
+                id: "daily_20261123_000000".into(),
+                level: 2,
+                previous: Some("daily_20261123_010000.tar.gz.age".into()),
+            },
+        };
+        let json = lm.to_json();
+        assert_eq!(lm.json_len(), json.len() as u64);
+        assert_eq!(LinkManifest::parse(&json).unwrap(), lm);
+        let (back, chain) = LinkManifest::parse_any(&json[..]).unwrap();
+        assert_eq!((back, chain), (m.clone(), Some(lm.chain.clone())));
+        assert!(lm.to_text().contains("level 2"));
+        // a version-2 reader's parser says what it is, not "damaged"
+        let e = Manifest::parse(&json).unwrap_err();
+        assert!(e.contains("incremental chain"), "{e}");
+        // plain manifests parse as before, without a chain, byte-identical
+        let plain = sample();
+        assert!(!String::from_utf8(plain.to_json())
+            .unwrap()
+            .contains("chain"));
+        assert_eq!(
+            LinkManifest::parse_any(&plain.to_json()[..]).unwrap(),
+            (plain.clone(), None)
+        );
+        assert!(LinkManifest::parse(&plain.to_json()).is_err());
+        // version 3 without a chain, version 2 with one, inconsistent levels
+        assert!(LinkManifest::parse_any(&m.to_json()[..]).is_err());
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(LinkManifest::parse_any(
+            text.replace("\"version\": 3", "\"version\": 2").as_bytes()
+        )
+        .is_err());
+        for (from, to) in [
+            ("\"level\": 2", "\"level\": 0"),
+            ("\"id\": \"daily_20261123_000000\"", "\"id\": \"a/b\""),
+            (
+                "\"previous\": \"daily_20261123_010000.tar.gz.age\"",
+                "\"previous\": null",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            assert!(
+                LinkManifest::parse_any(text.replace(from, to).as_bytes()).is_err(),
+                "{to}"
+            );
+        }
+        // follows: same chain, next level, names its predecessor
+        let prev = Chain {
+            id: "daily_20261123_000000".into(),
+            level: 1,
+            previous: Some("daily_20261123_000000.tar.gz.age".into()),
+        };
+        assert!(lm
+            .follows(&prev, "daily_20261123_010000.tar.gz.age")
+            .is_ok());
+        assert!(lm
+            .follows(&prev, "daily_20261123_020000.tar.gz.age")
+            .is_err());
+        assert!(lm
+            .follows(
+                &Chain {
+                    level: 0,
+                    previous: None,
+                    ..prev.clone()
+                },
+                "daily_20261123_010000.tar.gz.age"
+            )
+            .is_err());
     }
 
     #[test]

@@ -10,6 +10,20 @@
 //! Integrity failures (exit 3): a corrupt or truncated stream, trailing data
 //! after the tar, a manifest mismatch.
 //!
+//! Incremental chains (README "Incremental backups"): [`extract_link`]
+//! applies one archive of a chain on top of the tree its predecessors built
+//! (as `tar --listed-incremental=/dev/null -x` does). A directory that carries
+//! a GNU dumpdir (type `D` member, or the `GNU.dumpdir` PAX record of
+//! `--format=posix`) lists every name it holds at that link; what an earlier
+//! link left there and the list lacks is deleted, as GNU tar does: a name not
+//! listed, listed as a directory (`D`) but not one, or listed as stored (`Y`)
+//! but a directory. The dumpdir's names obey the same rules as entry names
+//! (refused: `/`, `..`, `.`, empty, NUL, over-long, twice; the rename records
+//! `R`/`T`/`X` are not supported); one listed as unchanged (`N`) that no
+//! earlier link holds is an integrity failure (a link missing or out of
+//! order). An entry replaces what an earlier link left at its path. Without
+//! dumpdirs and predecessors, this is [`extract`] exactly.
+//!
 //! Names are bytes: non-UTF-8 names, backslashes, newlines are data like any
 //! other. The manifest entries are the top-level files marked by a PAX
 //! `comment` (see [`crate::manifest`]); in an archive whose top-level
@@ -36,7 +50,12 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{self, show, EntryKind, Manifest, RelPath, Sha256Digest};
+use crate::manifest::{
+    self, show, Chain, EntryKind, LinkManifest, Manifest, RelPath, Sha256Digest,
+};
+
+/// Largest dumpdir (the name list of one directory) we read.
+pub const MAX_DUMPDIR_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The longest path the kernel takes as one argument (PATH_MAX less the NUL).
 pub const PATH_MAX: usize = 4095;
@@ -86,6 +105,16 @@ pub trait Sink {
     fn symlink(&mut self, rel: &[u8], target: &[u8], mtime: i64) -> Result<()>;
     /// Sets a directory's mtime (after everything inside it was created).
     fn dir_mtime(&mut self, rel: &[u8], mtime: i64) -> Result<()>;
+    /// Removes what an earlier link of a chain left at `rel` (a file, a
+    /// symlink, or a directory with everything below it), never following a
+    /// link. Only [`extract_link`] over a non-empty tree calls it; a sink that
+    /// cannot apply chains says so.
+    fn remove(&mut self, rel: &[u8]) -> Result<()> {
+        Err(Error::operational(format!(
+            "cannot remove {:?}: this destination does not apply incremental links",
+            show(rel)
+        )))
+    }
 }
 
 /// A file as read from the archive.
@@ -110,6 +139,10 @@ pub struct Outcome {
     /// The top-level directory name (invalid UTF-8 escaped).
     pub top: String,
     pub manifest: Option<Manifest>,
+    /// The manifest's chain, for an archive of an incremental chain.
+    pub chain: Option<Chain>,
+    /// How many archives built this tree (1 after [`extract`]).
+    pub links: u32,
     pub files: BTreeMap<RelPath, FileInfo>,
     /// Directories, explicit and implied by file paths.
     pub dirs: BTreeSet<RelPath>,
@@ -117,6 +150,8 @@ pub struct Outcome {
     pub dir_mtimes: BTreeMap<RelPath, i64>,
     pub symlinks: BTreeMap<RelPath, LinkInfo>,
     pub bytes: u64,
+    /// The top-level directory name as its bytes.
+    pub top_raw: Vec<u8>,
 }
 
 impl Outcome {
@@ -248,6 +283,8 @@ pub fn check_link_target(link: &[u8], target: &[u8]) -> std::result::Result<(), 
 struct Pax {
     comment: Option<Vec<u8>>,
     mtime: Option<i64>,
+    /// `GNU.dumpdir` (GNU tar's POSIX-format incremental directories).
+    dumpdir: Option<Vec<u8>>,
 }
 
 fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<Pax> {
@@ -281,6 +318,7 @@ fn check_pax(entry: &mut tar::Entry<'_, impl Read>, path: &str) -> Result<Pax> {
                 )))
             }
             "comment" => pax.comment = Some(ext.value_bytes().to_vec()),
+            "GNU.dumpdir" => pax.dumpdir = Some(ext.value_bytes().to_vec()),
             "mtime" => {
                 pax.mtime = ext
                     .value()
@@ -369,6 +407,24 @@ impl<R: Read> Read for Tap<R> {
 /// Checks the interrupt flag between entries and while copying data.
 /// Does not compare with the manifest: see [`check_manifest`].
 pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Result<Outcome> {
+    extract_link(stream, sink, limits, Outcome::default())
+}
+
+/// Applies one archive of an incremental chain on top of `tree`, what its
+/// predecessors built in `sink` (the [`Outcome`] of the previous call;
+/// `Outcome::default()` for the chain's full), under the same rules as
+/// [`extract`] plus the dumpdir rules of the module doc, and returns the
+/// tree after it: files, directories and symlinks of every link that are
+/// still there, with this archive's manifest. Every archive must be read to
+/// its end (authenticated) before the next is applied; compare the result
+/// with this link's manifest ([`check_manifest`]), which lists the complete
+/// tree.
+pub fn extract_link(
+    stream: impl Read,
+    sink: &mut dyn Sink,
+    limits: &Limits,
+    mut tree: Outcome,
+) -> Result<Outcome> {
     let mut ar = tar::Archive::new(stream);
     let mut out = Outcome::default();
     let mut top: Option<Vec<u8>> = None;
@@ -394,7 +450,10 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
             let raw = entry.path_bytes().into_owned();
             let shown = show(&raw);
             let etype = entry.header().entry_type();
+            // GNU tar's incremental directory (`--format=gnu`): data = dumpdir
+            let gnu_dumpdir = etype.as_byte() == b'D';
             let kind = match etype {
+                _ if gnu_dumpdir => EntryKind::Dir,
                 tar::EntryType::Regular => EntryKind::File,
                 tar::EntryType::Directory => EntryKind::Dir,
                 tar::EntryType::Symlink => EntryKind::Symlink,
@@ -423,11 +482,42 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                 }
             };
             let pax = check_pax(&mut entry, &shown)?;
+            let mut dumpdir = pax.dumpdir.clone();
+            if dumpdir.is_some() && (gnu_dumpdir || etype != tar::EntryType::Directory) {
+                return Err(refuse(format!(
+                    "archive entry {shown:?} has a GNU.dumpdir record but is not a plain directory entry"
+                )));
+            }
+            if gnu_dumpdir {
+                let size = entry.size();
+                if size > MAX_DUMPDIR_BYTES {
+                    return Err(refuse(format!(
+                        "archive entry {shown:?} has a dumpdir of {size} bytes (limit {MAX_DUMPDIR_BYTES})"
+                    )));
+                }
+                let mut v = Vec::with_capacity(size as usize);
+                (&mut entry)
+                    .take(size)
+                    .read_to_end(&mut v)
+                    .map_err(stream_error)?;
+                if v.len() as u64 != size {
+                    return Err(truncated(&shown));
+                }
+                dumpdir = Some(v);
+            }
             let comps = check_path(&raw, limits)?;
             let Some((first, rest)) = comps.split_first() else {
                 return Err(refuse(format!("archive entry {shown:?} has an empty path")));
             };
             match &top {
+                None if tree.links > 0 && tree.top_raw.as_slice() != *first => {
+                    return Err(Error::integrity(format!(
+                        "this archive's top-level directory is {:?}, its predecessor's {:?}: they are not links of one chain",
+                        show(first),
+                        tree.top
+                    ))
+                    .hint("apply the links of one chain, in order; nothing was changed"))
+                }
                 None => top = Some(first.to_vec()),
                 Some(t) if t.as_slice() != *first => {
                     return Err(refuse(format!(
@@ -459,6 +549,9 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     )));
                 }
                 marked = pax.comment.as_deref() == Some(manifest::ARCHIVE_MARK.as_bytes());
+                if let Some(dd) = &dumpdir {
+                    apply_dumpdir(&mut tree, sink, b"", dd, &shown, limits)?;
+                }
                 continue;
             }
             let rel = rest.join(&b'/');
@@ -472,13 +565,16 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
             // ancestors must be directories: not files, not symlinks
             for i in 1..rest.len() {
                 let anc = rest[..i].join(&b'/');
-                if out.files.contains_key(anc.as_slice()) {
+                if out.files.contains_key(anc.as_slice()) || tree.files.contains_key(anc.as_slice())
+                {
                     return Err(refuse(format!(
                         "archive entry {shown:?} lies below {:?}, which is a file",
                         show(&anc)
                     )));
                 }
-                if out.symlinks.contains_key(anc.as_slice()) {
+                if out.symlinks.contains_key(anc.as_slice())
+                    || tree.symlinks.contains_key(anc.as_slice())
+                {
                     return Err(refuse(format!(
                         "archive entry {shown:?} lies below {:?}, which is a symbolic link (nothing is written through a link)",
                         show(&anc)
@@ -518,7 +614,11 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     for i in 1..=rest.len() {
                         out.dirs.insert(RelPath::new(rest[..i].join(&b'/')));
                     }
+                    replace_in_tree(&mut tree, sink, &rel, kind, &shown)?;
                     sink.dir(&rel)?;
+                    if let Some(dd) = &dumpdir {
+                        apply_dumpdir(&mut tree, sink, &rel, dd, &shown, limits)?;
+                    }
                     out.dir_mtimes.insert(RelPath::new(rel), mtime);
                 }
                 EntryKind::File if is_json || is_txt => {
@@ -537,7 +637,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     // manifest.json is parsed while streaming (no copy of a
                     // large manifest); manifest.txt is for humans only
                     let parsed = is_json.then(|| {
-                        Manifest::from_reader(io::BufReader::with_capacity(64 * 1024, &mut tap))
+                        LinkManifest::parse_any(io::BufReader::with_capacity(64 * 1024, &mut tap))
                     });
                     // read what the parser left, to tell damage from truncation
                     let drained = io::copy(&mut tap, &mut io::sink());
@@ -550,15 +650,17 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     }
                     txt_seen |= is_txt;
                     if let Some(parsed) = parsed {
-                        out.manifest = Some(parsed.map_err(|e| {
+                        let (m, chain) = parsed.map_err(|e| {
                             Error::integrity(format!("{shown}: {e}"))
                                 .hint("the archive's manifest is damaged; nothing was changed")
-                        })?);
+                        })?;
+                        out.manifest = Some(m);
+                        out.chain = chain;
                     }
                 }
                 EntryKind::File => {
                     out.bytes = out.bytes.saturating_add(size);
-                    if out.bytes > limits.max_total_bytes {
+                    if out.bytes.saturating_add(tree.bytes) > limits.max_total_bytes {
                         return Err(refuse(format!(
                             "archive needs more than {} bytes (entry {shown:?} claims {size}); that exceeds the free space or the limit",
                             limits.max_total_bytes
@@ -567,6 +669,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                     for i in 1..rest.len() {
                         out.dirs.insert(RelPath::new(rest[..i].join(&b'/')));
                     }
+                    replace_in_tree(&mut tree, sink, &rel, kind, &shown)?;
                     let mode = entry.header().mode().unwrap_or(0o600);
                     let executable = mode & 0o100 != 0;
                     let mut h = Hashing {
@@ -605,6 +708,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
                             show(&target)
                         ))
                     })?;
+                    replace_in_tree(&mut tree, sink, &rel, kind, &shown)?;
                     for i in 1..rest.len() {
                         out.dirs.insert(RelPath::new(rest[..i].join(&b'/')));
                     }
@@ -623,6 +727,7 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
         return Err(Error::integrity("the archive holds no entries").hint("use another archive"));
     };
     out.top = show(&top);
+    out.top_raw = top;
     // The tar ended: the rest of the stream may only be zero padding, and must
     // be read to its end so that gzip's CRC and the cipher's authentication run.
     let mut rest = ar.into_inner();
@@ -644,10 +749,209 @@ pub fn extract(stream: impl Read, sink: &mut dyn Sink, limits: &Limits) -> Resul
         crate::process::check_interrupted()?;
         sink.symlink(rel.as_bytes(), l.target.as_bytes(), l.mtime)?;
     }
-    for (rel, m) in &out.dir_mtimes {
+    // the tree after this archive: what its predecessors left, plus its own
+    tree.top = out.top;
+    tree.top_raw = out.top_raw;
+    tree.manifest = out.manifest;
+    tree.chain = out.chain;
+    tree.links += 1;
+    tree.bytes = tree.bytes.saturating_add(out.bytes);
+    tree.files.extend(out.files);
+    tree.dirs.extend(out.dirs);
+    tree.dir_mtimes.extend(out.dir_mtimes);
+    tree.symlinks.extend(out.symlinks);
+    for (rel, m) in &tree.dir_mtimes {
         sink.dir_mtime(rel.as_bytes(), *m)?;
     }
-    Ok(out)
+    Ok(tree)
+}
+
+fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = Vec::with_capacity(dir.len() + 1 + name.len());
+    p.extend_from_slice(dir);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+/// Every path of `tree` strictly below `dir`.
+fn tree_below(tree: &Outcome, dir: &[u8]) -> Vec<Vec<u8>> {
+    use std::ops::Bound;
+    let prefix = if dir.is_empty() {
+        Vec::new()
+    } else {
+        join_rel(dir, b"")
+    };
+    let from = (Bound::Included(prefix.as_slice()), Bound::Unbounded);
+    let mut v: Vec<Vec<u8>> = Vec::new();
+    let keep = |k: &RelPath| k.as_bytes().starts_with(&prefix);
+    v.extend(
+        tree.files
+            .range::<[u8], _>(from)
+            .map(|(k, _)| k)
+            .take_while(|k| keep(k))
+            .map(|k| k.0.clone()),
+    );
+    v.extend(
+        tree.symlinks
+            .range::<[u8], _>(from)
+            .map(|(k, _)| k)
+            .take_while(|k| keep(k))
+            .map(|k| k.0.clone()),
+    );
+    v.extend(
+        tree.dirs
+            .range::<[u8], _>(from)
+            .take_while(|k| keep(k))
+            .map(|k| k.0.clone()),
+    );
+    v.retain(|k| k.len() > prefix.len());
+    v
+}
+
+/// Forgets `path` and everything below it.
+fn forget(tree: &mut Outcome, path: &[u8]) {
+    for k in tree_below(tree, path) {
+        tree.files.remove(k.as_slice());
+        tree.symlinks.remove(k.as_slice());
+        tree.dirs.remove(k.as_slice());
+        tree.dir_mtimes.remove(k.as_slice());
+    }
+    tree.files.remove(path);
+    tree.symlinks.remove(path);
+    tree.dirs.remove(path);
+    tree.dir_mtimes.remove(path);
+}
+
+/// An entry of this archive at `rel` replaces the file or symlink an
+/// earlier link left there; a directory there is kept only for a directory
+/// (its parent's dumpdir would have removed it otherwise).
+fn replace_in_tree(
+    tree: &mut Outcome,
+    sink: &mut dyn Sink,
+    rel: &[u8],
+    kind: EntryKind,
+    shown: &str,
+) -> Result<()> {
+    if tree.files.contains_key(rel) || tree.symlinks.contains_key(rel) {
+        forget(tree, rel);
+        return sink.remove(rel);
+    }
+    if kind != EntryKind::Dir && tree.dirs.contains(rel) {
+        return Err(Error::integrity(format!(
+            "archive entry {shown:?} is not a directory, but an earlier link has a directory there that this link's dumpdir keeps"
+        ))
+        .hint("the links are not of one chain or not in order; nothing was changed"));
+    }
+    Ok(())
+}
+
+/// Parses a dumpdir: control character + name + NUL per entry, then a NUL.
+/// Every name obeys the entry name rules ([`check_path`], one component).
+fn parse_dumpdir(raw: &[u8], shown: &str, limits: &Limits) -> Result<BTreeMap<Vec<u8>, u8>> {
+    let malformed = |why: String| {
+        refuse(format!(
+            "archive entry {shown:?} has a malformed dumpdir: {why}"
+        ))
+    };
+    let mut out = BTreeMap::new();
+    let mut rest = raw;
+    loop {
+        let Some(end) = rest.iter().position(|&b| b == 0) else {
+            return Err(malformed("it does not end with an empty record".into()));
+        };
+        let rec = &rest[..end];
+        rest = &rest[end + 1..];
+        let Some((&code, name)) = rec.split_first() else {
+            if !rest.is_empty() {
+                return Err(malformed(format!(
+                    "{} bytes follow its end (a name with a NUL byte?)",
+                    rest.len()
+                )));
+            }
+            return Ok(out);
+        };
+        let nshown = show(name);
+        match code {
+            b'Y' | b'N' | b'D' => {}
+            b'R' | b'T' | b'X' => {
+                return Err(refuse(format!(
+                    "the dumpdir of archive entry {shown:?} has a GNU tar rename record ({:?} {nshown:?}), which this tool does not apply",
+                    code as char
+                ))
+                .hint("extract this chain with GNU tar (tar --listed-incremental=/dev/null -x per link)"))
+            }
+            c => {
+                return Err(malformed(format!(
+                    "unknown control character {:?} before {nshown:?}",
+                    c as char
+                )))
+            }
+        }
+        if name.contains(&b'/') {
+            return Err(refuse(format!(
+                "the dumpdir of archive entry {shown:?} lists {nshown:?}, a name with '/'"
+            )));
+        }
+        check_path(name, limits)
+            .map_err(|e| e.context(format!("the dumpdir of archive entry {shown:?}")))?;
+        if out.insert(name.to_vec(), code).is_some() {
+            return Err(refuse(format!(
+                "the dumpdir of archive entry {shown:?} lists {nshown:?} more than once"
+            )));
+        }
+    }
+}
+
+/// Applies the dumpdir of directory `dir` to what earlier links left in it
+/// (GNU tar's rules, module doc).
+fn apply_dumpdir(
+    tree: &mut Outcome,
+    sink: &mut dyn Sink,
+    dir: &[u8],
+    raw: &[u8],
+    shown: &str,
+    limits: &Limits,
+) -> Result<()> {
+    let listed = parse_dumpdir(raw, shown, limits)?;
+    for (name, code) in &listed {
+        let p = join_rel(dir, name);
+        if *code == b'N'
+            && !(tree.files.contains_key(p.as_slice()) || tree.symlinks.contains_key(p.as_slice()))
+        {
+            return Err(Error::integrity(format!(
+                "the dumpdir of archive entry {shown:?} lists {:?} as unchanged, but no earlier link has it",
+                show(name)
+            ))
+            .hint("this is a link of an incremental chain: apply its predecessors first, in order, and none may be missing; nothing was changed"));
+        }
+    }
+    let prefix_len = if dir.is_empty() { 0 } else { dir.len() + 1 };
+    let children: Vec<(Vec<u8>, bool)> = tree_below(tree, dir)
+        .into_iter()
+        .filter(|k| !k[prefix_len..].contains(&b'/'))
+        .map(|k| {
+            let is_dir = tree.dirs.contains(k.as_slice());
+            (k, is_dir)
+        })
+        .collect();
+    for (p, is_dir) in children {
+        let name = &p[prefix_len..];
+        let gone = match listed.get(name) {
+            None => true,
+            Some(b'D') => !is_dir,
+            Some(b'Y') => is_dir,
+            Some(_) => false,
+        };
+        if gone {
+            forget(tree, &p);
+            sink.remove(&p)?;
+        }
+    }
+    Ok(())
 }
 
 fn truncated(shown: &str) -> Error {
@@ -667,7 +971,15 @@ pub fn check_manifest(out: &Outcome, m: &Manifest) -> Result<()> {
             "the archive does not match its own manifest (tampered or damaged); nothing was changed",
         ))
     };
-    if !out
+    if let Some(c) = &out.chain {
+        // every archive of a chain uses the chain's directory
+        if out.top_raw != c.id.as_bytes() {
+            return fail(format!(
+                "the top-level directory {:?} is not that of the manifest's chain {:?}",
+                out.top, c.id
+            ));
+        }
+    } else if !out
         .top
         .starts_with(&format!("{}_{}", m.backup_type, m.timestamp))
     {
@@ -778,6 +1090,9 @@ impl Sink for Discard {
         Ok(())
     }
     fn dir_mtime(&mut self, _rel: &[u8], _mtime: i64) -> Result<()> {
+        Ok(())
+    }
+    fn remove(&mut self, _rel: &[u8]) -> Result<()> {
         Ok(())
     }
 }
@@ -998,6 +1313,20 @@ impl Sink for StagingSink {
             rustix::fs::futimens(dir, &times(mtime))
         };
         res.map_err(|e| self.err("setting the mtime of", rel, e))
+    }
+
+    fn remove(&mut self, rel: &[u8]) -> Result<()> {
+        // the cached directory may be what goes
+        if matches!(&self.cur, Some((p, _)) if p.starts_with(rel) && (p.len() == rel.len() || p[rel.len()] == b'/'))
+        {
+            self.cur = None;
+        }
+        let (parent, name) = split_parent(rel);
+        let res = {
+            let dir = self.enter(parent, false)?;
+            crate::fsx::remove_tree_at(dir, std::ffi::OsStr::from_bytes(name))
+        };
+        res.map_err(|e| staging_error("removing", rel, &self.shown(rel), e))
     }
 }
 

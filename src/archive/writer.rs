@@ -6,6 +6,16 @@
 //! bytes, which GNU tar reads), with the mtime in seconds; in-tree symlinks
 //! are symlink entries (GNU long-link records for long targets). The two
 //! manifest entries come last, each marked by a PAX `comment` record.
+//!
+//! Archives of an incremental chain (README "Incremental backups") write each
+//! directory as a GNU dumpdir entry (type `D`, what `tar --format=gnu
+//! --listed-incremental` writes): its data lists every name the directory
+//! holds at this point ([`dumpdir`]), so `tar --listed-incremental=/dev/null
+//! -x` deletes what is gone. The type `D` member carries the list as data,
+//! not as the `GNU.dumpdir` PAX record of `--format=posix`, because names may
+//! contain newlines, which the tar crate's PAX parser cannot take in a value;
+//! GNU tar reads both. Unchanged files are not stored, only recorded
+//! ([`ArchiveWriter::record`]) for the manifest.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -18,8 +28,54 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{
-    CountingWriter, Entry, EntryKind, Manifest, Mode, RelPath, Sha256Digest, Warning,
+    CountingWriter, Entry, EntryKind, LinkManifest, Manifest, Mode, RelPath, Sha256Digest, Warning,
 };
+
+/// The control character of a dumpdir entry: what the archive does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dump {
+    /// `Y`: a non-directory stored in this archive.
+    Stored,
+    /// `N`: a non-directory not stored here (unchanged since the previous link).
+    Unchanged,
+    /// `D`: a directory (always stored, with its own dumpdir).
+    Dir,
+}
+
+impl Dump {
+    pub fn code(self) -> u8 {
+        match self {
+            Dump::Stored => b'Y',
+            Dump::Unchanged => b'N',
+            Dump::Dir => b'D',
+        }
+    }
+}
+
+/// The GNU dumpdir of a directory: for each child (names in byte order, as
+/// GNU tar writes them) its control character, the name and a NUL, then one
+/// more NUL. An empty directory's dumpdir is a single NUL.
+pub fn dumpdir<'a>(children: impl IntoIterator<Item = (Dump, &'a [u8])>) -> Vec<u8> {
+    let mut v: Vec<(Dump, &[u8])> = children.into_iter().collect();
+    v.sort_by(|a, b| a.1.cmp(b.1));
+    let mut out = Vec::new();
+    for (d, name) in v {
+        out.push(d.code());
+        out.extend_from_slice(name);
+        out.push(0);
+    }
+    out.push(0);
+    out
+}
+
+/// What [`ArchiveWriter::finish_doc`] needs of a manifest.
+struct Doc<'a> {
+    entries: &'a [Entry],
+    txt: String,
+    json_len: u64,
+    write_json: &'a dyn Fn(&mut dyn Write) -> io::Result<()>,
+    to_json: &'a dyn Fn() -> Vec<u8>,
+}
 
 /// Writes tar entries under `<top>/`.
 pub struct ArchiveWriter<W: Write> {
@@ -128,6 +184,47 @@ impl<W: Write> ArchiveWriter<W> {
         let h = header(tar::EntryType::Directory, 0, 0o700, mtime);
         self.append(h, b"", io::empty())
             .map_err(|e| Error::operational(format!("writing the archive: {e}")))
+    }
+
+    /// The top-level directory of a chain archive: marked, with its dumpdir.
+    pub fn add_top_dumpdir(&mut self, mtime: i64, dumpdir: &[u8]) -> Result<()> {
+        let werr = |e: io::Error| Error::operational(format!("writing the archive: {e}"));
+        self.tar
+            .append_pax_extensions([("comment", crate::manifest::ARCHIVE_MARK.as_bytes())])
+            .map_err(werr)?;
+        let h = header(
+            tar::EntryType::new(b'D'),
+            dumpdir.len() as u64,
+            0o700,
+            mtime,
+        );
+        self.append(h, b"", dumpdir).map_err(werr)
+    }
+
+    /// A directory of a chain archive: a GNU dumpdir entry (type `D`) whose
+    /// data is `dumpdir` (see [`dumpdir`]).
+    pub fn add_dumpdir(&mut self, rel: &[u8], mode: u32, mtime: i64, dumpdir: &[u8]) -> Result<()> {
+        let h = header(tar::EntryType::new(b'D'), dumpdir.len() as u64, mode, mtime);
+        let mut with_slash = rel.to_vec();
+        with_slash.push(b'/');
+        self.append(h, &with_slash, dumpdir)
+            .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
+        self.entries.push(Entry {
+            path: RelPath::from(rel),
+            kind: EntryKind::Dir,
+            size: 0,
+            mode: mode_bits(mode),
+            sha256: None,
+            mtime: Some(mtime.max(0)),
+            target: None,
+        });
+        Ok(())
+    }
+
+    /// Records an entry an earlier link of the chain stored (an unchanged
+    /// file) for the manifest, without writing anything.
+    pub fn record(&mut self, entry: Entry) {
+        self.entries.push(entry);
     }
 
     pub fn add_dir(&mut self, rel: &[u8], mode: u32, mtime: i64) -> Result<()> {
@@ -325,15 +422,39 @@ impl<W: Write> ArchiveWriter<W> {
     /// `manifest.json` is serialized twice — once to learn its length for the
     /// tar header, once straight into the stream — rather than held in memory
     /// (tens of MB for 200 000 files).
-    pub fn finish(mut self, manifest: &Manifest, mtime: i64) -> Result<W> {
-        let taken: std::collections::BTreeSet<&[u8]> = manifest
+    pub fn finish(self, manifest: &Manifest, mtime: i64) -> Result<W> {
+        let doc = Doc {
+            entries: &manifest.entries,
+            txt: manifest.to_text(),
+            json_len: manifest.json_len(),
+            write_json: &|w| manifest.write_json(w),
+            to_json: &|| manifest.to_json(),
+        };
+        self.finish_doc(doc, mtime)
+    }
+
+    /// [`ArchiveWriter::finish`] for an archive of a chain: its manifest
+    /// carries the chain.
+    pub fn finish_link(self, manifest: &LinkManifest, mtime: i64) -> Result<W> {
+        let doc = Doc {
+            entries: &manifest.manifest.entries,
+            txt: manifest.to_text(),
+            json_len: manifest.json_len(),
+            write_json: &|w| manifest.write_json(w),
+            to_json: &|| manifest.to_json(),
+        };
+        self.finish_doc(doc, mtime)
+    }
+
+    fn finish_doc(mut self, doc: Doc<'_>, mtime: i64) -> Result<W> {
+        let taken: std::collections::BTreeSet<&[u8]> = doc
             .entries
             .iter()
             .map(|e| e.path.as_bytes())
             .filter(|p| !p.contains(&b'/'))
             .collect();
         let (txt_name, json_name) = crate::manifest::manifest_names(&taken);
-        let txt = manifest.to_text();
+        let txt = doc.txt;
         let werr = |e: io::Error| Error::operational(format!("writing the archive: {e}"));
         self.tar
             .append_pax_extensions([("comment", crate::manifest::TXT_MARK.as_bytes())])
@@ -347,7 +468,7 @@ impl<W: Write> ArchiveWriter<W> {
         self.tar
             .append_pax_extensions([("comment", crate::manifest::JSON_MARK.as_bytes())])
             .map_err(werr)?;
-        let len = manifest.json_len();
+        let len = doc.json_len;
         let path = format!("{}/{json_name}", self.top);
         let mut h = header(tar::EntryType::Regular, len, 0o600, mtime);
         if path.len() < 100 && h.set_path(&path).is_ok() {
@@ -358,7 +479,7 @@ impl<W: Write> ArchiveWriter<W> {
                 inner: &mut *out,
                 count: 0,
             };
-            manifest.write_json(&mut counted).map_err(werr)?;
+            (doc.write_json)(&mut counted).map_err(werr)?;
             if counted.count != len {
                 return Err(Error::operational(format!(
                     "manifest.json came out as {} bytes, announced {len}",
@@ -370,7 +491,7 @@ impl<W: Write> ArchiveWriter<W> {
         } else {
             // a top-level name too long for a plain header: tar writes the
             // long-name extension, from a buffer
-            let json = manifest.to_json();
+            let json = (doc.to_json)();
             self.append(h, json_name.as_bytes(), &json[..])
                 .map_err(werr)?;
         }
