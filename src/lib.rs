@@ -41,6 +41,7 @@ pub mod restore;
 pub mod retention;
 pub mod rotate;
 pub mod schedule;
+pub mod sign;
 pub mod source;
 pub mod status;
 pub mod store;
