@@ -10,6 +10,12 @@
 //!   for the restore years later. The secret key (optionally passphrase
 //!   protected) and the certificate are written armored.
 //!
+//! - signing: an Ed25519 key in OpenSSH format (what `ssh-keygen -t ed25519`
+//!   writes, optionally passphrase protected with bcrypt-pbkdf + AES-256-CTR
+//!   as ssh-keygen does), for `backup --sign-key`; it signs archives and
+//!   decrypts nothing. Its public line goes into the restore machine's
+//!   `allowed_signers` (see [`crate::sign`]).
+//!
 //! Every file is created exclusively with mode 0600: an existing key is never
 //! overwritten (exit 1). Prints nothing: the `keygen` command asks for the
 //! passphrase and renders the result.
@@ -27,6 +33,8 @@ pub const AGE_KEY: &str = "secureclaw-backup.age-key";
 pub const AGE_PUB: &str = "secureclaw-backup.age-key.pub";
 pub const PGP_SEC: &str = "secureclaw-backup.pgp.sec.asc";
 pub const PGP_PUB: &str = "secureclaw-backup.pgp.pub.asc";
+pub const SIGNING_KEY: &str = "secureclaw-backup.signing-key";
+pub const SIGNING_PUB: &str = "secureclaw-backup.signing-key.pub";
 
 /// What was created.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -151,6 +159,108 @@ pub fn generate_openpgp(
         fingerprint: Some(fpr),
         key_id: Some(cert.keyid().to_hex()),
         secret_file: sec_path,
+        public_file: pub_path,
+        passphrase_protected: pass.is_some(),
+    })
+}
+
+/// What `keygen signing` created.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GeneratedSigning {
+    pub kind: &'static str,
+    /// `ssh-ed25519 AAAA… secureclaw-backup@HOST`
+    pub public_key: String,
+    /// The line for `allowed_signers` on the machines that check archives.
+    pub allowed_signers: String,
+    /// `SHA256:…`
+    pub fingerprint: String,
+    /// The principal: this host's name (`uname -n`), as manifests record it.
+    pub principal: String,
+    pub secret_file: PathBuf,
+    pub public_file: PathBuf,
+    pub passphrase_protected: bool,
+}
+
+/// This host's name as `uname -n` prints it (and as backups record it).
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The `allowed_signers` line trusting `public` (`ssh-ed25519 AAAA…`) to sign
+/// archives of `principal` (quoted when it holds blanks or quotes cannot
+/// occur in it: a name with a double quote is refused).
+pub fn allowed_signers_line(principal: &str, public: &str) -> Result<String> {
+    if principal.is_empty()
+        || principal.contains(['"', ',', '\n', '\r'])
+        || principal.starts_with(['#', '!'])
+    {
+        return Err(Error::usage(format!(
+            "the host name {} cannot be a principal of an allowed_signers line",
+            crate::text::Safe(principal)
+        ))
+        .hint("give the host a plain name (hostnamectl set-hostname NAME), or write the allowed_signers line by hand"));
+    }
+    let p = if principal.contains([' ', '\t']) {
+        format!("\"{principal}\"")
+    } else {
+        principal.to_owned()
+    };
+    Ok(format!(
+        "{p} namespaces=\"{}\" {public}",
+        crate::sign::NAMESPACE
+    ))
+}
+
+/// Generates an Ed25519 signing key into `dir` for `principal` (normally
+/// [`host_name`]).
+pub fn generate_signing(
+    dir: &Path,
+    principal: &str,
+    pass: Option<&SecretString>,
+) -> Result<GeneratedSigning> {
+    let key_path = dir.join(SIGNING_KEY);
+    let pub_path = dir.join(SIGNING_PUB);
+    crate::store::mkdir_private(dir)?;
+    refuse_existing(&[&key_path, &pub_path])?;
+    let fail = |e: ssh_key::Error| {
+        Error::operational(format!("generating the signing key failed: {e}"))
+            .hint("this is a bug in secureclaw-backup; please report it")
+    };
+    let mut rng = crate::sign::OsRandom::new()?;
+    let seed = rng.seed::<32>();
+    let pair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
+    let key = ssh_key::PrivateKey::new(
+        ssh_key::private::KeypairData::Ed25519(pair),
+        format!("secureclaw-backup@{principal}"),
+    )
+    .map_err(fail)?;
+    let public_key = key.public_key().to_openssh().map_err(fail)?;
+    let bare = {
+        let mut p = key.public_key().clone();
+        p.set_comment("");
+        p.to_openssh().map_err(fail)?.trim_end().to_owned()
+    };
+    let allowed = allowed_signers_line(principal, &bare)?;
+    let text: Zeroizing<String> = match pass {
+        None => key.to_openssh(ssh_key::LineEnding::LF).map_err(fail)?,
+        Some(p) => key
+            .encrypt(&mut rng, p.expose_secret().as_bytes())
+            .map_err(fail)?
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(fail)?,
+    };
+    write_new(&key_path, text.as_bytes())?;
+    write_new(&pub_path, format!("{public_key}\n").as_bytes())?;
+    Ok(GeneratedSigning {
+        kind: "signing",
+        fingerprint: crate::sign::ssh::fingerprint(key.public_key().key_data()),
+        public_key,
+        allowed_signers: allowed,
+        principal: principal.to_owned(),
+        secret_file: key_path,
         public_file: pub_path,
         passphrase_protected: pass.is_some(),
     })
@@ -333,6 +443,79 @@ mod tests {
             .env("GNUPGHOME", &home)
             .args(["--kill", "all"])
             .output();
+    }
+
+    #[test]
+    fn signing_key_is_private_loads_and_signs() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("keys");
+        let g = generate_signing(&out, "web-1", None).unwrap();
+        assert_eq!(mode(&g.secret_file), 0o600);
+        assert!(g.public_key.starts_with("ssh-ed25519 AAAA"));
+        assert!(g.public_key.ends_with(" secureclaw-backup@web-1"));
+        assert!(g
+            .allowed_signers
+            .starts_with("web-1 namespaces=\"secureclaw-backup\" ssh-ed25519 AAAA"));
+        let text = std::fs::read_to_string(&g.secret_file).unwrap();
+        assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        let key = crate::sign::SigningKey::from_file(
+            &g.secret_file,
+            &crate::crypto::PassphraseSource::new(None),
+            &crate::events::Silent,
+        )
+        .unwrap();
+        assert_eq!(key.fingerprint(), g.fingerprint);
+        let signers =
+            crate::sign::AllowedSigners::parse(&g.allowed_signers, Path::new("a")).unwrap();
+        assert_eq!(signers.lines[0].principals, ["web-1"]);
+        let err = generate_signing(&out, "web-1", None).unwrap_err();
+        assert!(err.message.contains("already exists"));
+        // a second key is another key
+        let g2 = generate_signing(&t.path().join("k2"), "web-1", None).unwrap();
+        assert_ne!(g2.fingerprint, g.fingerprint);
+    }
+
+    #[test]
+    fn signing_key_with_passphrase() {
+        let t = tempfile::tempdir().unwrap();
+        let pass = SecretString::from("signing pass".to_owned());
+        let g = generate_signing(t.path(), "web-1", Some(&pass)).unwrap();
+        let pf = t.path().join("pf");
+        std::fs::write(&pf, "signing pass\n").unwrap();
+        std::fs::set_permissions(&pf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let key = crate::sign::SigningKey::from_file(
+            &g.secret_file,
+            &crate::crypto::PassphraseSource::new(Some(pf)),
+            &crate::events::Silent,
+        )
+        .unwrap();
+        assert_eq!(key.fingerprint(), g.fingerprint);
+        let err = crate::sign::SigningKey::from_file(
+            &g.secret_file,
+            &crate::crypto::PassphraseSource::new(None),
+            &crate::events::Silent,
+        );
+        // without a terminal and a file: a key error asking for the passphrase
+        if let Err(e) = err {
+            assert_eq!(e.kind.exit_code(), 4);
+        }
+    }
+
+    #[test]
+    fn allowed_signers_line_quotes_or_refuses() {
+        assert_eq!(
+            allowed_signers_line("my host", "ssh-ed25519 AAAA").unwrap(),
+            "\"my host\" namespaces=\"secureclaw-backup\" ssh-ed25519 AAAA"
+        );
+        for bad in ["", "a,b", "a\"b", "!a", "#a"] {
+            assert_eq!(
+                allowed_signers_line(bad, "ssh-ed25519 AAAA")
+                    .unwrap_err()
+                    .kind
+                    .exit_code(),
+                2
+            );
+        }
     }
 
     #[test]

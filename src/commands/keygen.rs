@@ -1,6 +1,7 @@
-//! `keygen`: create a backup key pair (see [`secureclaw_backup::keygen`] for what is
-//! written): asks for the passphrase, then renders the files and the
-//! recipient to put in `SECURECLAW_BACKUP_KEY`.
+//! `keygen`: create a backup key pair or a signing key (see
+//! [`secureclaw_backup::keygen`] for what is written): asks for the
+//! passphrase, then renders the files and the recipient to put in
+//! `SECURECLAW_BACKUP_KEY`, or the signing key's `allowed_signers` line.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,9 @@ use serde_json::json;
 
 use secureclaw_backup::crypto::passphrase::{prompt, read_passphrase_file};
 use secureclaw_backup::error::{Error, Result};
-use secureclaw_backup::keygen::{generate_age, generate_openpgp, Generated};
+use secureclaw_backup::keygen::{
+    generate_age, generate_openpgp, generate_signing, host_name, Generated, GeneratedSigning,
+};
 use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,6 +21,8 @@ pub enum KeyKind {
     Age,
     /// OpenPGP v4 certificate with an encryption subkey (GnuPG 2.2 compatible)
     Openpgp,
+    /// Ed25519 signing key (OpenSSH format) for `backup --sign-key`; it cannot decrypt
+    Signing,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +46,10 @@ pub struct Args {
     /// OpenPGP user id e-mail
     #[arg(long, value_name = "EMAIL")]
     pub email: Option<String>,
+    /// Signing key: the principal of the allowed_signers line (default: this host's
+    /// name as `uname -n` prints it, which backups record in their manifest)
+    #[arg(long, value_name = "NAME")]
+    pub principal: Option<String>,
 }
 
 fn get_passphrase(args: &Args) -> Result<Option<SecretString>> {
@@ -104,27 +113,72 @@ fn human(g: &Generated) -> String {
     out
 }
 
+fn human_signing(g: &GeneratedSigning) -> String {
+    format!(
+        "Created a signing key{}:\n  secret: {}\n  public: {}\n  fingerprint: {}\n\n\
+         Public key:\n  {}\n\n\
+         On every machine that restores or checks these backups, add this line to the\n\
+         allowed_signers file given with --signers (principal: the backup host's name):\n  {}\n\n\
+         Sign backups on this host: backup --sign-key {}\n\
+         Check with stock tools: ssh-keygen -Y verify -f allowed_signers -I {} -n {} -s ARCHIVE.sig < ARCHIVE\n\n\
+         This key only signs: it cannot decrypt any backup. Whoever has it can make archives\n\
+         that pass as this host's until its line is removed from allowed_signers.\n",
+        if g.passphrase_protected {
+            " (passphrase protected)"
+        } else {
+            ""
+        },
+        g.secret_file.display(),
+        g.public_file.display(),
+        g.fingerprint,
+        g.public_key,
+        g.allowed_signers,
+        secureclaw_backup::paths::absolute(&g.secret_file).display(),
+        g.principal,
+        secureclaw_backup::sign::NAMESPACE,
+    )
+}
+
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let pass = get_passphrase(&args)?;
-    let g = match args.kind {
-        KeyKind::Age => generate_age(&args.out, pass.as_ref())?,
+    let (text, mut doc) = match args.kind {
+        KeyKind::Age => {
+            let g = generate_age(&args.out, pass.as_ref())?;
+            (human(&g), json!(g))
+        }
         KeyKind::Openpgp => {
             let uid = match &args.email {
                 Some(e) => format!("{} <{e}>", args.name),
                 None => args.name.clone(),
             };
-            generate_openpgp(&args.out, &uid, pass.as_ref())?
+            let g = generate_openpgp(&args.out, &uid, pass.as_ref())?;
+            (human(&g), json!(g))
+        }
+        KeyKind::Signing => {
+            let principal = args.principal.clone().unwrap_or_else(host_name);
+            let g = generate_signing(&args.out, &principal, pass.as_ref())?;
+            (human_signing(&g), json!(g))
         }
     };
-    let mut doc = json!(g);
     doc["ok"] = json!(true);
-    ui.result(human(&g), doc);
+    ui.result(text, doc);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signing_output_has_the_allowed_signers_line() {
+        let t = tempfile::tempdir().unwrap();
+        let g = generate_signing(&t.path().join("keys"), "web-1", None).unwrap();
+        let h = human_signing(&g);
+        assert!(h.contains(&g.allowed_signers), "{h}");
+        assert!(h.contains(&g.public_key), "{h}");
+        assert!(h.contains("ssh-keygen -Y verify"), "{h}");
+        assert!(h.contains("cannot decrypt"), "{h}");
+    }
 
     #[test]
     fn human_says_to_keep_the_key_offline() {
