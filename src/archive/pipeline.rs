@@ -112,30 +112,8 @@ impl Read for StageReader {
     }
 }
 
-/// Wraps the archive file so that its own I/O errors are reported as
-/// operational errors (exit 1) on its path, distinct from the integrity
-/// errors that the decryption and decompression layers raise.
-pub struct SourceFile<R> {
-    inner: R,
-    path: std::path::PathBuf,
-}
-
-impl<R: Read> SourceFile<R> {
-    pub fn new(inner: R, path: &Path) -> Self {
-        SourceFile {
-            inner,
-            path: path.to_owned(),
-        }
-    }
-}
-
-impl<R: Read> Read for SourceFile<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).map_err(|e| {
-            crate::error::into_io(crate::error::Error::io("reading archive", &self.path, e))
-        })
-    }
-}
+/// (The archive file's reader, whose own I/O errors name it: in `store`.)
+pub use crate::store::SourceFile;
 
 /// Opens an archive file and returns its decrypted payload (the gzip stream):
 /// detects the format by its magic bytes and starts decryption on its own

@@ -193,10 +193,11 @@ pub(super) fn free_bytes(root: &Path) -> Option<u64> {
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// A file as a buffered stream whose errors name it.
-pub(super) fn open_file(p: &Path, what: &str) -> Result<Box<dyn Read + Send>> {
+/// A file as a buffered stream whose errors name it (`what`: "opening
+/// archive", "opening").
+pub fn open_file(p: &Path, what: &str) -> Result<Box<dyn Read + Send>> {
     let f = File::open(p).at(what, p)?;
-    Ok(Box::new(crate::archive::pipeline::SourceFile::new(
+    Ok(Box::new(super::SourceFile::new(
         io::BufReader::with_capacity(256 * 1024, f),
         p,
     )))

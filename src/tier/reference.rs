@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, Format, HeaderInfo, Identities};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::store::{self, SidecarStatus, Store};
 
 use super::Remote;
@@ -42,13 +42,7 @@ impl ArchiveRef {
     /// operational errors on its name (exit 1).
     pub fn open(&self) -> Result<Box<dyn Read + Send>> {
         match self {
-            ArchiveRef::Local(p) => {
-                let f = std::fs::File::open(p).at("opening archive", p)?;
-                Ok(Box::new(crate::archive::pipeline::SourceFile::new(
-                    io::BufReader::with_capacity(256 * 1024, f),
-                    p,
-                )))
-            }
+            ArchiveRef::Local(p) => store::local::open_file(p, "opening archive"),
             ArchiveRef::Remote(r) => r.tier.open(&r.name),
         }
     }
