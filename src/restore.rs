@@ -135,7 +135,6 @@ pub struct PreparedRestore {
     staging: Option<StagingGuard>,
     outcome: Outcome,
     kept: Vec<RelPath>,
-    carry: Vec<PathBuf>,
     snapshot_to: Option<Arc<dyn Encryptor>>,
     phases: Vec<(String, f64)>,
     mark: Instant,
@@ -552,9 +551,18 @@ fn stage(
         })
         .cloned()
         .collect();
-    let (carried, carry) = match &outcome.manifest {
-        Some(m) => select_skipped(target, staging_dir, m, &outcome),
-        None => (vec![], vec![]),
+    // what a kept unit brings along already is not counted twice
+    let carried = match &outcome.manifest {
+        Some(m) => {
+            let (shown, paths) = select_skipped(target, staging_dir, m, &outcome);
+            shown
+                .into_iter()
+                .zip(paths)
+                .filter(|(_, p)| !kept.iter().any(|k| p.starts_with(k.as_path())))
+                .map(|(s, _)| s)
+                .collect()
+        }
+        None => vec![],
     };
     let target_has_data = fs::read_dir(target)
         .map(|mut r| r.next().is_some())
@@ -597,7 +605,6 @@ fn stage(
         staging,
         outcome,
         kept,
-        carry,
         snapshot_to: opts.snapshot_to.clone(),
         phases,
         mark,
@@ -665,10 +672,10 @@ pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<R
             events.warn(&w);
             report.plan.warnings.push(w);
         }
-        if p.outcome.manifest.is_some() {
-            let mut kept: Vec<String> = p
-                .plan
-                .carried
+        if let Some(m) = &p.outcome.manifest {
+            // chosen again now that the kept units are in the staged tree
+            let (carried, carry) = select_skipped(target, Some(staging), m, &p.outcome);
+            let mut kept: Vec<String> = carried
                 .iter()
                 .map(|c| {
                     format!("kept {c} from the current tree (seen but not archived at backup time)")
@@ -677,8 +684,9 @@ pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<R
             kept.extend(link_or_carry(
                 target,
                 staging,
-                p.carry.iter().map(PathBuf::as_path),
+                carry.iter().map(PathBuf::as_path),
             )?);
+            report.plan.carried = carried;
             for w in kept {
                 events.detail(&w);
                 report.plan.warnings.push(w);
