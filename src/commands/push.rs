@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::store::{self, LocalStore, Store};
 use secureclaw_backup::tier::{self, push::PushReport};
-use secureclaw_backup::ui::Ui;
+use crate::ui::Ui;
 
 /// `--config FILE`, shared by the commands that use tiers.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -100,10 +100,7 @@ pub fn resolve(arg: &Path, tier_name: Option<&str>, config: &ConfigArgs) -> Resu
                 .hint("see the names with `list --tier NAME`")
             })?;
         let (_, t) = config.tier(name)?;
-        return Ok(match t.local_path(file) {
-            Some(p) => ArchiveRef::Local(p),
-            None => ArchiveRef::Remote(tier::Remote::new(t, file)?),
-        });
+        return ArchiveRef::in_store(t, file);
     }
     if tier::is_remote(arg) {
         let url = arg.to_str().unwrap_or_default();

@@ -5,7 +5,10 @@
 //! state, the keyless structure check ([`ArchiveRef::inspect`]) and the
 //! decrypt → gunzip tar stream ([`ArchiveRef::open_tar_stream`]). Callers are
 //! written once against it; what differs between a file and an object (how
-//! bytes are fetched, the wording of a hint) stays in here.
+//! bytes are fetched, the wording of a hint) stays in here. An entry of any
+//! [`Store`] becomes one with [`ArchiveRef::in_store`], and the catalogue
+//! reads entries it only borrows through [`inspect_entry`] and
+//! [`sidecar_status_entry`].
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -25,6 +28,15 @@ pub enum ArchiveRef {
 }
 
 impl ArchiveRef {
+    /// Entry `name` of `store`: the file itself when the store is a local
+    /// directory (read in place), else the object.
+    pub fn in_store(store: Box<dyn Store>, name: &str) -> Result<ArchiveRef> {
+        Ok(match store.local_path(name) {
+            Some(p) => ArchiveRef::Local(p),
+            None => ArchiveRef::Remote(Remote::new(store, name)?),
+        })
+    }
+
     /// The name used in messages and reports: the path, or the object's URL.
     pub fn label(&self) -> PathBuf {
         match self {
