@@ -633,3 +633,53 @@ fn gpg_verifies_our_openpgp_signature_and_we_verify_gpgs() {
         5
     );
 }
+
+#[test]
+fn revoked_openpgp_signer_is_refused_and_expired_key_cannot_sign() {
+    use openpgp::cert::{CertBuilder, CipherSuite};
+    use openpgp::serialize::SerializeInto;
+    use sequoia_openpgp as openpgp;
+    let t = tempfile::tempdir().unwrap();
+    let archive = write_archive(t.path());
+    let (cert, revocation) = CertBuilder::new()
+        .set_profile(openpgp::Profile::RFC4880)
+        .unwrap()
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .add_userid("web-1")
+        .add_signing_subkey()
+        .generate()
+        .unwrap();
+    let sec = t.path().join("sec.asc");
+    std::fs::write(&sec, cert.as_tsk().armored().to_vec().unwrap()).unwrap();
+    std::fs::set_permissions(&sec, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = SigningKey::from_file(&sec, &PassphraseSource::new(None), &Silent).unwrap();
+    sign_like_backup(&key, &archive);
+    let public = t.path().join("pub.asc");
+    std::fs::write(&public, cert.armored().to_vec().unwrap()).unwrap();
+    sign::verify_file(&archive, &trusted(&public), Utc::now()).unwrap();
+    // the operator revokes the certificate: its signatures are refused
+    let (revoked, _) = cert.insert_packets(revocation).unwrap();
+    let rpub = t.path().join("revoked.asc");
+    std::fs::write(&rpub, revoked.armored().to_vec().unwrap()).unwrap();
+    let err = sign::verify_file(&archive, &trusted(&rpub), Utc::now()).unwrap_err();
+    assert_eq!(err.kind.exit_code(), 5);
+    assert!(err.message.contains("revoked"), "{}", err.message);
+
+    // a key that expired cannot sign (exit 4)
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(10 * 86400);
+    let (old, _) = CertBuilder::new()
+        .set_profile(openpgp::Profile::RFC4880)
+        .unwrap()
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .set_creation_time(past)
+        .set_validity_period(std::time::Duration::from_secs(86400))
+        .add_userid("web-1")
+        .add_signing_subkey()
+        .generate()
+        .unwrap();
+    let osec = t.path().join("old.asc");
+    std::fs::write(&osec, old.as_tsk().armored().to_vec().unwrap()).unwrap();
+    std::fs::set_permissions(&osec, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = SigningKey::from_file(&osec, &PassphraseSource::new(None), &Silent).unwrap_err();
+    assert_eq!(err.kind.exit_code(), 4, "{}", err.message);
+}

@@ -281,31 +281,40 @@ impl PgpCheck {
                 continue;
             }
             let issuers = sig.get_issuers();
-            let made = sig.signature_creation_time().unwrap_or(now_sys);
             for tc in certs {
-                let Ok(vc) = tc.cert.with_policy(&POLICY, made) else {
-                    continue;
+                let names_issuer = tc.cert.keys().key_handles(issuers.iter()).next().is_some();
+                // Trust is judged now, as for SSH keys (valid-before): the
+                // signature's creation time is the signer's claim, and a
+                // stolen key could backdate it.
+                let vc = match tc.cert.with_policy(&POLICY, now_sys) {
+                    Ok(vc) => vc,
+                    Err(e) => {
+                        if names_issuer {
+                            reasons.push(format!(
+                                "certificate {} is not valid now ({e})",
+                                tc.cert.fingerprint().to_hex()
+                            ));
+                        }
+                        continue;
+                    }
                 };
+                if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+                    if names_issuer {
+                        reasons.push(format!(
+                            "certificate {} is revoked",
+                            tc.cert.fingerprint().to_hex()
+                        ));
+                    }
+                    continue;
+                }
                 for ka in vc.keys().for_signing().key_handles(issuers.iter()) {
                     let fpr = ka.key().fingerprint().to_hex();
                     if let Err(e) = ka.alive() {
-                        reasons.push(format!("key {fpr} was not valid when it signed ({e})"));
+                        reasons.push(format!("key {fpr} is not valid now ({e})"));
                         continue;
                     }
-                    let revoked_now = tc
-                        .cert
-                        .with_policy(&POLICY, now_sys)
-                        .map(|v| {
-                            matches!(v.revocation_status(), RevocationStatus::Revoked(_))
-                                || v.keys().key_handle(ka.key().key_handle()).any(|k| {
-                                    matches!(k.revocation_status(), RevocationStatus::Revoked(_))
-                                })
-                        })
-                        .unwrap_or(true);
-                    if revoked_now {
-                        reasons.push(format!(
-                            "key {fpr} is revoked or its certificate is not valid now"
-                        ));
+                    if let RevocationStatus::Revoked(_) = ka.revocation_status() {
+                        reasons.push(format!("key {fpr} is revoked"));
                         continue;
                     }
                     if let Err(e) =
