@@ -256,4 +256,44 @@ mod tests {
             5
         );
     }
+    #[test]
+    fn one_plan_for_any_store_dry_run_equals_the_run() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 10, 12, 0, 0).unwrap();
+        for day in 1..=4 {
+            let n = format!("daily_202603{day:02}_020000.tar.gz.age");
+            touch(&d.join(&n));
+            if day != 2 {
+                touch(&d.join(format!("{n}.sha256")));
+            }
+        }
+        touch(&d.join("notes.txt"));
+        let nas = store::DirStore::new(d.to_owned());
+        let policy = Policy {
+            keep_daily: 2,
+            ..Policy::default()
+        };
+        let p = plan(&nas, &|a| local_decisions(&policy, None, a, now)).unwrap();
+        assert_eq!(p.decisions.iter().filter(|d| !d.keep).count(), 2);
+        // the sidecar is planned only where there is one
+        assert_eq!(
+            p.would_remove(),
+            [
+                "daily_20260302_020000.tar.gz.age",
+                "daily_20260301_020000.tar.gz.age",
+                "daily_20260301_020000.tar.gz.age.sha256"
+            ]
+        );
+        let mut seen = Vec::new();
+        let removed = apply(&nas, &p, &mut |n| seen.push(n.to_owned())).unwrap();
+        assert_eq!(removed, p.would_remove());
+        assert_eq!(seen, removed);
+        assert!(d.join("notes.txt").exists());
+        assert!(d.join("daily_20260303_020000.tar.gz.age.sha256").exists());
+        // nothing left to drop: an empty plan, and applying it removes nothing
+        let again = plan(&nas, &|a| local_decisions(&policy, None, a, now)).unwrap();
+        assert!(again.removals.is_empty());
+        assert!(apply(&nas, &again, &mut |_| {}).unwrap().is_empty());
+    }
 }

@@ -311,17 +311,44 @@ pub enum SidecarStatus {
 /// Reads the expected digest from the sidecar of `archive`, if any.
 pub fn read_sidecar(archive: &Path) -> Result<Option<String>> {
     let side = sidecar_path(archive);
-    let text = match fs::read_to_string(&side) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("reading sidecar", &side, e)),
-    };
+    match fs::read(&side) {
+        Ok(b) => Ok(Some(parse_sidecar(&b))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading sidecar", &side, e)),
+    }
+}
+
+/// The digest of a sidecar's text (`<64 hex digits>  <name>`), or `""` when
+/// malformed.
+pub fn parse_sidecar(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
     let first = text.split_whitespace().next().unwrap_or("");
     if first.len() == 64 && first.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(Some(first.to_ascii_lowercase()))
+        first.to_ascii_lowercase()
     } else {
-        Ok(Some(String::new()))
+        String::new()
     }
+}
+
+/// The state of a sidecar that names `expected` (`None`: absent, `""`:
+/// malformed); `actual` gives the digest of the archive's bytes and is
+/// called only when there is a digest to compare with.
+pub fn judge_sidecar(
+    expected: Option<String>,
+    actual: impl FnOnce() -> Result<String>,
+) -> Result<SidecarStatus> {
+    Ok(match expected {
+        None => SidecarStatus::Missing,
+        Some(e) if e.is_empty() => SidecarStatus::Malformed,
+        Some(expected) => {
+            let actual = actual()?;
+            if actual == expected {
+                SidecarStatus::Ok
+            } else {
+                SidecarStatus::Mismatch { expected, actual }
+            }
+        }
+    })
 }
 
 /// SHA-256 of a whole file, hex.
@@ -341,18 +368,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 /// Checks an archive against its sidecar.
 pub fn check_sidecar(archive: &Path) -> Result<SidecarStatus> {
-    match read_sidecar(archive)? {
-        None => Ok(SidecarStatus::Missing),
-        Some(e) if e.is_empty() => Ok(SidecarStatus::Malformed),
-        Some(expected) => {
-            let actual = sha256_file(archive)?;
-            Ok(if actual == expected {
-                SidecarStatus::Ok
-            } else {
-                SidecarStatus::Mismatch { expected, actual }
-            })
-        }
-    }
+    judge_sidecar(read_sidecar(archive)?, || sha256_file(archive))
 }
 
 /// `--dest` if given, else [`default_dest`].

@@ -236,17 +236,6 @@ pub fn sidecar_line(digest: &str, name: &str) -> String {
     format!("{digest}  {name}\n")
 }
 
-/// The digest of a sidecar's text, or `""` when malformed.
-pub fn parse_sidecar(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let first = text.split_whitespace().next().unwrap_or("");
-    if first.len() == 64 && first.bytes().all(|b| b.is_ascii_hexdigit()) {
-        first.to_ascii_lowercase()
-    } else {
-        String::new()
-    }
-}
-
 /// The digest an entry's sidecar names: `None` when absent, `Some("")` when
 /// malformed.
 pub fn read_sidecar_of(store: &dyn Store, name: &str) -> Result<Option<String>> {
@@ -255,16 +244,13 @@ pub fn read_sidecar_of(store: &dyn Store, name: &str) -> Result<Option<String>> 
         .map(|b| parse_sidecar(&b)))
 }
 
-/// An entry's sidecar compared with the SHA-256 of its bytes (read streamed).
+/// An entry's sidecar compared with the SHA-256 of its bytes (read
+/// streamed, also when there is no sidecar to compare with: a stored copy
+/// that cannot be read back is reported).
 pub fn sidecar_status(store: &dyn Store, name: &str) -> Result<SidecarStatus> {
     let expected = read_sidecar_of(store, name)?;
     let (actual, _) = digest(store, name)?;
-    Ok(match expected {
-        None => SidecarStatus::Missing,
-        Some(e) if e.is_empty() => SidecarStatus::Malformed,
-        Some(e) if e == actual => SidecarStatus::Ok,
-        Some(expected) => SidecarStatus::Mismatch { expected, actual },
-    })
+    judge_sidecar(expected, || Ok(actual))
 }
 
 /// The error of a [`Store::put`] whose bytes do not hash to the sidecar's digest.
