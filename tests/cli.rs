@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{code, example_key, write_file, Env};
+use common::{code, example_key, s as p, write_file, Sandbox};
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -20,10 +20,6 @@ fn out(o: &Output) -> String {
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// Exactly one JSON document on stdout, with a boolean `ok`.
@@ -56,8 +52,8 @@ fn quiet_tree(root: &Path) {
 
 /// An example key copied to an owner-only file (the checked-out copies are
 /// 0644 and would draw the "group/other-readable identity" warning).
-fn private_copy(env: &Env, name: &str) -> PathBuf {
-    let to = env.path(name);
+fn private_copy(env: &Sandbox, name: &str) -> PathBuf {
+    let to = env.p(name);
     fs::copy(example_key(name), &to).unwrap();
     fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).unwrap();
     to
@@ -72,7 +68,7 @@ fn age_pub(name: &str) -> String {
 
 /// Sandbox with a data dir, a destination and one age backup of it.
 struct Setup {
-    env: Env,
+    env: Sandbox,
     data: PathBuf,
     dest: PathBuf,
     key: PathBuf,
@@ -80,12 +76,12 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let env = Env::new();
-    let data = env.path("data");
+    let env = Sandbox::new();
+    let data = env.p("data");
     quiet_tree(&data);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     let key = private_copy(&env, "age-example.key");
-    let o = env.run(&[
+    let o = env.output(&[
         "-q",
         "backup",
         "--source",
@@ -107,10 +103,10 @@ fn setup() -> Setup {
 }
 
 /// A configuration with one NAS (directory) tier.
-fn nas_config(env: &Env) -> PathBuf {
-    let nas = env.path("nas");
+fn nas_config(env: &Sandbox) -> PathBuf {
+    let nas = env.p("nas");
     fs::create_dir_all(&nas).unwrap();
-    let config = env.path("config.toml");
+    let config = env.p("config.toml");
     fs::write(
         &config,
         format!(
@@ -133,7 +129,7 @@ fn quiet_success_prints_nothing() {
     let s = setup();
     let env = &s.env;
     // the backup of setup() ran with -q as well
-    let o = env.run(&[
+    let o = env.output(&[
         "-q",
         "backup",
         "--source",
@@ -144,20 +140,20 @@ fn quiet_success_prints_nothing() {
         &age_pub("age-example.pub"),
     ]);
     assert_silent(&o, "backup");
-    let o = env.run(&["-q", "verify", p(&s.archive)]);
+    let o = env.output(&["-q", "verify", p(&s.archive)]);
     assert_silent(&o, "verify (keyless)");
-    let o = env.run(&["-q", "verify", p(&s.archive), "-i", p(&s.key)]);
+    let o = env.output(&["-q", "verify", p(&s.archive), "-i", p(&s.key)]);
     assert_silent(&o, "verify -i");
-    let o = env.run(&["-q", "prune", "--dest", p(&s.dest)]);
+    let o = env.output(&["-q", "prune", "--dest", p(&s.dest)]);
     assert_silent(&o, "prune");
-    let o = env.run(&["-q", "prune", "--dest", p(&s.dest), "--dry-run"]);
+    let o = env.output(&["-q", "prune", "--dest", p(&s.dest), "--dry-run"]);
     assert_silent(&o, "prune --dry-run");
-    let o = env.run(&["-q", "list", "--dest", p(&s.dest)]);
+    let o = env.output(&["-q", "list", "--dest", p(&s.dest)]);
     assert_silent(&o, "list");
-    let o = env.run(&["-q", "status", "--dest", p(&s.dest)]);
+    let o = env.output(&["-q", "status", "--dest", p(&s.dest)]);
     assert_silent(&o, "status");
-    let target = env.path("restored");
-    let o = env.run(&[
+    let target = env.p("restored");
+    let o = env.output(&[
         "-q",
         "restore",
         p(&s.archive),
@@ -171,9 +167,9 @@ fn quiet_success_prints_nothing() {
     ]);
     assert_silent(&o, "restore");
     assert!(target.join("credentials/oauth.json").is_file());
-    let o = env.run(&["-q", "validate", "--target", p(&target)]);
+    let o = env.output(&["-q", "validate", "--target", p(&target)]);
     assert_silent(&o, "validate");
-    let o = env.run(&[
+    let o = env.output(&[
         "-q",
         "drill",
         "--dest",
@@ -181,15 +177,15 @@ fn quiet_success_prints_nothing() {
         "-i",
         p(&s.key),
         "--scratch",
-        p(&env.path("tmp")),
+        p(&env.p("env/tmp")),
     ]);
     assert_silent(&o, "drill");
-    let o = env.run(&["-q", "man", "--dir", p(&env.path("man"))]);
+    let o = env.output(&["-q", "man", "--dir", p(&env.p("man"))]);
     assert_silent(&o, "man --dir");
-    let o = env.run(&["-q", "keygen", "age", "--out", p(&env.path("keys"))]);
+    let o = env.output(&["-q", "keygen", "age", "--out", p(&env.p("keys"))]);
     assert_silent(&o, "keygen");
-    assert!(env.path("keys").read_dir().unwrap().count() >= 2);
-    let o = env.run(&[
+    assert!(env.p("keys").read_dir().unwrap().count() >= 2);
+    let o = env.output(&[
         "-q",
         "schedule",
         "cron",
@@ -200,7 +196,7 @@ fn quiet_success_prints_nothing() {
         p(&s.dest),
     ]);
     assert_silent(&o, "schedule --install");
-    let o = env.run(&[
+    let o = env.output(&[
         "-q",
         "rotate",
         "--dest",
@@ -213,11 +209,11 @@ fn quiet_success_prints_nothing() {
     ]);
     assert_silent(&o, "rotate --dry-run");
     let config = nas_config(env);
-    let o = env.run(&["-q", "push", "--dest", p(&s.dest), "--config", p(&config)]);
+    let o = env.output(&["-q", "push", "--dest", p(&s.dest), "--config", p(&config)]);
     assert_silent(&o, "push");
-    let o = env.run(&["-q", "list", "--tier", "nas", "--config", p(&config)]);
+    let o = env.output(&["-q", "list", "--tier", "nas", "--config", p(&config)]);
     assert_silent(&o, "list --tier");
-    let o = env.run(&[
+    let o = env.output(&[
         "-q",
         "verify",
         "--tier",
@@ -227,11 +223,11 @@ fn quiet_success_prints_nothing() {
         s.archive.file_name().unwrap().to_str().unwrap(),
     ]);
     assert_silent(&o, "verify --tier");
-    let o = env.run(&["-q", "prune", "--tier", "nas", "--config", p(&config)]);
+    let o = env.output(&["-q", "prune", "--tier", "nas", "--config", p(&config)]);
     assert_silent(&o, "prune --tier");
 
     // without -q the same commands do print their summary
-    let o = env.run(&["verify", p(&s.archive)]);
+    let o = env.output(&["verify", p(&s.archive)]);
     assert_eq!(code(&o), 0);
     assert!(out(&o).contains("1 verified"), "{}", out(&o));
 }
@@ -241,16 +237,16 @@ fn quiet_keeps_warnings_and_errors() {
     let s = setup();
     let env = &s.env;
     // a group-readable identity: the warning still shows under -q
-    let loose = env.path("loose.key");
+    let loose = env.p("loose.key");
     fs::copy(&s.key, &loose).unwrap();
     fs::set_permissions(&loose, fs::Permissions::from_mode(0o644)).unwrap();
-    let o = env.run(&["-q", "verify", p(&s.archive), "-i", p(&loose)]);
+    let o = env.output(&["-q", "verify", p(&s.archive), "-i", p(&loose)]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert_eq!(out(&o), "");
     assert!(err(&o).starts_with("warning: identity file"), "{}", err(&o));
     assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
     // an error: exit code, error and hint on stderr, nothing on stdout
-    let o = env.run(&["-q", "verify", p(&env.path("nope.tar.gz.age"))]);
+    let o = env.output(&["-q", "verify", p(&env.p("nope.tar.gz.age"))]);
     assert_eq!(code(&o), 1, "{}", err(&o));
     assert_eq!(out(&o), "");
     assert!(err(&o).contains("error:") && err(&o).contains("hint:"));
@@ -262,7 +258,7 @@ fn quiet_keeps_warnings_and_errors() {
 fn cron_line_is_quiet_on_success() {
     let s = setup();
     let env = &s.env;
-    let o = env.run(&[
+    let o = env.output(&[
         "schedule",
         "cron",
         "--source",
@@ -284,8 +280,8 @@ fn cron_line_is_quiet_on_success() {
         .arg(cmd)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.path("home"))
-        .env("TMPDIR", env.path("tmp"))
+        .env("HOME", env.p("env/home"))
+        .env("TMPDIR", env.p("env/tmp"))
         .env("SECURECLAW_BACKUP_KEY", age_pub("age-example.pub"))
         .stdin(Stdio::null())
         .output()
@@ -301,24 +297,24 @@ fn every_json_document_has_ok() {
     let env = &s.env;
     let recipient = age_pub("age-example.pub");
     let src = ["--source", p(&s.data), "--dest", p(&s.dest)];
-    let o = env.run(&[&["--json", "backup", "-r", &recipient][..], &src[..]].concat());
+    let o = env.output(&[&["--json", "backup", "-r", &recipient][..], &src[..]].concat());
     assert_eq!(doc(&o)["ok"], true, "backup");
     assert_eq!(doc(&o)["backup"]["format"], "age");
-    let o = env.run(&["--json", "verify", p(&s.archive)]);
+    let o = env.output(&["--json", "verify", p(&s.archive)]);
     assert_eq!(doc(&o)["ok"], true, "verify");
-    let o = env.run(&["--json", "list", "--dest", p(&s.dest)]);
+    let o = env.output(&["--json", "list", "--dest", p(&s.dest)]);
     assert_eq!(doc(&o)["ok"], true, "list");
-    let o = env.run(&["--json", "prune", "--dest", p(&s.dest), "--dry-run"]);
+    let o = env.output(&["--json", "prune", "--dest", p(&s.dest), "--dry-run"]);
     assert_eq!(doc(&o)["ok"], true, "prune");
-    let o = env.run(&["--json", "status", "--dest", p(&s.dest)]);
+    let o = env.output(&["--json", "status", "--dest", p(&s.dest)]);
     assert_eq!(doc(&o)["ok"], true, "status");
-    let empty = env.path("empty");
+    let empty = env.p("empty");
     fs::create_dir(&empty).unwrap();
-    let o = env.run(&["--json", "status", "--dest", p(&empty)]);
+    let o = env.output(&["--json", "status", "--dest", p(&empty)]);
     assert_eq!(code(&o), 6);
     assert_eq!(doc(&o)["ok"], false, "status, stale");
-    let target = env.path("restored");
-    let o = env.run(&[
+    let target = env.p("restored");
+    let o = env.output(&[
         "--json",
         "restore",
         p(&s.archive),
@@ -329,9 +325,9 @@ fn every_json_document_has_ok() {
         "--no-snapshot",
     ]);
     assert_eq!(doc(&o)["ok"], true, "restore: {}", err(&o));
-    let o = env.run(&["--json", "validate", "--target", p(&target)]);
+    let o = env.output(&["--json", "validate", "--target", p(&target)]);
     assert_eq!(doc(&o)["ok"], true, "validate");
-    let o = env.run(&[
+    let o = env.output(&[
         "--json",
         "drill",
         "--dest",
@@ -339,10 +335,10 @@ fn every_json_document_has_ok() {
         "-i",
         p(&s.key),
         "--scratch",
-        p(&env.path("tmp")),
+        p(&env.p("env/tmp")),
     ]);
     assert_eq!(doc(&o)["ok"], true, "drill");
-    let o = env.run(&[
+    let o = env.output(&[
         "--json",
         "rotate",
         "--dest",
@@ -354,16 +350,16 @@ fn every_json_document_has_ok() {
         "--dry-run",
     ]);
     assert_eq!(doc(&o)["ok"], true, "rotate: {}", err(&o));
-    let o = env.run(&["--json", "schedule", "cron", "--dest", p(&s.dest)]);
+    let o = env.output(&["--json", "schedule", "cron", "--dest", p(&s.dest)]);
     assert_eq!(doc(&o)["ok"], true, "schedule");
-    let o = env.run(&["--json", "keygen", "age", "--out", p(&env.path("keys"))]);
+    let o = env.output(&["--json", "keygen", "age", "--out", p(&env.p("keys"))]);
     assert_eq!(doc(&o)["ok"], true, "keygen");
-    let o = env.run(&["--json", "man", "--dir", p(&env.path("man"))]);
+    let o = env.output(&["--json", "man", "--dir", p(&env.p("man"))]);
     let d = doc(&o);
     assert_eq!(d["ok"], true, "man");
     assert!(d["pages"].as_array().unwrap().len() > 10);
     let config = nas_config(env);
-    let o = env.run(&[
+    let o = env.output(&[
         "--json",
         "push",
         "--dest",
@@ -372,9 +368,9 @@ fn every_json_document_has_ok() {
         p(&config),
     ]);
     assert_eq!(doc(&o)["ok"], true, "push: {}", err(&o));
-    let o = env.run(&["--json", "list", "--tier", "nas", "--config", p(&config)]);
+    let o = env.output(&["--json", "list", "--tier", "nas", "--config", p(&config)]);
     assert_eq!(doc(&o)["ok"], true, "list --tier");
-    let o = env.run(&[
+    let o = env.output(&[
         "--json",
         "prune",
         "--tier",
@@ -385,27 +381,27 @@ fn every_json_document_has_ok() {
     ]);
     assert_eq!(doc(&o)["ok"], true, "prune --tier");
     // push without any tier configured: an error document
-    let o = env.run(&["--json", "push", "--dest", p(&s.dest)]);
+    let o = env.output(&["--json", "push", "--dest", p(&s.dest)]);
     assert_ne!(code(&o), 0);
     let d = doc(&o);
     assert_eq!(d["ok"], false, "push");
     assert_eq!(d["error"]["exit_code"], code(&o));
     // an error document for a failed command
-    let o = env.run(&["--json", "verify", p(&env.path("missing.tar.gz.age"))]);
+    let o = env.output(&["--json", "verify", p(&env.p("missing.tar.gz.age"))]);
     assert_eq!(code(&o), 1);
     assert_eq!(doc(&o)["ok"], false, "verify of a missing file");
 }
 
 #[test]
 fn usage_errors_are_json_under_json() {
-    let env = Env::new();
+    let env = Sandbox::new();
     for args in [
         &["--json", "backup", "--no-such-option"][..],
         &["backup", "--json", "--type", "hourly"][..],
         &["--json", "no-such-command"][..],
         &["--json", "restore"][..],
     ] {
-        let o = env.run(args);
+        let o = env.output(args);
         assert_eq!(code(&o), 2, "{args:?}");
         let d = doc(&o);
         assert_eq!(d["ok"], false);
@@ -416,19 +412,19 @@ fn usage_errors_are_json_under_json() {
         assert!(err(&o).contains("error:"), "{}", err(&o));
     }
     // without --json: no JSON, only the text on stderr
-    let o = env.run(&["backup", "--no-such-option"]);
+    let o = env.output(&["backup", "--no-such-option"]);
     assert_eq!(code(&o), 2);
     assert_eq!(out(&o), "");
     // help is not an error
-    let o = env.run(&["--json", "backup", "--help"]);
+    let o = env.output(&["--json", "backup", "--help"]);
     assert_eq!(code(&o), 0);
     assert!(out(&o).contains("--type"));
 }
 
 #[test]
 fn completions_refuse_json() {
-    let env = Env::new();
-    let o = env.run(&["--json", "completions", "bash"]);
+    let env = Sandbox::new();
+    let o = env.output(&["--json", "completions", "bash"]);
     assert_eq!(code(&o), 2);
     let d = doc(&o);
     assert_eq!(d["ok"], false);
@@ -438,12 +434,12 @@ fn completions_refuse_json() {
 
 #[test]
 fn openpgp_is_spelled_openpgp() {
-    let env = Env::new();
-    let data = env.path("data");
+    let env = Sandbox::new();
+    let data = env.p("data");
     quiet_tree(&data);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     let cert = example_key("openpgp-example.pub.asc");
-    let o = env.run(&[
+    let o = env.output(&[
         "--json",
         "backup",
         "--source",
@@ -457,7 +453,7 @@ fn openpgp_is_spelled_openpgp() {
     let d = doc(&o);
     assert_eq!(d["backup"]["format"], "openpgp", "{d}");
     let archive = common::archives(&dest).pop().unwrap();
-    let o = env.run(&["--json", "verify", p(&archive)]);
+    let o = env.output(&["--json", "verify", p(&archive)]);
     let d = doc(&o);
     assert_eq!(d["verified"][0]["format"], "openpgp", "{d}");
     assert!(!out(&o).contains("open-pgp"));
@@ -465,9 +461,9 @@ fn openpgp_is_spelled_openpgp() {
 
 #[test]
 fn status_of_a_missing_destination_is_an_operational_error() {
-    let env = Env::new();
-    let dest = env.path("not-mounted");
-    let o = env.run(&["--json", "status", "--dest", p(&dest)]);
+    let env = Sandbox::new();
+    let dest = env.p("not-mounted");
+    let o = env.output(&["--json", "status", "--dest", p(&dest)]);
     assert_eq!(code(&o), 1, "{}", err(&o));
     let d = doc(&o);
     assert_eq!(d["ok"], false);
@@ -480,8 +476,8 @@ fn status_of_a_missing_destination_is_an_operational_error() {
     );
     assert!(err(&o).contains("does not exist"), "{}", err(&o));
     // a file where the directory should be
-    fs::write(env.path("file"), b"x").unwrap();
-    let o = env.run(&["status", "--dest", p(&env.path("file"))]);
+    fs::write(env.p("file"), b"x").unwrap();
+    let o = env.output(&["status", "--dest", p(&env.p("file"))]);
     assert_eq!(code(&o), 1, "{}", err(&o));
     assert!(err(&o).contains("Not a directory"), "{}", err(&o));
 }
@@ -489,12 +485,12 @@ fn status_of_a_missing_destination_is_an_operational_error() {
 // ---------------------------------------------------------- passphrases
 
 /// A backup to the passphrase-protected example age key.
-fn protected_setup() -> (Env, PathBuf, PathBuf) {
-    let env = Env::new();
-    let data = env.path("data");
+fn protected_setup() -> (Sandbox, PathBuf, PathBuf) {
+    let env = Sandbox::new();
+    let data = env.p("data");
     quiet_tree(&data);
-    let dest = env.path("dest");
-    let o = env.run(&[
+    let dest = env.p("dest");
+    let o = env.output(&[
         "-q",
         "backup",
         "--source",
@@ -512,7 +508,7 @@ fn protected_setup() -> (Env, PathBuf, PathBuf) {
 
 /// Runs without a controlling terminal (a new session), stdin from /dev/null:
 /// as cron and systemd timers run.
-fn run_detached(env: &Env, args: &[&str], extra_env: &[(&str, &Path)]) -> Output {
+fn run_detached(env: &Sandbox, args: &[&str], extra_env: &[(&str, &Path)]) -> Output {
     let mut c = env.cmd();
     for (k, v) in extra_env {
         c.env(k, v);
@@ -532,7 +528,7 @@ fn run_detached(env: &Env, args: &[&str], extra_env: &[(&str, &Path)]) -> Output
 #[test]
 fn passphrase_file_from_the_environment() {
     let (env, archive, key) = protected_setup();
-    let pass = env.path("pass");
+    let pass = env.p("pass");
     write_file(&pass, b"example\n", 0o600);
     let o = run_detached(
         &env,
@@ -551,14 +547,14 @@ fn passphrase_file_from_the_environment() {
             "-i",
             p(&key),
             "--target",
-            p(&env.path("restored")),
+            p(&env.p("restored")),
             "--no-snapshot",
         ],
         &[("SECURECLAW_BACKUP_PASSPHRASE_FILE", &pass)],
     );
     assert_eq!(code(&o), 0, "{}", err(&o));
     // --passphrase-file wins over the variable
-    let bad = env.path("bad");
+    let bad = env.p("bad");
     write_file(&bad, b"not it\n", 0o600);
     let o = run_detached(
         &env,
@@ -595,7 +591,7 @@ fn no_terminal_and_no_passphrase_file_says_how_to_give_one() {
             "-i",
             p(&key),
             "--target",
-            p(&env.path("t")),
+            p(&env.p("t")),
             "--no-snapshot",
         ][..],
     ] {
@@ -606,12 +602,12 @@ fn no_terminal_and_no_passphrase_file_says_how_to_give_one() {
         assert!(!e.contains("wrong passphrase"), "{e}");
         assert!(e.contains("SECURECLAW_BACKUP_PASSPHRASE_FILE"), "{e}");
         assert!(e.contains("--passphrase-file"), "{e}");
-        assert!(!env.path("t").join("secureclaw.json").exists());
+        assert!(!env.p("t").join("secureclaw.json").exists());
     }
     // OpenPGP: the same message
-    let data = env.path("data");
-    let dest = env.path("pgp");
-    let o = env.run(&[
+    let data = env.p("data");
+    let dest = env.p("pgp");
+    let o = env.output(&[
         "-q",
         "backup",
         "--source",
@@ -636,7 +632,7 @@ fn no_terminal_and_no_passphrase_file_says_how_to_give_one() {
 
 /// Types `answers` into a pseudo-terminal (`script` from util-linux) and
 /// returns everything the terminal showed, and the exit code.
-fn on_a_terminal(env: &Env, args: &[&str], answers: &[&str]) -> Option<(String, i32)> {
+fn on_a_terminal(env: &Sandbox, args: &[&str], answers: &[&str]) -> Option<(String, i32)> {
     if !common::have("script") {
         eprintln!("skipped: `script` (util-linux) is not installed");
         return None;
@@ -645,13 +641,13 @@ fn on_a_terminal(env: &Env, args: &[&str], answers: &[&str]) -> Option<(String, 
     let mut line = shell_words(&[p(&bin)]);
     line.push(' ');
     line.push_str(&shell_words(args));
-    let log = env.path("typescript");
+    let log = env.p("typescript");
     let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &line, p(&log)])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.path("home"))
-        .env("TMPDIR", env.path("tmp"))
+        .env("HOME", env.p("env/home"))
+        .env("TMPDIR", env.p("env/tmp"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -713,9 +709,9 @@ fn one_clean_prompt_and_the_same_tries_for_age_and_openpgp() {
     assert!(screen.contains("try again"), "{screen}");
 
     // OpenPGP: the same number of tries
-    let data = env.path("data");
-    let dest = env.path("pgp");
-    let o = env.run(&[
+    let data = env.p("data");
+    let dest = env.p("pgp");
+    let o = env.output(&[
         "-q",
         "backup",
         "--source",
@@ -769,13 +765,13 @@ fn bash_completes_options_of_every_subcommand() {
         eprintln!("skipped: bash is not installed");
         return;
     }
-    let env = Env::new();
-    let o = env.run(&["completions", "bash"]);
+    let env = Sandbox::new();
+    let o = env.output(&["completions", "bash"]);
     assert_eq!(code(&o), 0);
-    let script = env.path("completion.bash");
+    let script = env.p("completion.bash");
     fs::write(&script, &o.stdout).unwrap();
     // every subcommand of --help is in the table above
-    let help = out(&env.run(&["--help"]));
+    let help = out(&env.output(&["--help"]));
     let subs: Vec<&str> = help
         .split("Commands:")
         .nth(1)
@@ -838,7 +834,7 @@ fn bash_completes_options_of_every_subcommand() {
 }
 
 /// Runs the binary with stdout a pipe whose reader is already gone.
-fn with_closed_stdout(env: &Env, args: &[&str]) -> Output {
+fn with_closed_stdout(env: &Sandbox, args: &[&str]) -> Output {
     let mut child = env
         .cmd()
         .args(args)
@@ -890,9 +886,9 @@ fn a_closed_stdout_is_a_quiet_exit() {
 
 #[test]
 fn man_pages_document_every_subcommand_and_option() {
-    let env = Env::new();
-    let dir = env.path("man1");
-    let o = env.run(&["man", "--dir", p(&dir)]);
+    let env = Sandbox::new();
+    let dir = env.p("man1");
+    let o = env.output(&["man", "--dir", p(&dir)]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert!(out(&o).contains("man -l"), "{}", out(&o));
     let top = fs::read_to_string(dir.join("secureclaw-backup.1")).unwrap();
@@ -925,10 +921,10 @@ fn man_pages_document_every_subcommand_and_option() {
         assert!(top.contains(sub), "{sub} not on the top page");
     }
     // one page on stdout
-    let o = env.run(&["man", "backup"]);
+    let o = env.output(&["man", "backup"]);
     assert_eq!(code(&o), 0);
     assert!(out(&o).contains("\\-\\-compression\\-level"));
-    let o = env.run(&["man", "nope"]);
+    let o = env.output(&["man", "nope"]);
     assert_eq!(code(&o), 2);
     assert!(err(&o).contains("one of:"), "{}", err(&o));
 }
@@ -939,13 +935,13 @@ fn man_pages_document_every_subcommand_and_option() {
 fn verify_words_are_plain() {
     let s = setup();
     let env = &s.env;
-    let o = env.run(&["verify", p(&s.archive)]);
+    let o = env.output(&["verify", p(&s.archive)]);
     assert_eq!(code(&o), 0);
     let e = err(&o);
     assert!(e.contains("sidecar ok)"), "{e}");
     assert!(!e.contains("Ok") && !e.contains("Missing"), "{e}");
     fs::remove_file(format!("{}.sha256", p(&s.archive))).unwrap();
-    let o = env.run(&["verify", p(&s.archive)]);
+    let o = env.output(&["verify", p(&s.archive)]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert!(err(&o).contains("sidecar missing)"), "{}", err(&o));
 }
@@ -959,7 +955,7 @@ fn legacy_verify_does_not_claim_a_manifest() {
     let s = setup();
     let env = &s.env;
     // the old shell script's plain archive: tar czf of the data directory
-    let legacy = env.path("daily_20240101_000000.tar.gz");
+    let legacy = env.p("daily_20240101_000000.tar.gz");
     let st = Command::new("tar")
         .arg("czf")
         .arg(&legacy)
@@ -969,13 +965,13 @@ fn legacy_verify_does_not_claim_a_manifest() {
         .status()
         .unwrap();
     assert!(st.success());
-    let o = env.run(&["verify", p(&legacy), "-i", p(&s.key)]);
+    let o = env.output(&["verify", p(&legacy), "-i", p(&s.key)]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     let e = err(&o);
     assert!(e.contains("without manifest.json"), "{e}");
     assert!(!e.contains("checked against the manifest"), "{e}");
     assert!(e.contains("no manifest to check them against"), "{e}");
-    let o = env.run(&["--json", "verify", p(&legacy), "-i", p(&s.key)]);
+    let o = env.output(&["--json", "verify", p(&legacy), "-i", p(&s.key)]);
     let d = doc(&o);
     assert_eq!(d["verified"][0]["format"], "plaintext", "{d}");
     assert_eq!(d["verified"][0]["legacy"], true, "{d}");
@@ -990,18 +986,18 @@ fn quiet_backup_shows_its_warnings_and_strict_json_is_not_ok() {
         eprintln!("skipped: mkfifo is not installed");
         return;
     }
-    let env = Env::new();
-    let data = env.path("data");
+    let env = Sandbox::new();
+    let data = env.p("data");
     quiet_tree(&data);
     assert!(Command::new("mkfifo")
         .arg(data.join("credentials/pipe"))
         .status()
         .unwrap()
         .success());
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     let r = age_pub("age-example.pub");
     let args = ["--source", p(&data), "--dest", p(&dest), "-r", &r];
-    let o = env.run(&[&["-q", "backup"][..], &args[..]].concat());
+    let o = env.output(&[&["-q", "backup"][..], &args[..]].concat());
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert_eq!(out(&o), "");
     let e = err(&o);
@@ -1010,7 +1006,7 @@ fn quiet_backup_shows_its_warnings_and_strict_json_is_not_ok() {
         "{e}"
     );
     assert!(e.lines().all(|l| l.starts_with("warning: ")), "{e}");
-    let o = env.run(&[&["--json", "backup", "--strict"][..], &args[..]].concat());
+    let o = env.output(&[&["--json", "backup", "--strict"][..], &args[..]].concat());
     assert_eq!(code(&o), 1, "{}", err(&o));
     let d = doc(&o);
     assert_eq!(d["ok"], false, "{d}");
@@ -1022,19 +1018,19 @@ fn quiet_backup_shows_its_warnings_and_strict_json_is_not_ok() {
 
 #[test]
 fn schedule_install_writes_the_recipients() {
-    let env = Env::new();
-    let data = env.path("data");
+    let env = Sandbox::new();
+    let data = env.p("data");
     quiet_tree(&data);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     let ssh = fs::read_to_string(example_key("ssh-example.pub"))
         .unwrap()
         .trim()
         .to_owned();
     let age = age_pub("age-example.pub");
     let key = format!("{age}\n{ssh}");
-    let env_file = env.path("home/.config/secureclaw-backup/backup.env");
+    let env_file = env.p("env/home/.config/secureclaw-backup/backup.env");
     // an earlier run without the variable left the key empty
-    let o = env.run(&[
+    let o = env.output(&[
         "schedule",
         "cron",
         "--install",

@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-fn backup(env: &Env, src: &Path, dest: &Path, btype: &str) -> std::path::PathBuf {
-    let o = env.run(&[
+fn backup(env: &Sandbox, src: &Path, dest: &Path, btype: &str) -> std::path::PathBuf {
+    let o = env.output(&[
         "backup",
         "--type",
         btype,
@@ -37,7 +37,7 @@ fn key() -> String {
         .into_owned()
 }
 
-fn restore(env: &Env, archive: &Path, target: &Path, extra: &[&str]) -> std::process::Output {
+fn restore(env: &Sandbox, archive: &Path, target: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "restore",
         archive.to_str().unwrap(),
@@ -47,11 +47,11 @@ fn restore(env: &Env, archive: &Path, target: &Path, extra: &[&str]) -> std::pro
         target.to_str().unwrap(),
         "--dest",
     ];
-    let dest = env.path("snapshots");
+    let dest = env.p("snapshots");
     let dest_s = dest.to_string_lossy().into_owned();
     args.push(&dest_s);
     args.extend_from_slice(extra);
-    env.run(&args)
+    env.output(&args)
 }
 
 fn key_static() -> &'static str {
@@ -60,15 +60,15 @@ fn key_static() -> &'static str {
 
 /// Expected restored view: the source minus what the type leaves out, with
 /// owner-only modes.
-fn expected(src: &Path, btype: &str) -> Snapshot {
+fn expected(src: &Path, btype: &str) -> Tree {
     let mut s = snapshot(src);
     s.retain(|k, _| {
         !k.ends_with(".lock")
             && (btype == "weekly" || !(k.starts_with("workspace") || k.starts_with("logs")))
     });
-    for (_, (kind, mode, _)) in s.iter_mut() {
-        *mode = match kind {
-            'd' => 0o700,
+    for (_, (mode, node)) in s.iter_mut() {
+        *mode = match node {
+            Node::Dir => 0o700,
             _ if *mode & 0o100 != 0 => 0o700,
             _ => 0o600,
         };
@@ -78,11 +78,11 @@ fn expected(src: &Path, btype: &str) -> Snapshot {
 
 #[test]
 fn every_backup_type_round_trips() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
     for btype in ["daily", "weekly", "pre-deploy"] {
-        let dest = env.path(&format!("dest-{btype}"));
+        let dest = env.p(&format!("dest-{btype}"));
         let a = backup(&env, &src, &dest, btype);
         let name = a.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
@@ -105,7 +105,7 @@ fn every_backup_type_round_trips() {
             .status()
             .unwrap();
         assert!(ok.success());
-        let target = env.path(&format!("restored-{btype}"));
+        let target = env.p(&format!("restored-{btype}"));
         let o = restore(&env, &a, &target, &["--no-snapshot"]);
         assert_eq!(code(&o), 0);
         assert_eq!(snapshot(&target), expected(&src, btype), "type {btype}");
@@ -118,16 +118,16 @@ fn every_backup_type_round_trips() {
 
 #[test]
 fn verify_keyless_and_full() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let a = backup(&env, &src, &env.path("dest"), "daily");
-    let o = env.run(&["verify", a.to_str().unwrap(), "--json"]);
+    let a = backup(&env, &src, &env.p("dest"), "daily");
+    let o = env.output(&["verify", a.to_str().unwrap(), "--json"]);
     assert_eq!(code(&o), 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verified"][0]["recipients"][0], "X25519");
     assert_eq!(v["verified"][0]["full"], false);
-    let o = env.run(&["verify", a.to_str().unwrap(), "-i", &key(), "--json"]);
+    let o = env.output(&["verify", a.to_str().unwrap(), "-i", &key(), "--json"]);
     assert_eq!(code(&o), 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verified"][0]["full"], true);
@@ -140,11 +140,11 @@ fn stock_age_and_tar_read_our_archive() {
         eprintln!("skipped: age not installed");
         return;
     }
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let a = backup(&env, &src, &env.path("dest"), "weekly");
-    let out = env.path("out");
+    let a = backup(&env, &src, &env.p("dest"), "weekly");
+    let out = env.p("out");
     fs::create_dir(&out).unwrap();
     let st = Command::new("sh")
         .arg("-c")
@@ -186,8 +186,8 @@ fn legacy_guide_archive_restores_and_transcripts_move_back() {
         eprintln!("skipped: age not installed");
         return;
     }
-    let env = Env::new();
-    let root = env.path("backups");
+    let env = Sandbox::new();
+    let root = env.p("backups");
     let name = "daily_20250101_020000";
     let d = root.join(name);
     write_file(&d.join("secureclaw.json"), b"{a: 1,}", 0o644);
@@ -208,7 +208,7 @@ fn legacy_guide_archive_restores_and_transcripts_move_back() {
         .status()
         .unwrap();
     assert!(st.success());
-    let target = env.path("target");
+    let target = env.p("target");
     make_tree(&target);
     let before = snapshot(&target);
     let o = restore(&env, &f, &target, &["-r", &age_recipient()]);
@@ -232,9 +232,9 @@ fn legacy_guide_archive_restores_and_transcripts_move_back() {
     assert!(target.join("workspace/report.md").exists());
     assert!(!target.join("manifest.txt").exists());
     // the pre-restore snapshot holds the old tree
-    let snaps = archives(&env.path("snapshots"));
+    let snaps = archives(&env.p("snapshots"));
     assert_eq!(snaps.len(), 1);
-    let back = env.path("back");
+    let back = env.p("back");
     let o = restore(&env, &snaps[0], &back, &["--no-snapshot"]);
     assert_eq!(code(&o), 0);
     let mut expect = before;
@@ -248,8 +248,8 @@ fn legacy_guide_archive_restores_and_transcripts_move_back() {
 
 #[test]
 fn legacy_plaintext_tar_gz_and_directory_restore() {
-    let env = Env::new();
-    let root = env.path("backups");
+    let env = Sandbox::new();
+    let root = env.p("backups");
     let name = "daily_20250101_020000";
     write_file(&root.join(name).join("secureclaw.json"), b"{b: 2}", 0o644);
     write_file(&root.join(name).join("credentials/x.json"), b"x", 0o644);
@@ -263,12 +263,12 @@ fn legacy_plaintext_tar_gz_and_directory_restore() {
         .status()
         .unwrap()
         .success());
-    let t1 = env.path("t1");
+    let t1 = env.p("t1");
     let o = restore(&env, &tgz, &t1, &["--no-snapshot"]);
     assert_eq!(code(&o), 0);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not encrypted"));
     assert_eq!(fs::read(t1.join("secureclaw.json")).unwrap(), b"{b: 2}");
-    let t2 = env.path("t2");
+    let t2 = env.p("t2");
     let o = restore(&env, &root.join(name), &t2, &["--no-snapshot"]);
     assert_eq!(code(&o), 0);
     assert_eq!(fs::read(t2.join("credentials/x.json")).unwrap(), b"x");
@@ -282,15 +282,15 @@ fn legacy_plaintext_tar_gz_and_directory_restore() {
     );
 }
 
-fn tamper_case(mutate: impl Fn(&mut Vec<u8>)) -> (i32, Snapshot, Snapshot) {
-    let env = Env::new();
-    let src = env.path("src");
+fn tamper_case(mutate: impl Fn(&mut Vec<u8>)) -> (i32, Tree, Tree) {
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let a = backup(&env, &src, &env.path("dest"), "daily");
+    let a = backup(&env, &src, &env.p("dest"), "daily");
     let mut data = fs::read(&a).unwrap();
     mutate(&mut data);
     fs::write(&a, &data).unwrap();
-    let target = env.path("target");
+    let target = env.p("target");
     make_tree(&target);
     write_file(&target.join("secureclaw.json"), b"{current: true}", 0o600);
     let before = snapshot(&target);
@@ -325,11 +325,11 @@ fn truncated_archive_is_an_integrity_failure() {
 
 #[test]
 fn wrong_key_is_a_key_problem() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let a = backup(&env, &src, &env.path("dest"), "daily");
-    let other = env.path("other.key");
+    let a = backup(&env, &src, &env.p("dest"), "daily");
+    let other = env.p("other.key");
     write_file(
         &other,
         {
@@ -343,10 +343,10 @@ fn wrong_key_is_a_key_problem() {
         .as_slice(),
         0o600,
     );
-    let target = env.path("target");
+    let target = env.p("target");
     make_tree(&target);
     let before = snapshot(&target);
-    let o = env.run(&[
+    let o = env.output(&[
         "restore",
         a.to_str().unwrap(),
         "-i",
@@ -357,17 +357,17 @@ fn wrong_key_is_a_key_problem() {
     ]);
     assert_eq!(code(&o), 4);
     assert_eq!(snapshot(&target), before);
-    let o = env.run(&["verify", a.to_str().unwrap(), "-i", other.to_str().unwrap()]);
+    let o = env.output(&["verify", a.to_str().unwrap(), "-i", other.to_str().unwrap()]);
     assert_eq!(code(&o), 4);
 }
 
 #[test]
 fn no_recipient_is_refused_and_plaintext_needs_the_flag() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let dest = env.path("dest");
-    let o = env.run(&[
+    let dest = env.p("dest");
+    let o = env.output(&[
         "backup",
         "--source",
         src.to_str().unwrap(),
@@ -376,7 +376,7 @@ fn no_recipient_is_refused_and_plaintext_needs_the_flag() {
     ]);
     assert_eq!(code(&o), 4);
     assert!(archives(&dest).is_empty());
-    let o = env.run(&[
+    let o = env.output(&[
         "backup",
         "--source",
         src.to_str().unwrap(),
@@ -388,7 +388,7 @@ fn no_recipient_is_refused_and_plaintext_needs_the_flag() {
         "DEADBEEFDEADBEEF",
     ]);
     assert_eq!(code(&o), 2);
-    let o = env.run(&[
+    let o = env.output(&[
         "backup",
         "--source",
         src.to_str().unwrap(),
@@ -407,10 +407,10 @@ fn no_recipient_is_refused_and_plaintext_needs_the_flag() {
 
 #[test]
 fn recipient_from_environment_and_recipients_file() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     let o = env
         .cmd()
         .args([
@@ -434,11 +434,11 @@ fn recipient_from_environment_and_recipients_file() {
         .unwrap();
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let a = &archives(&dest)[0];
-    let o = env.run(&["verify", a.to_str().unwrap(), "--json"]);
+    let o = env.output(&["verify", a.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verified"][0]["recipients"].as_array().unwrap().len(), 2);
     // the SSH identity opens it too
-    let o = env.run(&[
+    let o = env.output(&[
         "verify",
         a.to_str().unwrap(),
         "-i",
@@ -446,14 +446,14 @@ fn recipient_from_environment_and_recipients_file() {
     ]);
     assert_eq!(code(&o), 0);
     // a recipients file with comments
-    let rf = env.path("recipients.txt");
+    let rf = env.p("recipients.txt");
     write_file(
         &rf,
         format!("# ops\n{}\n", age_recipient()).as_bytes(),
         0o600,
     );
-    let dest2 = env.path("dest2");
-    let o = env.run(&[
+    let dest2 = env.p("dest2");
+    let o = env.output(&[
         "backup",
         "--source",
         src.to_str().unwrap(),
@@ -467,12 +467,12 @@ fn recipient_from_environment_and_recipients_file() {
 
 #[test]
 fn passphrase_protected_identity_from_file() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     let rcpt = fs::read_to_string(example_key("age-example-protected.pub")).unwrap();
-    let o = env.run(&[
+    let o = env.output(&[
         "backup",
         "--source",
         src.to_str().unwrap(),
@@ -483,10 +483,10 @@ fn passphrase_protected_identity_from_file() {
     ]);
     assert_eq!(code(&o), 0);
     let a = &archives(&dest)[0];
-    let pf = env.path("pass");
+    let pf = env.p("pass");
     write_file(&pf, b"example\n", 0o600);
     let id = example_key("age-example-protected.key");
-    let o = env.run(&[
+    let o = env.output(&[
         "verify",
         a.to_str().unwrap(),
         "-i",
@@ -496,7 +496,7 @@ fn passphrase_protected_identity_from_file() {
     ]);
     assert_eq!(code(&o), 0);
     write_file(&pf, b"wrong\n", 0o600);
-    let o = env.run(&[
+    let o = env.output(&[
         "verify",
         a.to_str().unwrap(),
         "-i",
@@ -506,29 +506,29 @@ fn passphrase_protected_identity_from_file() {
     ]);
     assert_eq!(code(&o), 4);
     // no terminal and no file: a clear key error, not a hang
-    let o = env.run(&["verify", a.to_str().unwrap(), "-i", id.to_str().unwrap()]);
+    let o = env.output(&["verify", a.to_str().unwrap(), "-i", id.to_str().unwrap()]);
     assert_eq!(code(&o), 4);
 }
 
 #[test]
 fn no_plaintext_reaches_the_disk() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     backup(&env, &src, &dest, "weekly");
-    assert!(contains_bytes(&dest, CANARY.as_bytes()).is_empty());
-    assert!(contains_bytes(&env.path("tmp"), CANARY.as_bytes()).is_empty());
-    assert!(contains_bytes(&env.path("run"), CANARY.as_bytes()).is_empty());
+    assert!(files_containing(&dest, CANARY.as_bytes()).is_empty());
+    assert!(files_containing(&env.p("env/tmp"), CANARY.as_bytes()).is_empty());
+    assert!(files_containing(&env.p("env/run"), CANARY.as_bytes()).is_empty());
 }
 
 #[test]
 fn restore_without_snapshot_recipients_is_refused() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let a = backup(&env, &src, &env.path("dest"), "daily");
-    let target = env.path("target");
+    let a = backup(&env, &src, &env.p("dest"), "daily");
+    let target = env.p("target");
     make_tree(&target);
     let before = snapshot(&target);
     let o = restore(&env, &a, &target, &[]);
@@ -545,20 +545,20 @@ fn restore_without_snapshot_recipients_is_refused() {
         .iter()
         .any(|k| k == "workspace"));
     assert_eq!(snapshot(&target), before);
-    assert!(!env.path("snapshots").exists());
+    assert!(!env.p("snapshots").exists());
 }
 
 #[test]
 fn running_gateway_blocks_restore_unless_stopped() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let a = backup(&env, &src, &env.path("dest"), "daily");
-    let target = env.path("target");
+    let a = backup(&env, &src, &env.p("dest"), "daily");
+    let target = env.p("target");
     make_tree(&target);
     let child = Command::new("sleep").arg("60").spawn().unwrap();
     let uid = rustix_uid();
-    let lockdir = env.path("tmp").join(format!("secureclaw-{uid}"));
+    let lockdir = env.p("env/tmp").join(format!("secureclaw-{uid}"));
     fs::create_dir_all(&lockdir).unwrap();
     fs::write(
         lockdir.join("gateway.0123abcd.lock"),
@@ -583,15 +583,15 @@ fn rustix_uid() -> u32 {
 
 #[test]
 fn concurrent_run_on_the_same_directory_fails_fast() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
     // hold the source's lock the way the tool does: flock on the lock file
     let abs = fs::canonicalize(&src).unwrap();
     use sha2::Digest;
     let key = hex::encode(&sha2::Sha256::digest(abs.as_os_str().as_encoded_bytes())[..12]);
     let lockdir = env
-        .path("run")
+        .p("env/run")
         .join(format!("secureclaw-backup-{}", rustix_uid()));
     fs::create_dir_all(&lockdir).unwrap();
     let lockfile = lockdir.join(format!("{key}.lock"));
@@ -602,8 +602,8 @@ fn concurrent_run_on_the_same_directory_fails_fast() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let dest = env.path("dest");
-    let o = env.run(&[
+    let dest = env.p("dest");
+    let o = env.output(&[
         "backup",
         "--source",
         src.to_str().unwrap(),
@@ -620,10 +620,10 @@ fn concurrent_run_on_the_same_directory_fails_fast() {
 
 #[test]
 fn same_second_backups_get_a_suffix() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     write_file(&src.join("secureclaw.json"), b"{}", 0o600);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     for _ in 0..3 {
         backup(&env, &src, &dest, "daily");
     }
@@ -638,8 +638,8 @@ fn same_second_backups_get_a_suffix() {
 
 #[test]
 fn skipped_entries_are_warnings_in_the_manifest() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
     std::os::unix::fs::symlink("/etc/passwd", src.join("credentials/link")).unwrap();
     assert!(Command::new("mkfifo")
@@ -647,12 +647,12 @@ fn skipped_entries_are_warnings_in_the_manifest() {
         .status()
         .unwrap()
         .success());
-    let o = env.run(&[
+    let o = env.output(&[
         "backup",
         "--source",
         src.to_str().unwrap(),
         "--dest",
-        env.path("dest").to_str().unwrap(),
+        env.p("dest").to_str().unwrap(),
         "-r",
         &age_recipient(),
         "--json",
@@ -669,12 +669,12 @@ fn skipped_entries_are_warnings_in_the_manifest() {
         kinds.contains(&"symlink") && kinds.contains(&"fifo") && kinds.contains(&"lock-file"),
         "{kinds:?}"
     );
-    let o = env.run(&[
+    let o = env.output(&[
         "backup",
         "--source",
         src.to_str().unwrap(),
         "--dest",
-        env.path("dest").to_str().unwrap(),
+        env.p("dest").to_str().unwrap(),
         "-r",
         &age_recipient(),
         "--strict",

@@ -3,6 +3,8 @@
 //! and secure deletion of plaintext staging (normal run, SIGTERM, kill -9).
 //! Each test drives the real binary with its own runtime and temp dirs.
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-const CANARY: &[u8] = b"LIVE-CANARY-3e91d0c7";
+use common::{bin, files_containing, repo};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+const CANARY: &[u8] = b"LIVE-CANARY-3e91d0c7";
 
 /// A test world: source, destination, runtime dir, TMPDIR, HOME.
 struct World {
@@ -48,7 +48,7 @@ impl World {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_secureclaw-backup"));
+        let mut c = Command::new(bin());
         c.arg("backup")
             .arg("--source")
             .arg(&self.src)
@@ -125,26 +125,9 @@ impl World {
     fn canary_hits(&self) -> Vec<PathBuf> {
         let mut hits = Vec::new();
         for d in [&self.xdg, &self.tmp, &self.dest] {
-            scan(d, &mut hits);
+            hits.extend(files_containing(d, CANARY));
         }
         hits
-    }
-}
-
-fn scan(dir: &Path, hits: &mut Vec<PathBuf>) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            scan(&p, hits);
-        } else if ft.is_file() {
-            if let Ok(data) = fs::read(&p) {
-                if data.windows(CANARY.len()).any(|w| w == CANARY) {
-                    hits.push(p);
-                }
-            }
-        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{age_recipient, bin, example_key, make_tree, snapshot, Snapshot};
+use common::{age_recipient, bin, example_key, make_tree, snapshot, Tree};
 
 const VICTIM: &str = "scb-victim";
 const MALLORY: &str = "scb-mallory";
@@ -237,7 +237,7 @@ impl World {
         self.victim(tmpdir, &args)
     }
 
-    fn data(&self) -> Snapshot {
+    fn data(&self) -> Tree {
         snapshot(&self.p("v/data"))
     }
 

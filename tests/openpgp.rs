@@ -55,12 +55,12 @@ struct Gpg {
 }
 
 impl Gpg {
-    fn new(env: &Env, name: &str) -> Gpg {
-        let home = env.path(name);
+    fn new(env: &Sandbox, name: &str) -> Gpg {
+        let home = env.p(name);
         fs::DirBuilder::new().mode(0o700).create(&home).unwrap();
         Gpg {
             home,
-            tmp: env.path("tmp"),
+            tmp: env.p("env/tmp"),
         }
     }
 
@@ -155,11 +155,11 @@ impl Drop for Gpg {
 }
 
 /// Runs our binary in the sandbox with this GNUPGHOME.
-fn sc(env: &Env, g: &Gpg, args: &[&str]) -> Output {
+fn sc(env: &Sandbox, g: &Gpg, args: &[&str]) -> Output {
     sc_env(env, g, &[], args)
 }
 
-fn sc_env(env: &Env, g: &Gpg, vars: &[(&str, &str)], args: &[&str]) -> Output {
+fn sc_env(env: &Sandbox, g: &Gpg, vars: &[(&str, &str)], args: &[&str]) -> Output {
     let mut c = env.cmd();
     c.env("GNUPGHOME", &g.home);
     for (k, v) in vars {
@@ -185,7 +185,7 @@ fn stderr(o: &Output) -> String {
 }
 
 /// `backup --type T --source SRC --dest DEST <extra> --json` → the archive.
-fn backup(env: &Env, g: &Gpg, src: &Path, dest: &Path, btype: &str, extra: &[&str]) -> PathBuf {
+fn backup(env: &Sandbox, g: &Gpg, src: &Path, dest: &Path, btype: &str, extra: &[&str]) -> PathBuf {
     let (src, dest) = (s(src), s(dest));
     let mut args = vec![
         "backup", "--type", btype, "--source", &src, "--dest", &dest, "--json",
@@ -201,7 +201,7 @@ fn backup(env: &Env, g: &Gpg, src: &Path, dest: &Path, btype: &str, extra: &[&st
 }
 
 /// `verify ARCHIVE --json` (keyless) → the recipients it reports.
-fn keyless_recipients(env: &Env, g: &Gpg, archive: &Path) -> Vec<String> {
+fn keyless_recipients(env: &Sandbox, g: &Gpg, archive: &Path) -> Vec<String> {
     let o = sc(env, g, &["verify", &s(archive), "--json"]);
     assert_eq!(code(&o), 0, "keyless verify of {}", archive.display());
     let v = json(&o);
@@ -216,15 +216,15 @@ fn keyless_recipients(env: &Env, g: &Gpg, archive: &Path) -> Vec<String> {
 }
 
 /// `verify ARCHIVE -i KEY` exit code.
-fn verify_with(env: &Env, g: &Gpg, archive: &Path, key: &str) -> i32 {
+fn verify_with(env: &Sandbox, g: &Gpg, archive: &Path, key: &str) -> i32 {
     code(&sc(env, g, &["verify", &s(archive), "-i", key]))
 }
 
-/// path → (kind, content), without modes.
-type Contents = BTreeMap<String, (char, Vec<u8>)>;
+/// path → kind and content, without modes.
+type Contents = BTreeMap<String, Node>;
 
-fn contents(snap: Snapshot) -> Contents {
-    snap.into_iter().map(|(k, (t, _, c))| (k, (t, c))).collect()
+fn contents(snap: Tree) -> Contents {
+    snap.into_iter().map(|(k, (_, n))| (k, n)).collect()
 }
 
 /// What a daily archive of `src` holds (no locks, no workspace/ or logs/).
@@ -294,8 +294,8 @@ fn beside(target: &Path) -> Vec<String> {
 
 /// `make_tree` without its session lock file: that lock names pid 1, which is
 /// always alive, so every backup of it would wait the 5 s `--lock-wait`.
-fn source(env: &Env) -> PathBuf {
-    let src = env.path("src");
+fn source(env: &Sandbox) -> PathBuf {
+    let src = env.p("src");
     make_tree(&src);
     fs::remove_file(src.join("agents/main/sessions/abc.jsonl.lock")).unwrap();
     src
@@ -308,7 +308,7 @@ fn backup_to_key_id_fingerprint_and_email_is_read_by_gpg() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let src = source(&env);
     let g = Gpg::new(&env, "gnupg");
     g.import(&key_path(PUB));
@@ -342,7 +342,7 @@ fn backup_to_key_id_fingerprint_and_email_is_read_by_gpg() {
             &env,
             home,
             &src,
-            &env.path(&format!("dest-{label}")),
+            &env.p(&format!("dest-{label}")),
             "daily",
             extra,
         );
@@ -364,17 +364,17 @@ fn backup_to_key_id_fingerprint_and_email_is_read_by_gpg() {
             "--source",
             &s(&src),
             "--dest",
-            &s(&env.path("dest-env")),
+            &s(&env.p("dest-env")),
         ],
     );
     assert_eq!(code(&o), 0);
-    assert_eq!(archives(&env.path("dest-env")).len(), 1);
+    assert_eq!(archives(&env.p("dest-env")).len(), 1);
 
     // stock gpg decrypts each, tar extracts the tree; no compression packet
     g.import(&key_path(SEC));
     let want = expected_daily(&src);
     for (label, a) in &made {
-        let top = gpg_extract(&g, a, &env.path(&format!("out-{label}")));
+        let top = gpg_extract(&g, a, &env.p(&format!("out-{label}")));
         assert!(top
             .file_name()
             .unwrap()
@@ -407,19 +407,12 @@ fn guide_restore_script_restores_our_archive() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let src = source(&env);
     let g = Gpg::new(&env, "gnupg");
     g.import(&key_path(PUB));
     g.import(&key_path(SEC));
-    let a = backup(
-        &env,
-        &g,
-        &src,
-        &env.path("dest"),
-        "weekly",
-        &["-r", &key_id()],
-    );
+    let a = backup(&env, &g, &src, &env.p("dest"), "weekly", &["-r", &key_id()]);
     assert_archive_name(&a, "weekly", ".tar.gz.gpg");
     // "Basic Restore", the .tar.gz.gpg branch of the guide's script
     let o = g.sh(&format!(
@@ -432,7 +425,7 @@ fn guide_restore_script_restores_our_archive() {
     ));
     assert!(o.status.success());
     let dir = PathBuf::from(String::from_utf8(o.stdout).unwrap());
-    assert!(dir.starts_with(env.path("tmp")), "{}", dir.display());
+    assert!(dir.starts_with(env.p("env/tmp")), "{}", dir.display());
     for f in [
         "secureclaw.json",
         ".env",
@@ -456,10 +449,10 @@ fn guide_pipeline_archive_restores_with_key_file_and_with_gpg_agent() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let g = Gpg::new(&env, "gnupg");
     g.import(&key_path(PUB));
-    let root = env.path("backups");
+    let root = env.p("backups");
     let name = "daily_20250101_020000";
     let d = root.join(name);
     write_file(
@@ -500,7 +493,7 @@ fn guide_pipeline_archive_restores_with_key_file_and_with_gpg_agent() {
     };
 
     // with the exported secret key
-    let t1 = env.path("t1");
+    let t1 = env.p("t1");
     let o = sc(
         &env,
         &g,
@@ -533,7 +526,7 @@ fn guide_pipeline_archive_restores_with_key_file_and_with_gpg_agent() {
         .status()
         .unwrap();
     assert!(launch.success());
-    let t2 = env.path("t2");
+    let t2 = env.p("t2");
     let o = sc(
         &env,
         &g,
@@ -558,7 +551,7 @@ fn passphrase_protected_key_wrong_passphrase_and_wrong_key() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let g = Gpg::new(&env, "gnupg");
     let src = source(&env);
     // a certificate file as the recipient
@@ -566,15 +559,15 @@ fn passphrase_protected_key_wrong_passphrase_and_wrong_key() {
         &env,
         &g,
         &src,
-        &env.path("dest"),
+        &env.p("dest"),
         "daily",
         &["-r", &key_path(PROT_PUB)],
     );
-    let good = env.path("pass-good");
+    let good = env.p("pass-good");
     write_file(&good, b"example\n", 0o600);
-    let bad = env.path("pass-bad");
+    let bad = env.p("pass-bad");
     write_file(&bad, b"not-the-passphrase\n", 0o600);
-    let parent = env.path("t");
+    let parent = env.p("t");
     fs::create_dir(&parent).unwrap();
     let target = parent.join("target");
     make_tree(&target);
@@ -644,7 +637,7 @@ fn large_archive_with_last_byte_flipped_is_rejected_and_target_untouched() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let g = Gpg::new(&env, "gnupg");
     let src = source(&env);
     write_file(
@@ -656,7 +649,7 @@ fn large_archive_with_last_byte_flipped_is_rejected_and_target_untouched() {
         &env,
         &g,
         &src,
-        &env.path("dest"),
+        &env.p("dest"),
         "daily",
         &["--keyring", &key_path(PUB), "-r", &key_id()],
     );
@@ -667,7 +660,7 @@ fn large_archive_with_last_byte_flipped_is_rejected_and_target_untouched() {
     fs::write(&a, &data).unwrap();
     drop(data);
 
-    let parent = env.path("t");
+    let parent = env.p("t");
     fs::create_dir(&parent).unwrap();
     let target = parent.join("target");
     make_tree(&target);
@@ -703,7 +696,7 @@ fn expired_revoked_and_sign_only_certificates_are_refused() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let g = Gpg::new(&env, "gnupg");
     // primary + encryption subkey made in 2020, valid for one day
     g.ok(&[
@@ -730,7 +723,7 @@ fn expired_revoked_and_sign_only_certificates_are_refused() {
     let (rev_fpr, rev_subs) = g.key_info("revoked@x.invalid");
     assert_eq!(rev_subs.len(), 1);
     let rev = fs::read_to_string(g.home.join(format!("openpgp-revocs.d/{rev_fpr}.rev"))).unwrap();
-    let rev_file = env.path("revoke.asc");
+    let rev_file = env.p("revoke.asc");
     write_file(
         &rev_file,
         rev.replace(
@@ -752,7 +745,7 @@ fn expired_revoked_and_sign_only_certificates_are_refused() {
         "never",
     ]);
     assert!(g.key_info("signonly@x.invalid").1.is_empty());
-    let keyring = env.path("keyring.gpg");
+    let keyring = env.p("keyring.gpg");
     g.ok(&["--output", &s(&keyring), "--export"]);
     // gpg itself agrees the three are unusable
     let listing =
@@ -769,7 +762,7 @@ fn expired_revoked_and_sign_only_certificates_are_refused() {
     // the product reads only the keyring file (GnuPG home left empty)
     let empty = Gpg::new(&env, "gnupg-empty");
     let src = source(&env);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     for (who, reason) in [
         ("expired@x.invalid", "expired"),
         ("revoked@x.invalid", "revoked"),
@@ -822,10 +815,10 @@ fn age_and_openpgp_recipients_mixed_is_a_usage_error() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let g = Gpg::new(&env, "gnupg");
     let src = source(&env);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     let base = [
         "backup".to_owned(),
         "--source".into(),
@@ -857,7 +850,7 @@ fn rotation_across_formats_and_back() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let g = Gpg::new(&env, "gnupg");
     g.import(&key_path(PUB));
     g.import(&key_path(SEC));
@@ -866,7 +859,7 @@ fn rotation_across_formats_and_back() {
     // (an OpenPGP archive is opened only by the identity files given)
     let p = Gpg::new(&env, "gnupg-product");
     let src = source(&env);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     let age_key = key_path("age-example.key");
     let pgp = ["--keyring".to_owned(), key_path(PUB), "-r".into(), key_id()];
     let pgp: Vec<&str> = pgp.iter().map(String::as_str).collect();
@@ -918,7 +911,7 @@ fn rotation_across_formats_and_back() {
         assert_eq!(verify_with(&env, &p, a, &sec), 0, "{}", a.display());
         assert_eq!(verify_with(&env, &p, a, &age_key), 4, "{}", a.display());
         // and stock gpg reads every one of them
-        let top = gpg_extract(&g, a, &env.path(&format!("out{i}")));
+        let top = gpg_extract(&g, a, &env.p(&format!("out{i}")));
         let got = contents(snapshot(&top));
         if !a
             .file_name()
@@ -937,7 +930,7 @@ fn rotation_across_formats_and_back() {
 
     // OpenPGP → a new age key
     let new_id = age::x25519::Identity::generate();
-    let new_key = env.path("new.key");
+    let new_key = env.p("new.key");
     write_file(
         &new_key,
         format!("{}\n", new_id.to_string().expose_secret()).as_bytes(),
@@ -978,7 +971,7 @@ fn pre_restore_snapshot_to_openpgp_recipient_is_read_by_gpg() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let g = Gpg::new(&env, "gnupg");
     g.import(&key_path(SEC));
     let (_, subs) = g.key_info(&key_id());
@@ -987,14 +980,14 @@ fn pre_restore_snapshot_to_openpgp_recipient_is_read_by_gpg() {
         &env,
         &g,
         &src,
-        &env.path("dest"),
+        &env.p("dest"),
         "daily",
         &["--keyring", &key_path(PUB), "-r", &key_id()],
     );
-    let target = env.path("target");
+    let target = env.p("target");
     make_tree(&target);
     write_file(&target.join("secureclaw.json"), b"{before: true}", 0o600);
-    let snaps = env.path("snaps");
+    let snaps = env.p("snaps");
     let o = sc(
         &env,
         &g,
@@ -1027,7 +1020,7 @@ fn pre_restore_snapshot_to_openpgp_recipient_is_read_by_gpg() {
         s(&found[0]).as_str()
     );
     assert_eq!(keyless_recipients(&env, &g, &found[0]), subs);
-    let top = gpg_extract(&g, &found[0], &env.path("out"));
+    let top = gpg_extract(&g, &found[0], &env.p("out"));
     assert_eq!(
         fs::read(top.join("secureclaw.json")).unwrap(),
         b"{before: true}"
@@ -1045,17 +1038,10 @@ fn age_identity_alone_does_not_fall_back_to_gpg_agent() {
     if no_gpg() {
         return;
     }
-    let env = Env::new();
+    let env = Sandbox::new();
     let g = Gpg::new(&env, "gnupg");
     g.import(&key_path(SEC));
     let src = source(&env);
-    let a = backup(
-        &env,
-        &g,
-        &src,
-        &env.path("dest"),
-        "daily",
-        &["-r", &key_id()],
-    );
+    let a = backup(&env, &g, &src, &env.p("dest"), "daily", &["-r", &key_id()]);
     assert_eq!(verify_with(&env, &g, &a, &key_path("age-example.key")), 4);
 }

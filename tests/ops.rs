@@ -1,6 +1,8 @@
 //! Operations commands through the real binary: list, prune, status, validate,
 //! schedule, completions.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -9,12 +11,12 @@ use std::process::{Command, Output};
 
 use chrono::{TimeDelta, Utc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_secureclaw-backup");
+use common::{bin, code, json, s as p, walk};
 
 /// Runs the binary with a private HOME (so no default path of the real user is
 /// touched) and the given arguments.
 fn run(home: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .env("HOME", home)
         .env_remove("BACKUP_ROOT")
@@ -26,26 +28,8 @@ fn run(home: &Path, args: &[&str]) -> Output {
         .expect("run binary")
 }
 
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            stdout(o),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 fn ts(ago: TimeDelta) -> String {
@@ -62,7 +46,7 @@ fn fake_plain_archive(dest: &Path, name: &str) -> PathBuf {
 }
 
 fn example_key() -> Option<PathBuf> {
-    let k = Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-example/age-example.pub");
+    let k = common::example_key("age-example.pub");
     k.exists().then_some(k)
 }
 
@@ -93,33 +77,22 @@ fn data_dir(root: &Path) -> PathBuf {
     d
 }
 
-/// Names, kinds, modes, sizes, mtimes and contents of everything under `dir`.
+/// Names, kinds, modes, sizes, mtimes and contents of everything under `dir`
+/// (itself as ".").
 fn snapshot(dir: &Path) -> BTreeMap<String, (u32, u64, i64, i64, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, u64, i64, i64, Vec<u8>)>) {
-        for e in fs::read_dir(dir).unwrap().flatten() {
-            let path = e.path();
-            let m = fs::symlink_metadata(&path).unwrap();
-            let rel = path
-                .strip_prefix(base)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let data = if m.is_file() {
-                fs::read(&path).unwrap()
+    walk(dir)
+        .into_iter()
+        .map(|e| {
+            let m = &e.meta;
+            let (rel, size) = if e.rel.is_empty() {
+                (".".to_owned(), 0)
             } else {
-                vec![]
+                (e.name(), m.len())
             };
-            out.insert(rel, (m.mode(), m.len(), m.mtime(), m.mtime_nsec(), data));
-            if m.is_dir() {
-                walk(base, &path, out);
-            }
-        }
-    }
-    let m = fs::metadata(dir).unwrap();
-    out.insert(".".into(), (m.mode(), 0, m.mtime(), m.mtime_nsec(), vec![]));
-    walk(dir, dir, &mut out);
-    out
+            let data = if m.is_file() { e.data.clone() } else { vec![] };
+            (rel, (m.mode(), size, m.mtime(), m.mtime_nsec(), data))
+        })
+        .collect()
 }
 
 #[test]
@@ -421,7 +394,10 @@ fn schedule_output() {
         assert!(s.lines().any(|l| l == line), "missing {line}: {s}");
     }
     assert!(
-        s.contains(&format!("ExecStart={BIN} -q backup --type daily")),
+        s.contains(&format!(
+            "ExecStart={} -q backup --type daily",
+            bin().display()
+        )),
         "{s}"
     );
     assert!(

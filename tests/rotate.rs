@@ -13,9 +13,9 @@ struct Key {
     recipient: String,
 }
 
-fn new_key(env: &Env, name: &str) -> Key {
+fn new_key(env: &Sandbox, name: &str) -> Key {
     let id = age::x25519::Identity::generate();
-    let file = env.path(name);
+    let file = env.p(name);
     write_file(
         &file,
         format!("{}\n", id.to_string().expose_secret()).as_bytes(),
@@ -27,8 +27,8 @@ fn new_key(env: &Env, name: &str) -> Key {
     }
 }
 
-fn backup_to(env: &Env, src: &Path, dest: &Path, btype: &str, rcpt: &str) {
-    let o = env.run(&[
+fn backup_to(env: &Sandbox, src: &Path, dest: &Path, btype: &str, rcpt: &str) {
+    let o = env.output(&[
         "backup",
         "--type",
         btype,
@@ -42,8 +42,8 @@ fn backup_to(env: &Env, src: &Path, dest: &Path, btype: &str, rcpt: &str) {
     assert_eq!(code(&o), 0);
 }
 
-fn opens(env: &Env, archive: &Path, key: &Path) -> bool {
-    code(&env.run(&[
+fn opens(env: &Sandbox, archive: &Path, key: &Path) -> bool {
+    code(&env.output(&[
         "verify",
         archive.to_str().unwrap(),
         "-i",
@@ -66,13 +66,13 @@ fn decrypts(archive: &Path, key: &Path) -> bool {
             .map(|s| s.success())
             .unwrap_or(false);
     }
-    opens(&Env::new(), archive, key)
+    opens(&Sandbox::new(), archive, key)
 }
 
-fn three_archives(env: &Env, rcpt: &str) -> PathBuf {
-    let src = env.path("src");
+fn three_archives(env: &Sandbox, rcpt: &str) -> PathBuf {
+    let src = env.p("src");
     make_tree(&src);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     for t in ["daily", "weekly", "pre-deploy"] {
         backup_to(env, &src, &dest, t, rcpt);
     }
@@ -81,12 +81,12 @@ fn three_archives(env: &Env, rcpt: &str) -> PathBuf {
 
 #[test]
 fn dry_run_proves_every_archive_opens_and_writes_nothing() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let old = new_key(&env, "old.key");
     let new = new_key(&env, "new.key");
     let dest = three_archives(&env, &old.recipient);
     let before = snapshot(&dest);
-    let o = env.run(&[
+    let o = env.output(&[
         "rotate",
         "--dest",
         dest.to_str().unwrap(),
@@ -110,13 +110,13 @@ fn dry_run_proves_every_archive_opens_and_writes_nothing() {
 
 #[test]
 fn dry_run_names_the_archive_no_identity_opens() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let old = new_key(&env, "old.key");
     let foreign = new_key(&env, "foreign.key");
     let new = new_key(&env, "new.key");
     let dest = three_archives(&env, &old.recipient);
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    backup_to(&env, &env.path("src"), &dest, "daily", &foreign.recipient);
+    backup_to(&env, &env.p("src"), &dest, "daily", &foreign.recipient);
     let foreign_name = archives(&dest)
         .into_iter()
         .find(|a| opens(&env, a, &foreign.file))
@@ -125,7 +125,7 @@ fn dry_run_names_the_archive_no_identity_opens() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let o = env.run(&[
+    let o = env.output(&[
         "rotate",
         "--dest",
         dest.to_str().unwrap(),
@@ -144,11 +144,11 @@ fn dry_run_names_the_archive_no_identity_opens() {
 
 #[test]
 fn real_rotation_moves_every_archive_to_the_new_key() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let old = new_key(&env, "old.key");
     let new = new_key(&env, "new.key");
     let dest = three_archives(&env, &old.recipient);
-    let o = env.run(&[
+    let o = env.output(&[
         "rotate",
         "--dest",
         dest.to_str().unwrap(),
@@ -172,7 +172,7 @@ fn real_rotation_moves_every_archive_to_the_new_key() {
             a.display()
         );
         // sidecars were rewritten
-        let o = env.run(&["verify", a.to_str().unwrap()]);
+        let o = env.output(&["verify", a.to_str().unwrap()]);
         assert_eq!(code(&o), 0);
     }
     // no temp files or journals left
@@ -186,14 +186,14 @@ fn real_rotation_moves_every_archive_to_the_new_key() {
 
 #[test]
 fn keep_old_keeps_pre_rotate_copies() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let old = new_key(&env, "old.key");
     let new = new_key(&env, "new.key");
-    let src = env.path("src");
+    let src = env.p("src");
     make_tree(&src);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     backup_to(&env, &src, &dest, "daily", &old.recipient);
-    let o = env.run(&[
+    let o = env.output(&[
         "rotate",
         "--dest",
         dest.to_str().unwrap(),
@@ -216,10 +216,10 @@ fn keep_old_keeps_pre_rotate_copies() {
 
 #[test]
 fn killed_rotation_resumes() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let old = new_key(&env, "old.key");
     let new = new_key(&env, "new.key");
-    let src = env.path("src");
+    let src = env.p("src");
     make_tree(&src);
     // some bulk so that a rotation takes a moment
     let mut x = 0x9e3779b97f4a7c15u64;
@@ -232,7 +232,7 @@ fn killed_rotation_resumes() {
         })
         .collect();
     write_file(&src.join("workspace/blob.bin"), &blob, 0o600);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     for _ in 0..3 {
         backup_to(&env, &src, &dest, "weekly", &old.recipient);
     }
@@ -268,7 +268,7 @@ fn killed_rotation_resumes() {
             );
         }
     }
-    let o = env.run(&[
+    let o = env.output(&[
         "rotate",
         "--dest",
         dest.to_str().unwrap(),
@@ -286,7 +286,7 @@ fn killed_rotation_resumes() {
         assert!(opens(&env, a, &new.file));
         assert!(!opens(&env, a, &old.file));
         assert_eq!(
-            code(&env.run(&["verify", a.to_str().unwrap()])),
+            code(&env.output(&["verify", a.to_str().unwrap()])),
             0,
             "sidecar matches"
         );
@@ -295,12 +295,12 @@ fn killed_rotation_resumes() {
 
 #[test]
 fn drill_restores_into_scratch_and_reports_phases() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
-    let dest = env.path("dest");
+    let dest = env.p("dest");
     backup_to(&env, &src, &dest, "daily", &age_recipient());
-    let scratch = env.path("scratch");
+    let scratch = env.p("scratch");
     fs::create_dir(&scratch).unwrap();
     // what a killed drill leaves behind is shredded by the next one
     write_file(
@@ -308,7 +308,7 @@ fn drill_restores_into_scratch_and_reports_phases() {
         CANARY.as_bytes(),
         0o600,
     );
-    let o = env.run(&[
+    let o = env.output(&[
         "drill",
         "--dest",
         dest.to_str().unwrap(),
@@ -339,7 +339,7 @@ fn drill_restores_into_scratch_and_reports_phases() {
         "scratch tree removed"
     );
     // an impossible RTO fails the drill
-    let o = env.run(&[
+    let o = env.output(&[
         "drill",
         "--dest",
         dest.to_str().unwrap(),

@@ -20,43 +20,28 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// rel path (bytes) → (kind, mode, mtime in seconds, content or link target)
+/// rel path (bytes) → (kind, mode, mtime in seconds, content or link target);
+/// links have mode 0, special files are `('o', 0, 0, [])`. The root is left out.
 type Tree = BTreeMap<Vec<u8>, (char, u32, i64, Vec<u8>)>;
 
 fn tree(root: &Path) -> Tree {
-    fn walk(root: &Path, dir: &Path, out: &mut Tree) {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let p = dir.join(&n);
-            let rel = p
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let mode = m.permissions().mode() & 0o7777;
-            let ft = m.file_type();
-            if ft.is_symlink() {
-                let t = fs::read_link(&p).unwrap().into_os_string();
-                out.insert(rel, ('l', 0, m.mtime(), t.as_bytes().to_vec()));
+    walk(root)
+        .into_iter()
+        .filter(|e| !e.rel.is_empty())
+        .map(|e| {
+            let ft = e.meta.file_type();
+            let v = if ft.is_symlink() {
+                ('l', 0, e.meta.mtime(), e.data)
             } else if ft.is_dir() {
-                out.insert(rel, ('d', mode, m.mtime(), vec![]));
-                walk(root, &p, out);
+                ('d', e.perm(), e.meta.mtime(), vec![])
             } else if ft.is_file() {
-                out.insert(rel, ('f', mode, m.mtime(), fs::read(&p).unwrap()));
+                ('f', e.perm(), e.meta.mtime(), e.data)
             } else {
-                out.insert(rel, ('o', 0, 0, vec![]));
-            }
-        }
-    }
-    let mut out = Tree::new();
-    walk(root, root, &mut out);
-    out
+                ('o', 0, 0, vec![])
+            };
+            (e.rel, v)
+        })
+        .collect()
 }
 
 /// What a restore gives for a source tree: owner-only modes, and what the
@@ -121,7 +106,7 @@ fn key() -> PathBuf {
 }
 
 /// `backup --type weekly` of `src` into `dest`: the archive path.
-fn backup(env: &Env, src: &Path, dest: &Path) -> PathBuf {
+fn backup(env: &Sandbox, src: &Path, dest: &Path) -> PathBuf {
     let o = env
         .cmd()
         .arg("backup")
@@ -144,7 +129,7 @@ fn backup(env: &Env, src: &Path, dest: &Path) -> PathBuf {
 
 /// `restore ARCHIVE --target T` with a snapshot into `snapshots`: the JSON
 /// report.
-fn restore(env: &Env, archive: &Path, target: &Path) -> serde_json::Value {
+fn restore(env: &Sandbox, archive: &Path, target: &Path) -> serde_json::Value {
     let o = env
         .cmd()
         .arg("restore")
@@ -155,7 +140,7 @@ fn restore(env: &Env, archive: &Path, target: &Path) -> serde_json::Value {
         .arg("--target")
         .arg(target)
         .arg("--dest")
-        .arg(env.path("snapshots"))
+        .arg(env.p("snapshots"))
         .output()
         .unwrap();
     assert_eq!(
@@ -197,7 +182,7 @@ fn assert_same(label: &str, got: &Tree, want: &Tree) {
 }
 
 /// The names `age -d | tar xzf -` gives below the archive's top directory.
-fn stock_extract(env: &Env, archive: &Path, into: &Path) -> PathBuf {
+fn stock_extract(env: &Sandbox, archive: &Path, into: &Path) -> PathBuf {
     fs::create_dir_all(into).unwrap();
     let st = Command::new("sh")
         .arg("-c")
@@ -206,7 +191,7 @@ fn stock_extract(env: &Env, archive: &Path, into: &Path) -> PathBuf {
         .arg(key())
         .arg(archive)
         .arg(into)
-        .env("HOME", env.path("home"))
+        .env("HOME", env.p("env/home"))
         .status()
         .unwrap();
     assert!(st.success(), "age -d | tar xzf - failed");
@@ -310,21 +295,21 @@ fn make_skipped(src: &Path) {
 
 #[test]
 fn every_kind_of_name_size_and_layout_round_trips() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_hard_tree(&src);
     make_skipped(&src);
     let before = tree(&src);
     let want = restorable(&before);
-    let archive = backup(&env, &src, &env.path("dest"));
+    let archive = backup(&env, &src, &env.p("dest"));
 
     // 1. onto a fresh target
-    let fresh = env.path("fresh");
+    let fresh = env.p("fresh");
     restore(&env, &archive, &fresh);
     assert_same("fresh target", &tree(&fresh), &want);
 
     // 2. stock tools give the same names and bytes
-    let top = stock_extract(&env, &archive, &env.path("stock"));
+    let top = stock_extract(&env, &archive, &env.p("stock"));
     let mut stock = tree(&top);
     let m: serde_json::Value =
         serde_json::from_slice(&fs::read(top.join("manifest-2.json")).unwrap()).unwrap();
@@ -367,7 +352,7 @@ fn every_kind_of_name_size_and_layout_round_trips() {
     assert_same("over the live tree", &tree(&src), &live_want);
 
     // 4. the pre-restore snapshot of the live tree restores as well
-    let from_snap = env.path("from-snapshot");
+    let from_snap = env.p("from-snapshot");
     restore(&env, &snap, &from_snap);
     assert_same(
         "pre-restore snapshot",
@@ -378,14 +363,14 @@ fn every_kind_of_name_size_and_layout_round_trips() {
 
 #[test]
 fn symlinked_data_dir_backs_up_and_restores_where_it_points() {
-    let env = Env::new();
-    let real = env.path("data/secureclaw");
+    let env = Sandbox::new();
+    let real = env.p("data/secureclaw");
     make_tree(&real);
-    let link = env.path("home/.secureclaw");
+    let link = env.p("env/home/.secureclaw");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let before = tree(&real);
     let want = restorable(&before);
-    let archive = backup(&env, &link, &env.path("dest"));
+    let archive = backup(&env, &link, &env.p("dest"));
     fs::write(real.join("secureclaw.json"), b"// damaged\n").unwrap();
     let r = restore(&env, &archive, &link);
     assert!(
@@ -402,9 +387,9 @@ fn symlinked_data_dir_backs_up_and_restores_where_it_points() {
         real.to_str().unwrap()
     );
     // and onto a fresh target reached through a symlink
-    let real2 = env.path("data/second");
+    let real2 = env.p("data/second");
     fs::create_dir_all(&real2).unwrap();
-    let link2 = env.path("home/second");
+    let link2 = env.p("env/home/second");
     std::os::unix::fs::symlink(&real2, &link2).unwrap();
     restore(&env, &archive, &link2);
     assert_same("fresh through a link", &tree(&real2), &want);
@@ -429,8 +414,8 @@ fn sigint_twice_during_restore_leaves_no_plaintext() {
 /// exit 1, and leaves no staging directory (no plaintext) beside the target,
 /// which is unchanged.
 fn interrupted_restore(signals: usize) {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_tree(&src);
     // enough data that extraction takes a while
     let chunk: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
@@ -441,8 +426,8 @@ fn interrupted_restore(signals: usize) {
             0o600,
         );
     }
-    let archive = backup(&env, &src, &env.path("dest"));
-    let target = env.path("target");
+    let archive = backup(&env, &src, &env.p("dest"));
+    let target = env.p("target");
     make_tree(&target);
     let before = tree(&target);
     let mut child = env
@@ -458,7 +443,7 @@ fn interrupted_restore(signals: usize) {
         .spawn()
         .unwrap();
     let staging = || -> Vec<PathBuf> {
-        fs::read_dir(env.path(""))
+        fs::read_dir(env.p(""))
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| {
@@ -528,8 +513,8 @@ fn interrupted_restore(signals: usize) {
 /// staging directory's name longer still.
 #[test]
 fn the_longest_path_the_source_allows_round_trips() {
-    let env = Env::new();
-    let src = env.path("s");
+    let env = Sandbox::new();
+    let src = env.p("s");
     make_tree(&src);
     let want_len = 4095 - src.as_os_str().len() - 1;
     let mut rel = PathBuf::from("long");
@@ -542,8 +527,8 @@ fn the_longest_path_the_source_allows_round_trips() {
     assert_eq!(src.join(&rel).as_os_str().len(), 4095);
     write_file(&src.join(&rel), b"at the limit", 0o600);
     let want = restorable(&tree(&src));
-    let archive = backup(&env, &src, &env.path("dest"));
-    let target = env.path("t");
+    let archive = backup(&env, &src, &env.p("dest"));
+    let target = env.p("t");
     assert_eq!(target.as_os_str().len(), src.as_os_str().len());
     restore(&env, &archive, &target);
     assert_same("longest path", &tree(&target), &want);
@@ -560,8 +545,8 @@ fn the_longest_path_the_source_allows_round_trips() {
 /// directory's longer name does not get in the way).
 #[test]
 fn daily_restore_keeps_what_it_lacks_exactly() {
-    let env = Env::new();
-    let src = env.path("src");
+    let env = Sandbox::new();
+    let src = env.p("src");
     make_hard_tree(&src);
     let want_len = 4095 - src.as_os_str().len() - 1;
     let mut rel = PathBuf::from("workspace/deep");
@@ -582,7 +567,7 @@ fn daily_restore_keeps_what_it_lacks_exactly() {
         .arg("--source")
         .arg(&src)
         .arg("--dest")
-        .arg(env.path("dest"))
+        .arg(env.p("dest"))
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));

@@ -29,15 +29,6 @@ fn key() -> String {
         .into_owned()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
-}
-
 /// Incompressible bytes (xorshift), so the archive is about as large.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -53,7 +44,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 struct Host {
-    env: Env,
+    env: Sandbox,
     src: PathBuf,
     dest: PathBuf,
     config: PathBuf,
@@ -61,14 +52,14 @@ struct Host {
 
 impl Host {
     fn new(big: usize) -> Host {
-        let env = Env::new();
-        let src = env.path("data");
+        let env = Sandbox::new();
+        let src = env.p("data");
         make_tree(&src);
         if big > 0 {
             write_file(&src.join("state/blob.bin"), &noise(big, 7), 0o600);
         }
-        let dest = env.path("backups");
-        let config = env.path("config.toml");
+        let dest = env.p("backups");
+        let config = env.p("config.toml");
         Host {
             env,
             src,
@@ -159,7 +150,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 #[test]
 fn nas_tier_push_list_verify_restore_prune() {
     let h = Host::new(0);
-    let nas = h.env.path("nas/secureclaw");
+    let nas = h.env.p("nas/secureclaw");
     h.write_config(&format!(
         "[[tier]]\nname = \"nas\"\nurl = \"{}\"\nkeep_within = \"30d\"\n",
         nas.display()
@@ -266,7 +257,7 @@ fn nas_tier_push_list_verify_restore_prune() {
     assert_eq!(code(&o), 0);
 
     // restore from the tier
-    let target = h.env.path("restored");
+    let target = h.env.p("restored");
     let o = h.run(
         &[],
         &[
@@ -783,11 +774,6 @@ impl Client {
     }
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
-}
-
 /// Every archive of `names` (and its sidecar) in `bucket/prefix` holds
 /// exactly the local bytes: SHA-256 of the object read back against the
 /// local file's.
@@ -943,7 +929,7 @@ fn s3_multipart_push_verify_restore_and_retention() {
     assert_eq!(code(&o), 0);
     assert!(String::from_utf8_lossy(&o.stderr).contains("decrypted and authenticated"));
     // restore from the bucket, streamed
-    let target = h.env.path("restored");
+    let target = h.env.p("restored");
     let o = h.run(
         &env,
         &[
@@ -1644,7 +1630,7 @@ fn garage_node_killed_during_a_restore_from_the_bucket() {
     };
 
     // a node other than the one the client talks to: completes through the others
-    let t1 = h.env.path("t1/secureclaw");
+    let t1 = h.env.p("t1/secureclaw");
     make_tree(&t1);
     let o = restore(&t1, 3);
     assert_eq!(code(&o), 0);
@@ -1655,11 +1641,11 @@ fn garage_node_killed_during_a_restore_from_the_bucket() {
     c.start_node(3);
 
     // the node the client talks to: fails, and the target is as it was
-    let t2 = h.env.path("t2/secureclaw");
+    let t2 = h.env.p("t2/secureclaw");
     make_tree(&t2);
     write_file(&t2.join("state/mine.txt"), b"before the restore", 0o600);
     let before = snapshot(&t2);
-    let around = names_in(&h.env.path("t2"));
+    let around = names_in(&h.env.p("t2"));
     let o = restore(&t2, 1);
     assert_eq!(code(&o), 1, "the endpoint died: operational error");
     let err = String::from_utf8_lossy(&o.stderr);
@@ -1669,9 +1655,5 @@ fn garage_node_killed_during_a_restore_from_the_bucket() {
     );
     assert_condensed(&err);
     assert!(snapshot(&t2) == before, "the target changed");
-    assert_eq!(
-        names_in(&h.env.path("t2")),
-        around,
-        "nothing left beside it"
-    );
+    assert_eq!(names_in(&h.env.p("t2")), around, "nothing left beside it");
 }
