@@ -5,8 +5,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands;
+use crate::ui::Ui;
 use secureclaw_backup::error::Result;
-use secureclaw_backup::ui::Ui;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:

@@ -4,14 +4,19 @@
 //! layers; each module's doc says what it owns.
 //!
 //! This is the engine; the command line (clap parsing, rendering) lives in the
-//! binary (`src/main.rs`, `src/cli.rs`, `src/commands/`), and nothing here
-//! depends on it. The entry points, re-exported at the top level:
+//! binary (`src/main.rs`, `src/cli.rs`, `src/commands/`, `src/ui.rs`), and
+//! nothing here depends on it: engines report progress and warnings through
+//! [`events::Events`] and return their results; [`text`] makes outside text
+//! safe to print. The entry points, re-exported at the top level:
 //!
 //! - [`run_backup`] ([`BackupOptions`] → [`BackupReport`]),
-//! - [`run_restore`] ([`RestoreOptions`] → [`RestoreReport`]),
+//! - [`run_restore`] ([`RestoreOptions`] → [`RestoreReport`]), or in two
+//!   steps: [`plan_restore`] (→ a [`RestorePlan`], what `--dry-run` shows)
+//!   and [`apply_restore`],
 //! - [`verify_keyless`] and [`verify_full`] (→ [`VerifyReport`]),
 //! - [`prune_dest`] (retention applied to a destination),
-//! - [`run_rotate`] ([`RotateOptions`] → [`RotateReport`]),
+//! - [`run_rotate`] ([`RotateOptions`] → [`RotateReport`]), through a
+//!   [`RotatePlan`],
 //! - [`run_drill`] (→ [`DrillReport`]),
 //! - [`status_report`] (→ [`StatusReport`]) and [`validate`] (→ [`ValidateReport`]),
 //! - [`Error`], [`ErrorKind`] (the exit codes) and [`Result`].
@@ -48,7 +53,6 @@ pub mod store;
 pub mod swap;
 pub mod text;
 pub mod tier;
-pub mod ui;
 pub mod validate;
 pub mod verify;
 
@@ -56,8 +60,10 @@ pub use backup::{run_backup, BackupOptions, BackupReport};
 pub use drill::{run_drill, DrillReport};
 pub use error::{Error, ErrorKind, Result};
 pub use prune::prune_dest;
-pub use restore::{run_restore, RestoreOptions, RestoreReport};
-pub use rotate::{run_rotate, RotateOptions, RotateReport};
+pub use restore::{
+    apply_restore, plan_restore, run_restore, RestoreOptions, RestorePlan, RestoreReport,
+};
+pub use rotate::{run_rotate, RotateOptions, RotatePlan, RotateReport};
 pub use status::{report as status_report, Report as StatusReport};
 pub use validate::{validate, Report as ValidateReport};
 pub use verify::{verify_full, verify_keyless, VerifyReport};

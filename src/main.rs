@@ -9,12 +9,12 @@
 
 mod cli;
 mod commands;
+mod ui;
 
 use clap::Parser;
 use cli::Cli;
 use secureclaw_backup::error::ErrorKind;
 use secureclaw_backup::process;
-use secureclaw_backup::ui;
 
 /// Whether `--json` is among the arguments (before a `--`), for errors the
 /// parser raises before it could tell us.

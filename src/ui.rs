@@ -1,3 +1,7 @@
+//! The binary's rendering (bin-only: the library reports through
+//! `secureclaw_backup::events::Events`, which [`Ui`] implements, and returns
+//! reports; printing them is done here).
+//!
 //! Output discipline: with `--json` exactly one JSON document goes to stdout and
 //! human text to stderr; without it, results go to stdout and progress to
 //! stderr. `-q` prints nothing on success: no progress, no summary, only
@@ -11,12 +15,12 @@
 //! `BrokenPipe` are dropped quietly ([`write_stdout`]), nothing panics.
 //!
 //! Every human line is made safe to print on its way out (escaping of
-//! controls and bidi overrides: [`crate::text`], re-exported here).
+//! controls and bidi overrides: [`secureclaw_backup::text`], re-exported here).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use crate::text::{cut, is_unsafe_char, json_text, note, printable, warn, Safe};
+pub use secureclaw_backup::text::{cut, json_text, note, printable, warn, Safe};
 
 /// Set once a command printed its result, so that an error after it does not
 /// add a second JSON document to stdout.
@@ -40,7 +44,7 @@ pub fn write_stdout(text: &[u8]) -> std::io::Result<()> {
 
 /// The JSON document of a failed command: `ok: false` and the error.
 pub fn error_document(
-    kind: crate::error::ErrorKind,
+    kind: secureclaw_backup::error::ErrorKind,
     message: &str,
     hint: &str,
 ) -> serde_json::Value {
@@ -52,7 +56,7 @@ pub fn error_document(
 
 /// Prints a failed command's error: `error:` and `hint:` lines on stderr and,
 /// with `--json` (when no result was printed yet), one error document.
-pub fn print_error(e: &crate::error::Error, json: bool) {
+pub fn print_error(e: &secureclaw_backup::error::Error, json: bool) {
     let hint = e
         .hint
         .clone()
@@ -114,10 +118,10 @@ impl Ui {
 
     /// Data the command exists to print (a unit file, a man page): on stdout
     /// even with `-q`. Not for `--json` (the caller refuses or wraps it).
-    pub fn data(&self, text: &str) -> Result<(), crate::error::Error> {
+    pub fn data(&self, text: &str) -> Result<(), secureclaw_backup::error::Error> {
         RESULT_PRINTED.store(true, Ordering::Relaxed);
         write_stdout(text.as_bytes()).map_err(|e| {
-            crate::error::Error::operational(format!("writing to stdout: {e}"))
+            secureclaw_backup::error::Error::operational(format!("writing to stdout: {e}"))
                 .hint("check where stdout is redirected to (free space, permissions)")
         })
     }
@@ -142,7 +146,7 @@ impl Ui {
 
 struct Bar(indicatif::ProgressBar);
 
-impl crate::events::Progress for Bar {
+impl secureclaw_backup::events::Progress for Bar {
     fn set_total(&self, total: u64) {
         self.0.set_length(total);
     }
@@ -159,16 +163,16 @@ impl crate::events::Progress for Bar {
 
 /// The terminal rendering of the library's events: notes and warnings on
 /// stderr (escaped), bars only on a terminal.
-impl crate::events::Events for Ui {
-    fn message(&self, level: crate::events::Level, text: &str) {
-        use crate::events::Level;
+impl secureclaw_backup::events::Events for Ui {
+    fn message(&self, level: secureclaw_backup::events::Level, text: &str) {
+        use secureclaw_backup::events::Level;
         match level {
             Level::Info => Ui::info(self, text),
             Level::Detail => Ui::detail(self, text),
             Level::Warn => Ui::warn(self, text),
         }
     }
-    fn progress(&self, total: u64, what: &str) -> Box<dyn crate::events::Progress> {
+    fn progress(&self, total: u64, what: &str) -> Box<dyn secureclaw_backup::events::Progress> {
         Box::new(Bar(Ui::progress(self, total, what)))
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::ui::Ui;
 use secureclaw_backup::backup::{
     archive_encryptor, compression_threads, run_backup_live, BackupOptions, BackupReport,
     DEFAULT_LEVEL,
@@ -10,7 +11,6 @@ use secureclaw_backup::capture::LiveOptions;
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::store::{self, BackupType};
-use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TypeArg {

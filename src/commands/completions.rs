@@ -12,8 +12,8 @@
 
 use clap::CommandFactory;
 
+use crate::ui::Ui;
 use secureclaw_backup::error::{Error, Result};
-use secureclaw_backup::ui::Ui;
 
 /// The program's name, as installed.
 pub const BIN: &str = "secureclaw-backup";

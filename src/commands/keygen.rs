@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
+use crate::ui::Ui;
 use secureclaw_backup::crypto::passphrase::{prompt, read_passphrase_file};
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::keygen::{
     generate_age, generate_openpgp, generate_signing, host_name, Generated, GeneratedSigning,
 };
-use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyKind {

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+use crate::ui::Ui;
 use secureclaw_backup::catalog::{self, Brief, Depth, Entry, Listing, Sidecar};
 use secureclaw_backup::error::Result;
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::store::{self, LocalStore};
-use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 
+use crate::ui::Ui;
 use secureclaw_backup::error::{Error, IoContext, Result};
-use secureclaw_backup::ui::Ui;
 
 use super::completions::BIN;
 
@@ -99,7 +99,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 .collect();
             return Err(Error::usage(format!(
                 "no subcommand {}",
-                secureclaw_backup::ui::cut(args.command.as_deref().unwrap_or(""), 80)
+                crate::ui::cut(args.command.as_deref().unwrap_or(""), 80)
             ))
             .hint(format!("one of: {}", names.join(", "))));
         };
@@ -113,8 +113,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let human = format!(
         "wrote {} man pages to {}\n  read one: man -l {}\n  or add the directory's parent to MANPATH",
         written.len(),
-        secureclaw_backup::ui::Safe(dir),
-        secureclaw_backup::ui::Safe(&written[0]),
+        crate::ui::Safe(dir),
+        crate::ui::Safe(&written[0]),
     );
     ui.result(
         human,

@@ -1,5 +1,5 @@
 //! One file per command: each defines its clap `Args` and a `run` that turns
-//! them into library calls and prints through [`secureclaw_backup::ui::Ui`]. Shared option
+//! them into library calls and prints through [`crate::ui::Ui`]. Shared option
 //! groups (recipients, identities) live here.
 
 pub mod backup;
@@ -75,7 +75,7 @@ pub fn require_regular_archive(path: &std::path::Path) -> Result<()> {
         Ok(m) if !m.is_file() && !m.is_dir() => Err(secureclaw_backup::error::Error::usage(
             format!(
                 "ARCHIVE must be a regular file: {} is a pipe, socket or device (a stream)",
-                secureclaw_backup::ui::Safe(path),
+                crate::ui::Safe(path),
             ),
         )
         .hint(

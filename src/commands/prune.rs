@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde_json::json;
 
+use crate::ui::Ui;
 use secureclaw_backup::error::Result;
 use secureclaw_backup::prune;
 use secureclaw_backup::retention::{self, Decision, Policy};
 use secureclaw_backup::store::{self, ArchiveName, LocalStore, Store};
 use secureclaw_backup::tier;
-use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

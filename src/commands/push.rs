@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::ui::Ui;
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::store::{self, LocalStore, Store};
 use secureclaw_backup::tier::{self, push::PushReport};
-use crate::ui::Ui;
 
 /// `--config FILE`, shared by the commands that use tiers.
 #[derive(Debug, Clone, Default, clap::Args)]

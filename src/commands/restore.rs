@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
+use crate::ui::{Safe, Ui};
 use secureclaw_backup::error::Result;
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::restore::{
     run_restore, GatewayAction, RestoreOptions, RestorePlan, RestoreReport, SnapshotPlan,
 };
 use secureclaw_backup::store;
-use secureclaw_backup::ui::{Safe, Ui};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

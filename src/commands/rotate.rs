@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::ui::Ui;
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::rotate::{run_rotate, RotateOptions, RotateReport};
 use secureclaw_backup::store;
-use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+use crate::ui::Ui;
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::schedule::{self, Scheduler};
 use secureclaw_backup::store::{self, BackupType};
-use secureclaw_backup::ui::Ui;
 
 use super::backup::TypeArg;
 

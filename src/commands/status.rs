@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use chrono::{TimeDelta, Utc};
 use serde_json::json;
 
+use crate::ui::Ui;
 use secureclaw_backup::error::{Error, ErrorKind, Result};
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::retention::{format_duration, parse_duration};
 use secureclaw_backup::status::{self, Report};
 use secureclaw_backup::store::{self, LocalStore};
-use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+use crate::ui::Ui;
 use secureclaw_backup::error::{Error, Result};
-use secureclaw_backup::ui::Ui;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::ui::Ui;
 use secureclaw_backup::error::{Error, ErrorKind, Result};
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::store::SidecarStatus;
-use secureclaw_backup::ui::Ui;
 use secureclaw_backup::verify::{verify_full, verify_keyless, VerifyReport};
 
 #[derive(Debug, clap::Args)]
@@ -35,11 +35,11 @@ fn sidecar_word(s: &SidecarStatus) -> &'static str {
 fn human(r: &VerifyReport) -> String {
     let mut s = format!(
         "{}: OK ({}, {}, {} recipient(s): {}; sidecar {})",
-        secureclaw_backup::ui::Safe(&r.archive),
+        crate::ui::Safe(&r.archive),
         r.format.family(),
         human_bytes(r.size),
         r.recipients.len(),
-        secureclaw_backup::ui::Safe(r.recipients.join(", ")),
+        crate::ui::Safe(r.recipients.join(", ")),
         sidecar_word(&r.sidecar)
     );
     if r.full && r.legacy == Some(true) {
@@ -59,7 +59,7 @@ fn human(r: &VerifyReport) -> String {
         s.push_str("\n  structure only (pass -i to decrypt and check every file)");
     }
     for w in &r.warnings {
-        s.push_str(&format!("\n  warning: {}", secureclaw_backup::ui::Safe(w)));
+        s.push_str(&format!("\n  warning: {}", crate::ui::Safe(w)));
     }
     s
 }
@@ -81,9 +81,9 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 reports.push(r);
             }
             Err(e) => {
-                secureclaw_backup::ui::note(format!(
+                crate::ui::note(format!(
                     "{}: FAILED: {}",
-                    secureclaw_backup::ui::Safe(a),
+                    crate::ui::Safe(a),
                     e.message
                 ));
                 failures.push((a.clone(), e));
