@@ -11,7 +11,7 @@
 //! - ENOSPC on a small tmpfs mounted by the test (skipped, with the reason
 //!   printed, where mounting is not possible): a clear error, nothing lost.
 
-mod support_security;
+mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support_security::*;
+use common::*;
 
 const CANARY: &[u8] = b"PLAINTEXT-CANARY-crash-7f3a9c";
 
@@ -28,7 +28,7 @@ const CANARY: &[u8] = b"PLAINTEXT-CANARY-crash-7f3a9c";
 /// workspace/, plus config and credentials that carry the canary.
 fn generate(root: &Path, mb: usize, seed: u64) {
     let mut rng = Rng(seed);
-    write_mode(
+    write_file(
         &root.join("secureclaw.json"),
         b"{ gateway: { port: 18789 } }\n",
         0o600,
@@ -36,8 +36,8 @@ fn generate(root: &Path, mb: usize, seed: u64) {
     let mut cred = b"{\"token\":\"".to_vec();
     cred.extend_from_slice(CANARY);
     cred.extend_from_slice(b"\"}\n");
-    write_mode(&root.join("credentials/oauth.json"), &cred, 0o600);
-    write_mode(&root.join("identity/device.json"), &cred, 0o600);
+    write_file(&root.join("credentials/oauth.json"), &cred, 0o600);
+    write_file(&root.join("identity/device.json"), &cred, 0o600);
     // a live SQLite database, captured through a plaintext staging file
     let db = root.join("memory/main.sqlite");
     fs::create_dir_all(db.parent().unwrap()).unwrap();
@@ -61,7 +61,7 @@ fn generate(root: &Path, mb: usize, seed: u64) {
         // a canary inside the bulk data too, at a random place
         let at = rng.below((blob - CANARY.len()) as u64) as usize;
         d[at..at + CANARY.len()].copy_from_slice(CANARY);
-        write_mode(
+        write_file(
             &root.join(format!("workspace/data/blob-{i:04}.bin")),
             &d,
             0o600,
@@ -106,7 +106,7 @@ fn verify_new_archives(sb: &Sandbox, dest: &Path, checked: &mut BTreeSet<String>
             let v = sb.run(&[
                 "verify".as_ref(),
                 "-i".as_ref(),
-                key("age-example.key").as_os_str(),
+                example_key("age-example.key").as_os_str(),
                 p.as_os_str(),
             ]);
             assert_eq!(
@@ -163,7 +163,7 @@ fn backup_cmd(sb: &Sandbox, src: &Path, dest: &Path) -> Command {
         "--no-prune",
         "-q",
         "-r",
-        &age_pub(),
+        &age_recipient(),
         "--source",
     ])
     .arg(src)
@@ -292,12 +292,12 @@ impl RestoreRig {
         // the "old" tree: other contents, other modes, a component the archive lacks
         let old_root = sb.p("old");
         generate(&old_root, 8, 3);
-        write_mode(
+        write_file(
             &old_root.join("credentials/oauth.json"),
             b"{\"old\":1}",
             0o644,
         );
-        write_mode(&old_root.join("logs/gateway.log"), b"old log\n", 0o640);
+        write_file(&old_root.join("logs/gateway.log"), b"old log\n", 0o640);
         let rig = RestoreRig {
             old: snapshot(&old_root),
             new: Tree::new(),
@@ -332,14 +332,14 @@ impl RestoreRig {
             "restore".into(),
             self.archive.clone().into(),
             "-i".into(),
-            key("age-example.key").into(),
+            example_key("age-example.key").into(),
             "--target".into(),
             self.sb.target().into(),
         ];
         if snapshot {
             a.extend([
                 "-r".into(),
-                age_pub().into(),
+                age_recipient().into(),
                 "--dest".into(),
                 self.sb.p("w/dest").into(),
             ]);
@@ -525,46 +525,11 @@ fn restore_killed_at_many_points_including_the_swap() {
 
 // ------------------------------------------------------------------ ENOSPC
 
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(at)
-            .unwrap();
-        let o = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output();
-        match o {
-            Ok(o) if o.status.success() => Some(Tmpfs(at.to_owned())),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
+/// A tmpfs at `at`, or None (the test is skipped, saying why).
+fn small_fs(at: &Path, size: &str) -> Option<Tmpfs> {
+    Tmpfs::mount(at, size)
+        .map_err(|e| eprintln!("SKIPPED: cannot mount a tmpfs: {e}"))
+        .ok()
 }
 
 #[test]
@@ -573,7 +538,7 @@ fn enospc_backup_on_a_full_destination() {
     let src = sb.p("src");
     generate(&src, 12, 4);
     let dest = sb.p("small");
-    let Some(_m) = Tmpfs::mount(&dest, "4m") else {
+    let Some(_m) = small_fs(&dest, "4m") else {
         return;
     };
     fs::write(dest.join("unrelated.txt"), b"keep me").unwrap();
@@ -598,7 +563,7 @@ fn enospc_backup_on_a_full_destination() {
 fn enospc_restore_into_a_small_filesystem() {
     let sb = Sandbox::new();
     let parent = sb.p("w/parent");
-    let Some(_m) = Tmpfs::mount(&parent, "80m") else {
+    let Some(_m) = small_fs(&parent, "80m") else {
         return;
     };
     populate_target(&sb.target());
@@ -618,7 +583,7 @@ fn enospc_restore_into_a_small_filesystem() {
             "restore".into(),
             a.as_os_str().to_owned(),
             "-i".into(),
-            key("age-example.key").into_os_string(),
+            example_key("age-example.key").into_os_string(),
             "--target".into(),
             sb.target().into_os_string(),
             "--no-snapshot".into(),

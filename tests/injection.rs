@@ -14,7 +14,7 @@
 //! - `--threads 100000` is clamped, never a panic; an archive given as a pipe
 //!   is a usage error; an OpenPGP compression bomb is refused (exit 5).
 
-mod support_security;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support_security::*;
+use common::*;
 
 fn json(o: &Out) -> serde_json::Value {
     serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.text()))
@@ -593,9 +593,10 @@ fn identity_files_that_are_not_regular_or_too_big_are_refused() {
             age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
         let mut out = Vec::new();
         let mut w = enc.wrap_output(&mut out).unwrap();
-        std::io::Write::write_all(&mut w, &fs::read(key("age-example.key")).unwrap()).unwrap();
+        std::io::Write::write_all(&mut w, &fs::read(example_key("age-example.key")).unwrap())
+            .unwrap();
         w.finish().unwrap();
-        write_mode(&enc_id, &out, 0o600);
+        write_file(&enc_id, &out, 0o600);
     }
     let pfifo = sb.p("env/tmp/pass.fifo");
     mkfifo(&pfifo);
@@ -626,7 +627,11 @@ fn a_group_readable_identity_warns() {
     let sb = Sandbox::new();
     let archive = a_real_archive(&sb);
     let id = sb.p("env/tmp/id-0644");
-    write_mode(&id, &fs::read(key("age-example.key")).unwrap(), 0o644);
+    write_file(
+        &id,
+        &fs::read(example_key("age-example.key")).unwrap(),
+        0o644,
+    );
     let o = sb.run(&[
         "verify".as_ref(),
         "-i".as_ref(),
@@ -640,7 +645,11 @@ fn a_group_readable_identity_warns() {
         o.stderr
     );
     let id600 = sb.p("env/tmp/id-0600");
-    write_mode(&id600, &fs::read(key("age-example.key")).unwrap(), 0o600);
+    write_file(
+        &id600,
+        &fs::read(example_key("age-example.key")).unwrap(),
+        0o600,
+    );
     let o = sb.run(&[
         "verify".as_ref(),
         "-i".as_ref(),
@@ -661,14 +670,14 @@ fn an_archive_given_as_a_pipe_is_a_usage_error() {
         vec![
             "verify".as_ref(),
             "-i".as_ref(),
-            key("age-example.key").into_os_string().leak(),
+            example_key("age-example.key").into_os_string().leak(),
             fifo.as_os_str(),
         ],
         vec![
             "restore".as_ref(),
             fifo.as_os_str(),
             "-i".as_ref(),
-            key("age-example.key").into_os_string().leak(),
+            example_key("age-example.key").into_os_string().leak(),
             "--target".as_ref(),
             sb.target().into_os_string().leak(),
             "--no-snapshot".as_ref(),
@@ -690,7 +699,7 @@ fn huge_thread_counts_are_clamped() {
     let sb = Sandbox::new();
     let src = sb.p("w/src");
     fs::create_dir_all(&src).unwrap();
-    write_mode(&src.join("secureclaw.json"), b"{}", 0o600);
+    write_file(&src.join("secureclaw.json"), b"{}", 0o600);
     for n in ["100000", "10000"] {
         let o = sb.run(&[
             "backup".as_ref(),
@@ -699,7 +708,7 @@ fn huge_thread_counts_are_clamped() {
             "--dest".as_ref(),
             sb.p("arch").as_os_str(),
             "-r".as_ref(),
-            age_pub().as_ref(),
+            age_recipient().as_ref(),
             "--threads".as_ref(),
             n.as_ref(),
             "--no-prune".as_ref(),
@@ -746,7 +755,7 @@ fn openpgp_compression_bomb_is_refused() {
     use std::io::Write;
 
     let sb = Sandbox::new();
-    let cert = openpgp::Cert::from_file(key("openpgp-example.pub.asc")).unwrap();
+    let cert = openpgp::Cert::from_file(example_key("openpgp-example.pub.asc")).unwrap();
     let p = openpgp::policy::StandardPolicy::new();
     let recipients = cert
         .keys()
@@ -777,7 +786,7 @@ fn openpgp_compression_bomb_is_refused() {
     let ratio = plain.len() / sink.len();
     assert!(ratio > 10_000, "the bomb expands only ×{ratio}");
     let archive = sb.p("arch").join(format!("{TOP}.tar.gz.gpg"));
-    write_mode(&archive, &sink, 0o600);
+    write_file(&archive, &sink, 0o600);
     let id = Backend::Pgp.identity();
     let (o, _) = verify_with(
         &sb,
@@ -819,7 +828,7 @@ fn openpgp_compression_bomb_is_refused() {
         w.write_all(&gz).unwrap();
         w.finalize().unwrap();
     }
-    write_mode(&archive, &sink, 0o600);
+    write_file(&archive, &sink, 0o600);
     let (o, _) = verify_with(
         &sb,
         &[
@@ -838,10 +847,10 @@ fn a_keyring_that_is_a_pipe_is_refused_at_once() {
     let sb = Sandbox::new();
     let src = sb.p("w/src");
     fs::create_dir_all(&src).unwrap();
-    write_mode(&src.join("secureclaw.json"), b"{}", 0o600);
+    write_file(&src.join("secureclaw.json"), b"{}", 0o600);
     let fifo = sb.p("env/tmp/keyring.fifo");
     mkfifo(&fifo);
-    let keyid = fs::read_to_string(key("openpgp-example.keyid")).unwrap();
+    let keyid = fs::read_to_string(example_key("openpgp-example.keyid")).unwrap();
     let (o, took) = verify_with(
         &sb,
         &[

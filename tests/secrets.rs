@@ -6,7 +6,7 @@
 //! limit is 0; every file and directory it creates is owner-only from
 //! creation, even under `umask 000`.
 
-mod support_security;
+mod common;
 
 use std::fs;
 use std::io::Write;
@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
-use support_security::*;
+use common::*;
 
 const NOBODY: u32 = 65534;
 
@@ -54,9 +54,9 @@ fn canary(dir: &Path) -> Canary {
         w.finish().unwrap().finish().unwrap();
     }
     let id_file = dir.join("canary-identity.age");
-    write_mode(&id_file, &armored, 0o600);
+    write_file(&id_file, &armored, 0o600);
     let pass_file = dir.join("canary-pass");
-    write_mode(&pass_file, format!("{pass}\n").as_bytes(), 0o600);
+    write_file(&pass_file, format!("{pass}\n").as_bytes(), 0o600);
     Canary {
         pass,
         secret_key,
@@ -271,7 +271,7 @@ fn big_archive(sb: &Sandbox, recipient: &str) -> PathBuf {
     w.write_all(&gzip(&tar)).unwrap();
     w.finish().unwrap();
     let archive = sb.p("arch/daily_20260101_000000.tar.gz.age");
-    write_mode(&archive, &ct, 0o600);
+    write_file(&archive, &ct, 0o600);
     archive
 }
 
@@ -292,9 +292,9 @@ fn canary_passphrase_and_key_never_leak() {
             .arg(&archive);
         if via_env {
             cmd.env("SECURECLAW_BACKUP_IDENTITY", &c.id_file);
-            cmd.env("SECURECLAW_BACKUP_KEY", age_pub());
+            cmd.env("SECURECLAW_BACKUP_KEY", age_recipient());
         } else {
-            cmd.arg("-i").arg(&c.id_file).args(["-r", &age_pub()]);
+            cmd.arg("-i").arg(&c.id_file).args(["-r", &age_recipient()]);
         }
         cmd.arg("--passphrase-file")
             .arg(&c.pass_file)
@@ -325,7 +325,7 @@ fn canary_passphrase_and_key_never_leak() {
         id_file: c.id_file.clone(),
         pass_file: sb.p("arch/wrong-pass"),
     };
-    write_mode(
+    write_file(
         &wrong.pass_file,
         format!("{}\n", wrong.pass).as_bytes(),
         0o600,
@@ -356,10 +356,10 @@ fn canary_passphrase_and_key_never_leak() {
 #[test]
 fn process_is_not_dumpable() {
     let sb = Sandbox::new();
-    let archive = big_archive(&sb, &age_pub());
+    let archive = big_archive(&sb, &age_recipient());
     populate_target(&sb.target());
     let id = sb.p("arch/age.key");
-    fs::copy(key("age-example.key"), &id).unwrap();
+    fs::copy(example_key("age-example.key"), &id).unwrap();
     let c = canary(&sb.p("env/home"));
     let uid = if is_root() && have_setpriv() {
         NOBODY
@@ -507,15 +507,15 @@ fn owner_only_from_creation_under_umask_000() {
     // a source with loose modes and an executable
     let src = sb.p("src");
     let mut rng = Rng(9);
-    write_mode(&src.join("secureclaw.json"), b"{}", 0o666);
-    write_mode(&src.join("credentials/oauth.json"), b"{}", 0o644);
-    write_mode(
+    write_file(&src.join("secureclaw.json"), b"{}", 0o666);
+    write_file(&src.join("credentials/oauth.json"), b"{}", 0o644);
+    write_file(
         &src.join("agents/main/agent/tool.sh"),
         b"#!/bin/sh\n",
         0o777,
     );
     for i in 0..32 {
-        write_mode(
+        write_file(
             &src.join(format!("workspace/blob-{i}.bin")),
             &rng.bytes(512 * 1024),
             0o666,
@@ -525,7 +525,7 @@ fn owner_only_from_creation_under_umask_000() {
 
     // backup into a destination that does not exist yet
     let dest = sb.p("w/newdest");
-    let pubkey = age_pub();
+    let pubkey = age_recipient();
     let args: Vec<&std::ffi::OsStr> = vec![
         "backup".as_ref(),
         "--type".as_ref(),
@@ -561,7 +561,7 @@ fn owner_only_from_creation_under_umask_000() {
     // restore into a new target, then again over it (with a snapshot into a
     // new destination), both under umask 000
     for (i, snap) in [false, true].into_iter().enumerate() {
-        let id = key("age-example.key");
+        let id = example_key("age-example.key");
         let snapdest = sb.p("w/snapdest");
         let mut args: Vec<&std::ffi::OsStr> = vec![
             "restore".as_ref(),
@@ -669,7 +669,7 @@ fn secret_material_given_as_input_is_never_echoed() {
 
     // files holding secrets where recipients belong
     let id_file = sb.p("env/tmp/identity.txt");
-    write_mode(
+    write_file(
         &id_file,
         format!(
             "# created: 2026-01-01T00:00:00Z\n# public key: {}\n{}\n",
@@ -679,15 +679,15 @@ fn secret_material_given_as_input_is_never_echoed() {
         0o600,
     );
     let ssh_file = sb.p("env/tmp/id_ed25519");
-    write_mode(&ssh_file, ssh.as_bytes(), 0o600);
+    write_file(&ssh_file, ssh.as_bytes(), 0o600);
     let pgp_file = sb.p("env/tmp/secret.asc");
-    write_mode(&pgp_file, pgp.as_bytes(), 0o600);
+    write_file(&pgp_file, pgp.as_bytes(), 0o600);
     let pgp_bin = sb.p("env/tmp/secret.gpg");
     let mut bin_key = vec![0xC5, 0x58, 0x04];
     bin_key.extend_from_slice(marker.as_bytes());
-    write_mode(&pgp_bin, &bin_key, 0o600);
+    write_file(&pgp_bin, &bin_key, 0o600);
     let mixed = sb.p("env/tmp/recipients.txt");
-    write_mode(
+    write_file(
         &mixed,
         format!("{}\n{}\n", c.recipient, c.secret_key).as_bytes(),
         0o600,
@@ -695,7 +695,7 @@ fn secret_material_given_as_input_is_never_echoed() {
 
     let src = sb.p("w/src");
     fs::create_dir_all(&src).unwrap();
-    write_mode(&src.join("secureclaw.json"), b"{}", 0o600);
+    write_file(&src.join("secureclaw.json"), b"{}", 0o600);
     let dest = sb.p("arch");
     let values: Vec<(&str, String)> = vec![
         ("age identity", c.secret_key.clone()),
@@ -777,7 +777,7 @@ fn secret_material_given_as_input_is_never_echoed() {
         "restore".as_ref(),
         archive.as_os_str(),
         "-i".as_ref(),
-        key("age-example.key").as_os_str(),
+        example_key("age-example.key").as_os_str(),
         "--target".as_ref(),
         sb.target().as_os_str(),
         "-r".as_ref(),
@@ -804,7 +804,7 @@ fn secret_material_given_as_input_is_never_echoed() {
     let target = sb.p("w/parent/bad-config");
     fs::create_dir_all(&target).unwrap();
     fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
-    write_mode(&target.join("secureclaw.json"), bad.as_bytes(), 0o600);
+    write_file(&target.join("secureclaw.json"), bad.as_bytes(), 0o600);
     for json in [false, true] {
         let mut c = sb.cmd();
         if json {
@@ -827,7 +827,7 @@ fn secret_material_given_as_input_is_never_echoed() {
             c.arg("restore")
                 .arg(&archive)
                 .arg("-i")
-                .arg(key("age-example.key"))
+                .arg(example_key("age-example.key"))
                 .arg("--target")
                 .arg(sb.target())
                 .arg("--no-snapshot"),
