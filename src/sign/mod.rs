@@ -763,17 +763,24 @@ pub fn verify_file(
     now: DateTime<Utc>,
 ) -> Result<Verified> {
     let sig = read_sig(archive)?;
-    let mut check = SigCheck::new(archive, &sig, signers, now)?;
+    let check = SigCheck::new(archive, &sig, signers, now)?;
     let mut f = std::fs::File::open(archive).at("opening", archive)?;
+    verify_stream(archive, check, &mut f)
+}
+
+/// Feeds all of `reader` (an archive's bytes, from a file or a stored
+/// object named `label`) to `check` and to a SHA-256, then checks the
+/// signature.
+pub fn verify_stream(label: &Path, mut check: SigCheck, reader: &mut dyn Read) -> Result<Verified> {
     let mut sha = sha2::Sha256::new();
     let mut buf = vec![0u8; 1024 * 1024];
     let mut bytes = 0u64;
     loop {
-        let n = match f.read(&mut buf) {
+        let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("reading", archive, e)),
+            Err(e) => return Err(Error::io("reading", label, e)),
         };
         sha.update(&buf[..n]);
         check.update(&buf[..n]);
@@ -785,6 +792,51 @@ pub fn verify_file(
         sha256: hex::encode(sha.finalize()),
         bytes,
     })
+}
+
+/// A reader that feeds every byte it passes on to a [`SigCheck`], for a
+/// caller that reads the archive anyway (decryption into a staging area that
+/// is committed only after [`CheckingReader::finish`] succeeded).
+pub struct CheckingReader<R: Read> {
+    inner: R,
+    check: SigCheck,
+}
+
+impl<R: Read> CheckingReader<R> {
+    pub fn new(inner: R, check: SigCheck) -> Self {
+        CheckingReader { inner, check }
+    }
+    /// Who would have signed it (known before the bytes are checked).
+    pub fn claimed(&self) -> &Provenance {
+        self.check.claimed()
+    }
+    /// Reads what is left of `inner` (so the whole archive is covered even
+    /// when the consumer stopped early), then checks the signature.
+    pub fn finish(mut self) -> Result<Provenance> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match self.inner.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.check.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::operational(format!(
+                        "reading {} to its end for the signature check: {e}",
+                        Safe(&self.check.archive)
+                    )))
+                }
+            }
+        }
+        self.check.finish()
+    }
+}
+
+impl<R: Read> Read for CheckingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.check.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Binds a verified signature to what the archive says it is: the host in

@@ -289,3 +289,30 @@ fn key_files_plain_protected_and_wrong() {
     assert_eq!(got[0].0, crate::events::Level::Warn);
     assert!(got[0].1.contains("chmod 600"), "{got:?}");
 }
+
+#[test]
+fn checking_reader_covers_the_rest_of_the_stream() {
+    let k = key(9);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let sig = sign_bytes(&k, &data);
+    let s = signers(&format!("web-1 {}\n", k.public_line()));
+    let arch = Path::new("daily_20261201_020000.tar.gz.age");
+    // the consumer reads only a part; finish reads the rest
+    let check = SigCheck::new(arch, sig.armored.as_bytes(), &s, Utc::now()).unwrap();
+    let mut r = CheckingReader::new(&data[..], check);
+    let mut head = [0u8; 1000];
+    r.read_exact(&mut head).unwrap();
+    assert_eq!(r.claimed().fingerprint, k.fingerprint());
+    r.finish().unwrap();
+    let mut bad = data.clone();
+    bad[99_999] ^= 0x80;
+    let check = SigCheck::new(arch, sig.armored.as_bytes(), &s, Utc::now()).unwrap();
+    let mut r = CheckingReader::new(&bad[..], check);
+    std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+    assert_eq!(r.finish().unwrap_err().kind.exit_code(), 3);
+    // verify_stream: same result as the file variant
+    let check = SigCheck::new(arch, sig.armored.as_bytes(), &s, Utc::now()).unwrap();
+    let v = verify_stream(arch, check, &mut &data[..]).unwrap();
+    assert_eq!(v.bytes, data.len() as u64);
+    assert_eq!(v.sha256, hex::encode(sha2::Sha256::digest(&data)));
+}
