@@ -294,10 +294,11 @@ pub enum Loaded {
     Found(State),
 }
 
-/// Reads the state file at `path`, expecting backups of `source` (absolute)
-/// of type `btype`. Never fails: a problem is [`Loaded::Damaged`], which
-/// starts a new chain.
-pub fn load_state(path: &Path, btype: BackupType, source: &str) -> Loaded {
+/// Reads the state file at `path`, expecting backups of `source` of type
+/// `btype`. Never fails: a problem is [`Loaded::Damaged`], which starts a
+/// new chain.
+pub fn load_state(path: &Path, btype: BackupType, source: &Path) -> Loaded {
+    let source = &crate::paths::absolute(source).display().to_string();
     let f = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags_nofollow()
@@ -327,7 +328,7 @@ pub fn load_state(path: &Path, btype: BackupType, source: &str) -> Loaded {
         return Loaded::Damaged(format!("cannot read {}: {e}", path.display()));
     }
     match State::parse(&bytes) {
-        Ok(s) if s.btype != btype || s.source != source => Loaded::Damaged(format!(
+        Ok(s) if s.btype != btype || &s.source != source => Loaded::Damaged(format!(
             "{} describes {} backups of {}, not {} backups of {source}",
             path.display(),
             s.btype.as_str(),
@@ -781,7 +782,7 @@ fn entry_of(rel: &[u8], o: &FileState, mtime: i64) -> Entry {
 
 /// Reads a state file for the caller that must know why it failed (tests,
 /// `status`): like [`load_state`] but as a `Result`.
-pub fn read_state(path: &Path, btype: BackupType, source: &str) -> Result<Option<State>> {
+pub fn read_state(path: &Path, btype: BackupType, source: &Path) -> Result<Option<State>> {
     match load_state(path, btype, source) {
         Loaded::Missing => Ok(None),
         Loaded::Found(s) => Ok(Some(s)),
@@ -956,7 +957,7 @@ mod tests {
         let path = d.path().join("st/daily-x.json");
         let s = state(1, "2026-12-01T00:00:00Z");
         assert!(matches!(
-            load_state(&path, BackupType::Daily, "/s"),
+            load_state(&path, BackupType::Daily, Path::new("/s")),
             Loaded::Missing
         ));
         save_state(&path, &s).unwrap();
@@ -970,27 +971,27 @@ mod tests {
                 & 0o777,
             0o700
         );
-        match load_state(&path, BackupType::Daily, "/s") {
+        match load_state(&path, BackupType::Daily, Path::new("/s")) {
             Loaded::Found(got) => assert_eq!(got, s),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            load_state(&path, BackupType::Weekly, "/s"),
+            load_state(&path, BackupType::Weekly, Path::new("/s")),
             Loaded::Damaged(_)
         ));
         assert!(matches!(
-            load_state(&path, BackupType::Daily, "/t"),
+            load_state(&path, BackupType::Daily, Path::new("/t")),
             Loaded::Damaged(_)
         ));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
-            load_state(&path, BackupType::Daily, "/s"),
+            load_state(&path, BackupType::Daily, Path::new("/s")),
             Loaded::Damaged(_)
         ));
         std::fs::write(&path, b"garbage").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(matches!(
-            load_state(&path, BackupType::Daily, "/s"),
+            load_state(&path, BackupType::Daily, Path::new("/s")),
             Loaded::Damaged(_)
         ));
         let p = state_path(BackupType::Daily, Path::new("/src"), Path::new("/dst")).unwrap();

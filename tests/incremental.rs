@@ -19,7 +19,8 @@ use secureclaw_backup::archive::writer::{dumpdir, ArchiveWriter, Dump};
 use secureclaw_backup::capture::LiveOptions;
 use secureclaw_backup::events::Silent;
 use secureclaw_backup::incremental::{
-    decide, write_link, ChainPolicy, LinkOptions, LinkOutput, Loaded, NewChain, Plan, State,
+    decide, load_state, save_state, write_link, ChainPolicy, LinkOptions, LinkOutput, Loaded,
+    NewChain, Plan, State,
 };
 use secureclaw_backup::manifest::LinkManifest;
 use secureclaw_backup::source::Selection;
@@ -231,7 +232,16 @@ fn a_full_and_three_links_restore_with_gnu_tar_and_with_our_extractor() {
         assert_eq!(out.manifest.chain.level, h);
         archives.push((path, bytes, out.manifest.clone()));
         snapshots.push(snapshot(&src));
-        state = Some(st);
+        // through the state file, as a run would
+        let state_file = d.path().join("state/weekly.json");
+        save_state(&state_file, &st).unwrap();
+        match load_state(&state_file, BackupType::Weekly, &src) {
+            Loaded::Found(back) => {
+                assert_eq!(back, st);
+                state = Some(back);
+            }
+            other => panic!("{other:?}"),
+        }
         outs.push((out.stored, out.unchanged));
     }
     // unchanged files are not stored: only what changed is in a link
@@ -443,6 +453,13 @@ fn hostile_dumpdirs_are_refused() {
 
 #[test]
 fn a_chain_made_by_gnu_tar_is_read_by_our_extractor() {
+    // POSIX format: GNU.dumpdir PAX records; GNU format: type D members
+    for format in ["posix", "gnu"] {
+        gnu_chain(format);
+    }
+}
+
+fn gnu_chain(format: &str) {
     let d = tempfile::tempdir().unwrap();
     let parent = d.path().join("parent");
     let top = parent.join("top");
@@ -472,7 +489,7 @@ fn a_chain_made_by_gnu_tar_is_read_by_our_extractor() {
         }
         let out = d.path().join(format!("g{i}.tgz"));
         let o = Command::new("tar")
-            .arg("--format=posix")
+            .arg(format!("--format={format}"))
             .arg(format!("--listed-incremental={}", snar.display()))
             .arg("-C")
             .arg(&parent)
@@ -497,9 +514,13 @@ fn a_chain_made_by_gnu_tar_is_read_by_our_extractor() {
             &Limits::default(),
             tree,
         )
-        .unwrap_or_else(|e| panic!("GNU link {i}: {e}"));
+        .unwrap_or_else(|e| panic!("GNU {format} link {i}: {e}"));
         assert!(tree.manifest.is_none());
-        assert_eq!(snapshot(&staging), snaps[i], "after GNU tar's link {i}");
+        assert_eq!(
+            snapshot(&staging),
+            snaps[i],
+            "after GNU tar's {format} link {i}"
+        );
     }
 }
 
@@ -571,4 +592,31 @@ fn a_link_cannot_write_below_an_earlier_links_symlink() {
     let e =
         extract::extract_link(&foreign[..], &mut Discard, &Limits::default(), tree).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Integrity, "{e}");
+}
+
+#[test]
+fn a_dumpdir_cannot_delete_what_its_own_archive_stored_before_it() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    std::fs::write(&data, b"payload").unwrap();
+    let top = "weekly_20261201_000000";
+    let mut aw = ArchiveWriter::new(Vec::new(), top);
+    aw.add_top_dumpdir(0, &dumpdir([(Dump::Dir, &b"x"[..])]))
+        .unwrap();
+    aw.add_dumpdir(b"x", 0o700, 0, &dumpdir([])).unwrap();
+    let full = aw.finish_without_manifest().unwrap();
+    // x/new first, then the top directory's dumpdir, which drops x
+    let mut aw = ArchiveWriter::new(Vec::new(), top);
+    let mut f = std::fs::File::open(&data).unwrap();
+    aw.add_open_file_as(b"x/new", &data, &mut f, 7, 0o600, 0)
+        .unwrap();
+    aw.add_top_dumpdir(0, b"\0").unwrap();
+    let bad = aw.finish_without_manifest().unwrap();
+    let staging = staging_dir(d.path());
+    let mut sink = StagingSink::new(&staging).unwrap();
+    let tree = extract::extract_link(&full[..], &mut sink, &Limits::default(), Outcome::default())
+        .unwrap();
+    let e = extract::extract_link(&bad[..], &mut sink, &Limits::default(), tree).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Refused, "{e}");
+    assert!(e.message.contains("precede"), "{e}");
 }

@@ -550,7 +550,7 @@ pub fn extract_link(
                 }
                 marked = pax.comment.as_deref() == Some(manifest::ARCHIVE_MARK.as_bytes());
                 if let Some(dd) = &dumpdir {
-                    apply_dumpdir(&mut tree, sink, b"", dd, &shown, limits)?;
+                    apply_dumpdir(&mut tree, &out, sink, b"", dd, &shown, limits)?;
                 }
                 continue;
             }
@@ -617,7 +617,7 @@ pub fn extract_link(
                     replace_in_tree(&mut tree, sink, &rel, kind, &shown)?;
                     sink.dir(&rel)?;
                     if let Some(dd) = &dumpdir {
-                        apply_dumpdir(&mut tree, sink, &rel, dd, &shown, limits)?;
+                        apply_dumpdir(&mut tree, &out, sink, &rel, dd, &shown, limits)?;
                     }
                     out.dir_mtimes.insert(RelPath::new(rel), mtime);
                 }
@@ -910,6 +910,7 @@ fn parse_dumpdir(raw: &[u8], shown: &str, limits: &Limits) -> Result<BTreeMap<Ve
 /// (GNU tar's rules, module doc).
 fn apply_dumpdir(
     tree: &mut Outcome,
+    this: &Outcome,
     sink: &mut dyn Sink,
     dir: &[u8],
     raw: &[u8],
@@ -947,6 +948,18 @@ fn apply_dumpdir(
             Some(_) => false,
         };
         if gone {
+            // what this archive itself stored earlier in its stream is not
+            // deleted behind its back (the tree would claim what is gone)
+            let ours = this.files.contains_key(p.as_slice())
+                || this.symlinks.contains_key(p.as_slice())
+                || this.dirs.contains(p.as_slice())
+                || !tree_below(this, &p).is_empty();
+            if ours {
+                return Err(refuse(format!(
+                    "the dumpdir of archive entry {shown:?} deletes {:?}, where this archive stored entries before it (directories must precede their contents)",
+                    show(&p)
+                )));
+            }
             forget(tree, &p);
             sink.remove(&p)?;
         }
