@@ -316,3 +316,24 @@ fn checking_reader_covers_the_rest_of_the_stream() {
     assert_eq!(v.bytes, data.len() as u64);
     assert_eq!(v.sha256, hex::encode(sha2::Sha256::digest(&data)));
 }
+
+#[test]
+fn signer_and_checker_move_between_threads() {
+    fn send<T: Send + 'static>() {}
+    fn shared<T: Send + Sync + 'static>() {}
+    send::<SigningWriter<std::fs::File>>();
+    send::<SignHasher>();
+    send::<SigCheck>();
+    send::<CheckingReader<std::fs::File>>();
+    shared::<SigningKey>();
+    shared::<TrustedSigners>();
+    // a hasher made in one thread finishes in another
+    let k = key(10);
+    let mut h = k.hasher().unwrap();
+    h.update(b"abc");
+    let sig = std::thread::spawn(move || h.finish().unwrap())
+        .join()
+        .unwrap();
+    let s = signers(&format!("web-1 {}\n", k.public_line()));
+    check(&sig, b"abc", &s).unwrap();
+}
