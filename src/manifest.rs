@@ -553,6 +553,7 @@ pub struct LinkManifest {
 
 /// Every manifest field, `chain` optional: what [`LinkManifest::parse_any`] reads.
 #[derive(Deserialize)]
+#[serde(rename = "Manifest")]
 struct AnyManifest {
     format: String,
     version: u32,
