@@ -683,3 +683,53 @@ fn revoked_openpgp_signer_is_refused_and_expired_key_cannot_sign() {
     let err = SigningKey::from_file(&osec, &PassphraseSource::new(None), &Silent).unwrap_err();
     assert_eq!(err.kind.exit_code(), 4, "{}", err.message);
 }
+
+/// Our reading of `allowed_signers` (principal patterns, negation, quotes,
+/// case, restrictions per line) decides as `ssh-keygen -Y verify -I` does.
+#[test]
+fn principal_decisions_match_ssh_keygen() {
+    let t = tempfile::tempdir().unwrap();
+    let archive = write_archive(t.path());
+    let (key, g) = signing_key(&t.path().join("keys"), "web-1");
+    sign_like_backup(&key, &archive);
+    let k = g.public_key.clone();
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            format!("web-*,!web-9 {k}"),
+            vec!["web-1", "web-9", "db-1", "web-"],
+        ),
+        (
+            format!("\"web 1,db-?\" {k}"),
+            vec!["web 1", "web", "db-2", "db-22"],
+        ),
+        (
+            format!("*.example {k}"),
+            vec!["a.example", "example", "a.b.example"],
+        ),
+        (format!("WEB-1 {k}"), vec!["web-1", "WEB-1"]),
+        (
+            format!(
+                "web-1 valid-before=\"20200101\" {k}\nweb-2 namespaces=\"secureclaw-backup\" {k}"
+            ),
+            vec!["web-1", "web-2"],
+        ),
+        (
+            format!("web-1 namespaces=\"git\" {k}\n# c\nweb-3 namespaces=\"secure*\" {k}"),
+            vec!["web-1", "web-3"],
+        ),
+        (format!("!web-1,* {k}"), vec!["web-1", "web-2"]),
+    ];
+    for (i, (text, principals)) in cases.iter().enumerate() {
+        let a = write_file(&t.path().join(format!("allowed{i}")), &format!("{text}\n"));
+        for p in principals {
+            let theirs = ssh_keygen_verify(&a, p, NS, &archive).status.success();
+            let ours = sign::verify_file(&archive, &trusted(&a), Utc::now())
+                .map(|v| v.provenance.trusts_host(p))
+                .unwrap_or(false);
+            assert_eq!(
+                ours, theirs,
+                "allowed_signers {text:?}, principal {p:?}: ssh-keygen says {theirs}"
+            );
+        }
+    }
+}
