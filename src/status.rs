@@ -4,8 +4,8 @@
 //! its age and size, its SHA-256 against the sidecar — the newest of each type
 //! is read in full —, the free space where the store lives) and its Prometheus
 //! text rendering, for monitoring from cron, systemd or node_exporter's
-//! textfile collector. Prints nothing; the `status` command renders the report
-//! and maps it to an exit code.
+//! textfile collector, and the error a run ends with ([`Report::error`]).
+//! Prints nothing; the `status` command renders the report.
 
 use std::path::PathBuf;
 
@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::catalog::{self, Depth, Entry, Sidecar};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::events::Events;
 use crate::store::{self, BackupType, Store};
 
@@ -43,6 +43,58 @@ pub struct Report {
     /// Newest archives that failed their check (sidecar mismatch, damaged header).
     pub problems: Vec<String>,
     pub free_bytes: Option<u64>,
+    /// Why the store's root is not usable, when it is not.
+    #[serde(skip)]
+    pub root_problem: Option<&'static str>,
+}
+
+/// An age as `status` says it: rounded to minutes beyond an hour (the
+/// seconds are noise there).
+pub fn age_text(secs: i64) -> String {
+    let secs = if secs >= 3600 { secs / 60 * 60 } else { secs };
+    crate::retention::format_duration(TimeDelta::seconds(secs))
+}
+
+impl Report {
+    /// The error a `status` run ends with, if any: a store that is not there
+    /// is a broken setup (exit 1), not an old backup — the mount or the path
+    /// is wrong; then an old or missing newest backup (exit 6); then a newest
+    /// archive that does not check (exit 3).
+    pub fn error(&self) -> Option<Error> {
+        let dest = self.dest.display();
+        if let Some(p) = self.root_problem {
+            let what = if p == "not a directory" {
+                "is not a directory"
+            } else {
+                p
+            };
+            return Some(Error::operational(format!("the backup destination {dest} {what}"))
+                .hint("check --dest / $BACKUP_ROOT (and that the disk or share is mounted); a first `secureclaw-backup backup` creates it"));
+        }
+        if self.stale {
+            let msg = match self.newest_age_seconds {
+                None => format!("no backup in {dest}"),
+                Some(a) => format!(
+                    "the newest backup in {dest} is {} old, more than {}",
+                    age_text(a),
+                    age_text(self.max_age_seconds)
+                ),
+            };
+            return Some(Error::new(ErrorKind::Stale, msg).hint(
+                "check the backup timer or cron job and its logs (journalctl --user -u 'secureclaw-backup-*')",
+            ));
+        }
+        if !self.problems.is_empty() {
+            return Some(
+                Error::integrity(format!(
+                    "the newest archive does not check: {}",
+                    self.problems.join("; ")
+                ))
+                .hint("run `secureclaw-backup verify` on it, and make a new backup"),
+            );
+        }
+        None
+    }
 }
 
 /// Builds the report (reads the newest archive of each type in full; each is
@@ -57,7 +109,8 @@ pub fn report(
     let archives = &index.archives;
     let mut types = Vec::new();
     let mut problems = Vec::new();
-    if let Some(p) = store.problem() {
+    let root_problem = store.problem();
+    if let Some(p) = root_problem {
         problems.push(format!("{}: {p}", store.url()));
     }
     let mut newest_age: Option<i64> = None;
@@ -121,6 +174,7 @@ pub fn report(
         stale,
         problems,
         free_bytes,
+        root_problem,
     })
 }
 

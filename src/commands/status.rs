@@ -3,19 +3,19 @@
 //! newest backup of any type but pre-restore is older than `--max-age` or
 //! there is none; exit 1 when the destination does not exist (listed under
 //! problems); otherwise exit 3 when the newest archive of a type does not
-//! match its sidecar or its header is damaged. The report (and the metrics
-//! file) is written first in every case.
+//! match its sidecar or its header is damaged ([`Report::error`]). The report
+//! (and the metrics file) is written first in every case.
 
 use std::path::PathBuf;
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use serde_json::json;
 
 use crate::ui::Ui;
-use secureclaw_backup::error::{Error, ErrorKind, Result};
+use secureclaw_backup::error::Result;
 use secureclaw_backup::manifest::human_bytes;
-use secureclaw_backup::retention::{format_duration, parse_duration};
-use secureclaw_backup::status::{self, Report};
+use secureclaw_backup::retention::parse_duration;
+use secureclaw_backup::status::{self, age_text, Report};
 use secureclaw_backup::store::{self, LocalStore};
 
 #[derive(Debug, clap::Args)]
@@ -29,12 +29,6 @@ pub struct Args {
     /// Also write metrics in the Prometheus text format to FILE (atomically)
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
-}
-
-fn age_text(secs: i64) -> String {
-    // Round to minutes beyond an hour; the seconds are noise there.
-    let secs = if secs >= 3600 { secs / 60 * 60 } else { secs };
-    format_duration(TimeDelta::seconds(secs))
 }
 
 /// The human rendering.
@@ -100,47 +94,16 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let mut doc = json!(r);
     doc["ok"] = json!(!r.stale && r.problems.is_empty());
     ui.result(human(&r), doc);
-    // a destination that is not there is a broken setup (exit 1), not an old
-    // backup (exit 6): the mount or the path is wrong
-    if !dest.is_dir() {
-        return Err(Error::operational(format!(
-            "the backup destination {} {}",
-            dest.display(),
-            if dest.exists() {
-                "is not a directory"
-            } else {
-                "does not exist"
-            }
-        ))
-        .hint("check --dest / $BACKUP_ROOT (and that the disk or share is mounted); a first `secureclaw-backup backup` creates it"));
+    match r.error() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    if r.stale {
-        let msg = match r.newest_age_seconds {
-            None => format!("no backup in {}", dest.display()),
-            Some(a) => format!(
-                "the newest backup in {} is {} old, more than {}",
-                dest.display(),
-                age_text(a),
-                age_text(r.max_age_seconds)
-            ),
-        };
-        return Err(Error::new(ErrorKind::Stale, msg).hint(
-            "check the backup timer or cron job and its logs (journalctl --user -u 'secureclaw-backup-*')",
-        ));
-    }
-    if !r.problems.is_empty() {
-        return Err(Error::integrity(format!(
-            "the newest archive does not check: {}",
-            r.problems.join("; ")
-        ))
-        .hint("run `secureclaw-backup verify` on it, and make a new backup"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeDelta;
     use secureclaw_backup::events::Silent;
 
     #[test]
