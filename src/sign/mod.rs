@@ -508,7 +508,11 @@ impl TrustedSigners {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    /// Whether no key at all is trusted (every line removed). Such a set still
+    /// counts as configured: it refuses every archive. Whether signers are
+    /// configured is decided by whether a signers file was given, never by
+    /// this (an emptied file must not turn checking off).
+    pub fn trusts_nobody(&self) -> bool {
         self.ssh.iter().all(|a| a.lines.is_empty()) && self.pgp.is_empty()
     }
 

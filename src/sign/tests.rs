@@ -337,3 +337,13 @@ fn signer_and_checker_move_between_threads() {
     let s = signers(&format!("web-1 {}\n", k.public_line()));
     check(&sig, b"abc", &s).unwrap();
 }
+
+#[test]
+fn an_emptied_signers_file_refuses_everything() {
+    let k = key(11);
+    let sig = sign_bytes(&k, b"x");
+    let s = signers("# web-1 (revoked)\n\n");
+    assert!(s.trusts_nobody());
+    let err = check(&sig, b"x", &s).unwrap_err();
+    assert_eq!(err.kind.exit_code(), 5);
+}
