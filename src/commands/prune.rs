@@ -111,10 +111,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         Some(name) => {
             let (tc, t) = args.config.tier(name)?;
             let Some(policy) = tc.policy()? else {
-                ui.result(
-                        format!("{name}: no retention configured (keep_within / keep_yearly): nothing to prune"),
-                        json!({"ok": true, "tier": name, "dry_run": dry_run, "decisions": [], "removed": []}),
-                    );
+                let human = format!(
+                    "{name}: no retention configured (keep_within / keep_yearly): nothing to prune"
+                );
+                let doc = json!({"ok": true, "tier": name, "dry_run": dry_run,
+                    "decisions": [], "removed": []});
+                ui.result(human, doc);
                 return Ok(());
             };
             let doc = json!({"ok": true, "tier": name, "url": t.url(), "dry_run": dry_run, "policy": policy});
