@@ -535,7 +535,8 @@ pub struct Provenance {
     /// per usable `allowed_signers` line; for OpenPGP, the certificate's user
     /// ID names).
     pub principals: Vec<Vec<String>>,
-    /// The signers file that trusts it.
+    /// The (first) signers file that trusts it; `principals` holds the usable
+    /// lines of every file given.
     pub signers_file: PathBuf,
 }
 
@@ -643,9 +644,7 @@ impl SigCheck {
                             principals: vec![],
                             signers_file: file.path.clone(),
                         });
-                        if p.signers_file == file.path {
-                            p.principals.push(line.principals.clone());
-                        }
+                        p.principals.push(line.principals.clone());
                     }
                     Err(r) => reasons.push(format!(
                         "{} line {}: {}",

@@ -347,3 +347,18 @@ fn an_emptied_signers_file_refuses_everything() {
     let err = check(&sig, b"x", &s).unwrap_err();
     assert_eq!(err.kind.exit_code(), 5);
 }
+
+#[test]
+fn principals_from_every_signers_file() {
+    let t = tempfile::tempdir().unwrap();
+    let k = key(12);
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    std::fs::write(&a, format!("web-1 {}\n", k.public_line())).unwrap();
+    std::fs::write(&b, format!("web-2 {}\n", k.public_line())).unwrap();
+    let s = TrustedSigners::load(&[a.clone(), b]).unwrap();
+    let sig = sign_bytes(&k, b"y");
+    let p = check(&sig, b"y", &s).unwrap();
+    assert!(p.trusts_host("web-1") && p.trusts_host("web-2"));
+    assert_eq!(p.signers_file, a);
+}
