@@ -55,7 +55,7 @@ pub enum Command {
     Status(commands::status::Args),
     /// Print or install a systemd timer or crontab lines for unattended backups
     Schedule(commands::schedule::Args),
-    /// Create an age or OpenPGP key pair for backups
+    /// Create an age or OpenPGP key pair for backups, or a signing key
     Keygen(commands::keygen::Args),
     /// Check a (restored) data directory: config, credentials, permissions
     Validate(commands::validate::Args),
