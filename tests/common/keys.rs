@@ -89,13 +89,15 @@ fn gnupg_home() -> &'static Path {
     static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        // homes of earlier runs
+        // homes of earlier runs (not those of test processes still running:
+        // several test binaries may encrypt at once)
         if let Ok(rd) = fs::read_dir(base) {
             for e in rd.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with("security-gnupg-")
-                {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("security-gnupg-") else {
+                    continue;
+                };
+                if !Path::new("/proc").join(pid).exists() {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
