@@ -10,11 +10,13 @@
 //! 5. carry over components the archive lacks, swap atomically ([`crate::swap`]);
 //! 6. validate and print the next steps.
 //!
-//! `--dry-run` does steps 1–3 without writing anything and prints the plan.
+//! Steps 1–3 are [`plan_restore`] (→ a [`RestorePlan`]), steps 4–6
+//! [`apply_restore`]; `--dry-run` does steps 1–3 without writing anything and
+//! renders the plan. What is replaced, added and kept is decided per unit
+//! (`units`), carried over by `carry`; `legacy` reads the old scripts'
+//! plaintext backup directories.
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +30,15 @@ use crate::events::Events;
 use crate::manifest::RelPath;
 use crate::store::BackupType;
 use crate::tier::ArchiveRef;
+
+mod carry;
+mod legacy;
+mod units;
+
+use carry::{link_or_carry, select_skipped};
+use legacy::{directory_stream, fix_legacy_transcripts};
+use units::tree_units;
+pub use units::units;
 
 pub struct RestoreOptions {
     /// A local file or directory, or an object in an offsite tier (streamed
@@ -155,166 +166,6 @@ impl Drop for StagingGuard {
             let _ = crate::swap::remove_tree(&self.path);
         }
     }
-}
-
-/// Replacement units of a tree given its relative paths: top-level entries,
-/// except `agents/`, whose units are `agents/<id>/<child>` so that restoring a
-/// partial agent backup never drops an agent's other data.
-pub fn units<'a>(paths: impl Iterator<Item = &'a [u8]>) -> BTreeSet<RelPath> {
-    let mut out = BTreeSet::new();
-    for p in paths {
-        let comps: Vec<&[u8]> = p.split(|&b| b == b'/').collect();
-        if comps[0] == b"agents" && comps.len() >= 2 {
-            let depth = comps.len().min(3);
-            out.insert(RelPath::new(comps[..depth].join(&b'/')));
-        } else {
-            out.insert(RelPath::from(comps[0]));
-        }
-    }
-    let slashes = |u: &RelPath| u.as_bytes().iter().filter(|&&b| b == b'/').count();
-    // an agent dir listed alone only counts when it has no children listed
-    let with_children: BTreeSet<Vec<u8>> = out
-        .iter()
-        .filter(|u| slashes(u) == 2)
-        .filter_map(|u| {
-            let b = u.as_bytes();
-            b.iter().rposition(|&c| c == b'/').map(|i| b[..i].to_vec())
-        })
-        .collect();
-    out.retain(|u| !(slashes(u) == 1 && with_children.contains(u.as_bytes())));
-    if out.iter().any(|u| u.as_bytes().starts_with(b"agents/")) {
-        out.remove(b"agents".as_slice());
-    }
-    out
-}
-
-fn tree_units(root: &Path) -> Result<BTreeSet<RelPath>> {
-    let mut paths: Vec<Vec<u8>> = Vec::new();
-    let rd = match fs::read_dir(root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => return Err(Error::io("listing", root, e)),
-    };
-    let join = |parts: &[&[u8]]| parts.join(&b'/');
-    for e in rd {
-        let e = e.at("listing", root)?;
-        let name = e.file_name();
-        let name = name.as_bytes();
-        if name == b"agents" && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            paths.push(b"agents".to_vec());
-            for a in fs::read_dir(e.path()).at("listing", &e.path())?.flatten() {
-                let an = a.file_name();
-                paths.push(join(&[b"agents", an.as_bytes()]));
-                if a.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    for c in fs::read_dir(a.path()).at("listing", &a.path())?.flatten() {
-                        paths.push(join(&[b"agents", an.as_bytes(), c.file_name().as_bytes()]));
-                    }
-                }
-            }
-        } else {
-            paths.push(name.to_vec());
-        }
-    }
-    Ok(units(paths.iter().map(Vec::as_slice)))
-}
-
-/// Streams a legacy plaintext backup directory as a tar under its own name.
-fn directory_stream(dir: &Path) -> Result<pipeline::StageReader> {
-    let top = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::usage(format!("{} has no name", dir.display())))?;
-    let dir = dir.to_owned();
-    let (w, r) = pipeline::pipe();
-    std::thread::spawn(move || {
-        let mut aw = crate::archive::writer::ArchiveWriter::new(w, &top);
-        let sel = match crate::source::Selection::new(BackupType::Weekly, &[], None) {
-            Ok(s) => s,
-            Err(e) => {
-                let w = aw.finish_without_manifest().ok();
-                if let Some(w) = w {
-                    w.fail(crate::error::into_io(e));
-                }
-                return;
-            }
-        };
-        let mut warnings = Vec::new();
-        let res = aw.add_top_unmarked(0).and_then(|_| {
-            crate::source::walk(&dir, &sel, &mut warnings, &mut |item| {
-                use std::os::unix::fs::MetadataExt;
-                match item {
-                    crate::source::Item::Dir { rel, meta } => aw.add_dir(rel, 0o700, meta.mtime()),
-                    crate::source::Item::File { rel, path, .. } => aw.add_file(rel, path),
-                    crate::source::Item::Symlink { rel, target, meta } => {
-                        aw.add_symlink(rel, target, meta.mtime())
-                    }
-                }
-            })
-        });
-        match (res, aw.finish_without_manifest()) {
-            (Ok(()), Ok(_w)) => {}
-            (Err(e), Ok(w)) => w.fail(crate::error::into_io(e)),
-            _ => {}
-        }
-    });
-    Ok(r)
-}
-
-/// The old daily script copied `agents/<id>/sessions` into `agents/<id>/`
-/// before that directory existed, so transcripts landed in `agents/<id>/`.
-/// Moves such files back under `sessions/` (legacy archives only).
-fn fix_legacy_transcripts(staging: &Path, events: &dyn Events) -> Result<Vec<String>> {
-    let mut moved = Vec::new();
-    let agents = staging.join("agents");
-    let Ok(rd) = fs::read_dir(&agents) else {
-        return Ok(moved);
-    };
-    for a in rd.flatten() {
-        if !a.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            continue;
-        }
-        let mut misplaced = Vec::new();
-        for f in fs::read_dir(a.path()).at("listing", &a.path())?.flatten() {
-            let n = f.file_name();
-            let b = n.as_bytes();
-            let is_file = f.file_type().map(|t| t.is_file()).unwrap_or(false);
-            if is_file && (b.ends_with(b".jsonl") || b == b"sessions.json") {
-                misplaced.push(n);
-            }
-        }
-        if misplaced.is_empty() {
-            continue;
-        }
-        let sessions = a.path().join("sessions");
-        if fs::symlink_metadata(&sessions).is_ok_and(|m| !m.is_dir()) {
-            // `sessions` is not a directory in this archive: leave it as it is
-            continue;
-        }
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&sessions)
-                .at("creating", &sessions)?;
-        }
-        for n in misplaced {
-            let to = sessions.join(&n);
-            if to.exists() {
-                continue;
-            }
-            fs::rename(a.path().join(&n), &to).at("moving", &to)?;
-            let rel = [b"agents", a.file_name().as_bytes(), n.as_bytes()].join(&b'/');
-            moved.push(crate::manifest::show(&rel));
-        }
-    }
-    if !moved.is_empty() {
-        events.warn(format!(
-            "legacy archive: moved {} transcript file(s) that the old daily script misplaced back under agents/<id>/sessions/",
-            moved.len()
-        ));
-    }
-    Ok(moved)
 }
 
 fn free_bytes(dir: &Path) -> u64 {
@@ -711,246 +562,6 @@ pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<R
     Ok(report)
 }
 
-/// Whether every proper prefix of `rel` below `root` is a real directory
-/// (no symlink on the way).
-fn real_parents(root: &Path, rel: &[u8]) -> bool {
-    let mut p = root.to_owned();
-    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-    for c in &comps[..comps.len().saturating_sub(1)] {
-        p.push(std::ffi::OsStr::from_bytes(c));
-        if !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-            return false;
-        }
-    }
-    true
-}
-
-/// Entries the backup saw but did not archive (manifest warnings such as a
-/// socket, an absolute symlink, a lock file, the destination inside the
-/// source, or a non-UTF-8 name in an older archive) and that the current tree
-/// still has: linked into the staged tree, so that replacing their component
-/// does not delete them. Only where the archive has their parent directory
-/// (top-level ones are kept components already) and no entry of their own,
-/// and only through real directories on both sides (without a staging tree,
-/// in a dry run: through the archive's directories). Returns their shown
-/// names and their paths.
-fn select_skipped(
-    target: &Path,
-    staging: Option<&Path>,
-    m: &crate::manifest::Manifest,
-    outcome: &Outcome,
-) -> (Vec<String>, Vec<PathBuf>) {
-    let mut rels: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for w in m.warnings.iter().filter(|w| w.is_skip()) {
-        let rel = w.path.as_bytes();
-        if w.kind == "non-utf8-name" {
-            // older versions recorded such a name lossily: find it again
-            let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
-                Some(i) => (&rel[..i], &rel[i + 1..]),
-                None => (&b""[..], rel),
-            };
-            let dir = target.join(std::ffi::OsStr::from_bytes(parent));
-            let Ok(rd) = fs::read_dir(&dir) else { continue };
-            for e in rd.flatten() {
-                let n = e.file_name();
-                if std::str::from_utf8(n.as_bytes()).is_err()
-                    && n.to_string_lossy().as_bytes() == name
-                {
-                    let mut full = parent.to_vec();
-                    if !full.is_empty() {
-                        full.push(b'/');
-                    }
-                    full.extend_from_slice(n.as_bytes());
-                    rels.insert(full);
-                }
-            }
-        } else {
-            rels.insert(rel.to_vec());
-        }
-    }
-    let mut kept = Vec::new();
-    let mut carry: Vec<PathBuf> = Vec::new();
-    for rel in rels {
-        let Some(i) = rel.iter().rposition(|&b| b == b'/') else {
-            continue; // a top-level entry is a component of its own
-        };
-        let in_archive = outcome.files.contains_key(rel.as_slice())
-            || outcome.dirs.contains(rel.as_slice())
-            || outcome.symlinks.contains_key(rel.as_slice());
-        if in_archive || !outcome.dirs.contains(&rel[..i]) {
-            continue;
-        }
-        let p = Path::new(std::ffi::OsStr::from_bytes(&rel)).to_owned();
-        let staged_ok = match staging {
-            Some(s) => real_parents(s, &rel) && fs::symlink_metadata(s.join(&p)).is_err(),
-            None => archived_parents(outcome, &rel),
-        };
-        if !real_parents(target, &rel)
-            || !staged_ok
-            || fs::symlink_metadata(target.join(&p)).is_err()
-        {
-            continue;
-        }
-        kept.push(crate::manifest::show(&rel));
-        carry.push(p);
-    }
-    (kept, carry)
-}
-
-/// Whether every proper prefix of `rel` is a directory of the archive (and
-/// none a symbolic link).
-fn archived_parents(outcome: &Outcome, rel: &[u8]) -> bool {
-    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-    (1..comps.len()).all(|i| {
-        let prefix = comps[..i].join(&b'/');
-        outcome.dirs.contains(prefix.as_slice())
-            && !outcome.symlinks.contains_key(prefix.as_slice())
-    })
-}
-
-/// Whether no proper prefix of `rel` below `root` exists as anything but a
-/// directory (missing ones are created).
-fn no_link_on_the_way(root: &Path, rel: &[u8]) -> bool {
-    let mut p = root.to_owned();
-    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-    for c in &comps[..comps.len().saturating_sub(1)] {
-        p.push(std::ffi::OsStr::from_bytes(c));
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// Brings `paths` of the current tree into the staged one by hard links
-/// ([`link_tree_at`]). Never through a symlink of the staged tree (an archive
-/// that holds a link where the current tree has a directory): such a path is
-/// left out, and the returned warnings say so.
-fn link_or_carry<'a>(
-    target: &Path,
-    staging: &Path,
-    paths: impl Iterator<Item = &'a Path>,
-) -> Result<Vec<String>> {
-    use rustix::fs::{Mode, OFlags};
-    let open = |p: &Path| {
-        rustix::fs::open(
-            p,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io("opening", p, e.into()))
-    };
-    let (tfd, sfd) = (open(target)?, open(staging)?);
-    let mut warnings = Vec::new();
-    for p in paths {
-        let rel = p.as_os_str().as_bytes();
-        if !no_link_on_the_way(staging, rel) {
-            warnings.push(format!(
-                "not kept: {} (the archive has a symbolic link on its way)",
-                crate::manifest::show(rel)
-            ));
-            continue;
-        }
-        // missing parents (an agent the archive lacks): 0700
-        let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-        for i in 1..comps.len() {
-            let parent = comps[..i].join(&b'/');
-            match rustix::fs::mkdirat(&sfd, parent.as_slice(), Mode::from_raw_mode(0o700)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(Error::io("creating", &staging.join(p), e.into())),
-            }
-        }
-        link_tree_at(target, &tfd, staging, &sfd, rel)?;
-    }
-    Ok(warnings)
-}
-
-/// Hard-links the tree at `rel` of `target` into `staging` at the same
-/// place, by paths relative to the two directories' descriptors (the staging
-/// directory's longer name never pushes a path past PATH_MAX): each
-/// non-directory is linked as the very inode (a symlink is linked, never
-/// followed: its target and mtime stay), a regular file that cannot be
-/// linked is copied; directories keep their mode and mtime.
-fn link_tree_at(
-    target: &Path,
-    tfd: &std::os::fd::OwnedFd,
-    staging: &Path,
-    sfd: &std::os::fd::OwnedFd,
-    rel: &[u8],
-) -> Result<()> {
-    use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
-    use std::os::unix::fs::MetadataExt;
-    let src = target.join(std::ffi::OsStr::from_bytes(rel));
-    let dst = || staging.join(std::ffi::OsStr::from_bytes(rel));
-    let m = fs::symlink_metadata(&src).at("reading", &src)?;
-    let times = Timestamps {
-        last_access: Timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec(),
-        },
-        last_modification: Timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec(),
-        },
-    };
-    if m.is_dir() {
-        let mode = Mode::from_raw_mode(m.mode() & 0o7777);
-        rustix::fs::mkdirat(sfd, rel, Mode::from_raw_mode(0o700))
-            .map_err(|e| Error::io("creating", &dst(), e.into()))?;
-        for e in fs::read_dir(&src).at("listing", &src)? {
-            let e = e.at("listing", &src)?;
-            let child = [rel, e.file_name().as_bytes()].join(&b'/');
-            link_tree_at(target, tfd, staging, sfd, &child)?;
-        }
-        rustix::fs::chmodat(sfd, rel, mode, AtFlags::empty())
-            .and_then(|()| rustix::fs::utimensat(sfd, rel, &times, AtFlags::SYMLINK_NOFOLLOW))
-            .map_err(|e| Error::io("setting mode and mtime of", &dst(), e.into()))?;
-        return Ok(());
-    }
-    if rustix::fs::linkat(tfd, rel, sfd, rel, AtFlags::empty()).is_ok() {
-        return Ok(());
-    }
-    if m.is_file() {
-        let mut from = fs::File::from(
-            rustix::fs::openat(
-                tfd,
-                rel,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| Error::io("opening", &src, e.into()))?,
-        );
-        let mut to = fs::File::from(
-            rustix::fs::openat(
-                sfd,
-                rel,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(m.mode() & 0o7777),
-            )
-            .map_err(|e| Error::io("creating", &dst(), e.into()))?,
-        );
-        std::io::copy(&mut from, &mut to).at("copying", &src)?;
-        rustix::fs::futimens(&to, &times)
-            .map_err(|e| Error::io("setting mtime of", &dst(), e.into()))?;
-        return Ok(());
-    }
-    if m.file_type().is_symlink() {
-        let t = rustix::fs::readlinkat(tfd, rel, Vec::new())
-            .map_err(|e| Error::io("reading link", &src, e.into()))?;
-        rustix::fs::symlinkat(t.as_c_str(), sfd, rel)
-            .and_then(|()| rustix::fs::utimensat(sfd, rel, &times, AtFlags::SYMLINK_NOFOLLOW))
-            .map_err(|e| Error::io("creating link", &dst(), e.into()))?;
-        return Ok(());
-    }
-    Err(Error::operational(format!(
-        "cannot keep {}: it could not be hard-linked into the restored tree",
-        src.display()
-    ))
-    .hint("move it out of the target, restore, and move it back"))
-}
-
 /// The validation's next steps, plus how to undo this restore.
 fn next_steps(target: &Path, r: &RestoreReport, v: &crate::validate::Report) -> Vec<String> {
     let mut s = v.next_steps.clone();
@@ -962,37 +573,4 @@ fn next_steps(target: &Path, r: &RestoreReport, v: &crate::validate::Report) -> 
         ));
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn units_split_agents() {
-        let u = units(
-            [
-                "secureclaw.json",
-                "credentials/oauth.json",
-                "agents",
-                "agents/a",
-                "agents/a/sessions/x.jsonl",
-                "agents/a/agent/auth.json",
-                "agents/b",
-            ]
-            .into_iter()
-            .map(str::as_bytes),
-        );
-        let v: Vec<String> = u.iter().map(RelPath::to_string).collect();
-        assert_eq!(
-            v,
-            vec![
-                "agents/a/agent",
-                "agents/a/sessions",
-                "agents/b",
-                "credentials",
-                "secureclaw.json"
-            ]
-        );
-    }
 }
