@@ -343,3 +343,77 @@ fn rotate_one(
     store::fsync_dir(&opts.dest)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Silent;
+    use crate::restore::tests::{backup_of, example_age};
+
+    #[test]
+    fn the_plan_names_each_step_and_execute_takes_it() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dest) = (t.path().join("src"), t.path().join("b"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("secureclaw.json"), "{}\n").unwrap();
+        let (enc, ids) = example_age();
+        let encrypted = backup_of(&src, &dest, Some(enc.clone()));
+        let plain = backup_of(&src, &dest, None);
+        let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+        let mut opts = RotateOptions {
+            dest: dest.clone(),
+            identities: ids,
+            new: enc,
+            dry_run: true,
+            keep_old: false,
+        };
+
+        let planned = plan(&opts, &Silent).unwrap();
+        assert_eq!(planned.skipped_plaintext, vec![name(&plain)]);
+        assert_eq!(planned.archives.len(), 1);
+        let a = &planned.archives[0];
+        assert_eq!(a.archive, name(&encrypted));
+        assert_eq!(a.new_name, name(&encrypted));
+        assert_eq!(a.recipients, vec!["X25519"]);
+        assert_eq!(a.step, Step::Prove);
+        let before = fs::read(&encrypted).unwrap();
+        let r = execute(&planned, &opts, &Silent).unwrap();
+        assert_eq!(
+            (r.opened, r.archives[0].opens, r.archives[0].rotated),
+            (1, true, false)
+        );
+        assert_eq!(
+            fs::read(&encrypted).unwrap(),
+            before,
+            "a dry run writes nothing"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["archives"][0]["step"], "prove");
+        assert_eq!(json["archives"][0]["archive"], name(&encrypted));
+
+        opts.dry_run = false;
+        opts.keep_old = true;
+        let planned = plan(&opts, &Silent).unwrap();
+        assert_eq!(planned.archives[0].step, Step::ReencryptKeepOld);
+        let r = execute(&planned, &opts, &Silent).unwrap();
+        assert!(r.archives[0].rotated && r.not_opened.is_empty());
+        assert_ne!(fs::read(&encrypted).unwrap(), before, "re-encrypted");
+        let kept = dest.join(format!("{}.pre-rotate", name(&encrypted)));
+        assert_eq!(fs::read(kept).unwrap(), before);
+    }
+
+    #[test]
+    fn an_empty_destination_is_an_error_before_any_plan() {
+        let t = tempfile::tempdir().unwrap();
+        let (enc, ids) = example_age();
+        let opts = RotateOptions {
+            dest: t.path().to_owned(),
+            identities: ids,
+            new: enc,
+            dry_run: true,
+            keep_old: false,
+        };
+        let e = plan(&opts, &Silent).unwrap_err();
+        assert!(e.message.contains("no archives"), "{}", e.message);
+    }
+}

@@ -574,3 +574,151 @@ fn next_steps(target: &Path, r: &RestoreReport, v: &crate::validate::Report) -> 
     }
     s
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::events::{Collect, Silent};
+
+    /// The example age key: its encryptor and its identities.
+    pub(crate) fn example_age() -> (Arc<dyn Encryptor>, Identities) {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-example");
+        let recipient = fs::read_to_string(keys.join("age-example.pub")).unwrap();
+        let enc = crate::crypto::parse_recipients(&[recipient.trim().to_owned()], None).unwrap();
+        // an owner-only copy: the example file's mode would earn a warning
+        let private = tempfile::tempdir().unwrap();
+        let key = private.path().join("age.key");
+        fs::write(&key, fs::read(keys.join("age-example.key")).unwrap()).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let ids = Identities::load(
+            &[key],
+            crate::crypto::PassphraseSource::from_flag_or_env(None),
+        )
+        .unwrap();
+        (Arc::from(enc), ids)
+    }
+
+    /// A weekly backup of `src` into `dest` (encrypted unless `enc` is None).
+    pub(crate) fn backup_of(src: &Path, dest: &Path, enc: Option<Arc<dyn Encryptor>>) -> PathBuf {
+        let opts = BackupOptions {
+            btype: BackupType::Weekly,
+            source: src.to_owned(),
+            dest: dest.to_owned(),
+            excludes: vec![],
+            level: 1,
+            threads: 1,
+            encryptor: enc,
+            prune: None,
+        };
+        backup::run_backup(&opts, &Silent).unwrap().archive
+    }
+
+    fn write(p: &Path, text: &str) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn the_dry_run_plan_is_what_the_real_run_applies() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, target, dest) = (
+            t.path().join("src"),
+            t.path().join("data"),
+            t.path().join("b"),
+        );
+        write(&src.join("secureclaw.json"), "{\"new\": true}\n");
+        write(&src.join("credentials/oauth.json"), "{}\n");
+        write(&target.join("secureclaw.json"), "{\"old\": true}\n");
+        write(&target.join("notes.txt"), "mine\n");
+        let (enc, ids) = example_age();
+        let archive = backup_of(&src, &dest, Some(enc.clone()));
+        let mut opts = RestoreOptions {
+            archive: ArchiveRef::Local(archive),
+            target: target.clone(),
+            dest: dest.clone(),
+            dry_run: true,
+            snapshot_to: None,
+            no_snapshot: false,
+            stop_gateway: false,
+            identities: ids,
+        };
+
+        let prepared = plan_restore(&opts, &Silent).unwrap();
+        let plan = prepared.plan.clone();
+        assert_eq!(plan.format, "age");
+        assert!(!plan.legacy);
+        assert_eq!(plan.replaced, vec!["secureclaw.json"]);
+        assert_eq!(plan.added, vec!["credentials"]);
+        assert_eq!(plan.kept, vec!["notes.txt"]);
+        assert_eq!(plan.checked.len(), 4, "{:?}", plan.checked);
+        assert!(plan.checked[3].contains("manifest"), "{:?}", plan.checked);
+        assert!(
+            matches!(&plan.pre_restore_snapshot, SnapshotPlan::Save { dest: d, .. } if *d == dest)
+        );
+        assert_eq!(plan.gateway.action, GatewayAction::Refuse);
+        // a dry run's plan has nothing staged: applying it is refused
+        let e = apply_restore(prepared, &Silent).unwrap_err();
+        assert!(e.message.contains("dry-run"), "{}", e.message);
+        assert!(!target.join("credentials").exists());
+        let json = serde_json::to_value(run_restore(&opts, &Silent).unwrap()).unwrap();
+        assert_eq!(json["dry_run"], true);
+        assert_eq!(json["kept"], serde_json::json!(["notes.txt"]));
+        assert_eq!(json["pre_restore_snapshot"]["kind"], "save");
+        assert_eq!(json["gateway"]["action"], "refuse");
+
+        opts.dry_run = false;
+        opts.snapshot_to = Some(enc);
+        let events = Collect::default();
+        let r = run_restore(&opts, &events).unwrap();
+        assert_eq!(r.plan.replaced, plan.replaced);
+        assert_eq!(r.plan.added, plan.added);
+        assert_eq!(r.plan.kept, plan.kept);
+        assert!(r.snapshot.is_some());
+        assert_eq!(
+            fs::read_to_string(target.join("notes.txt")).unwrap(),
+            "mine\n"
+        );
+        assert_eq!(
+            fs::read_to_string(target.join("secureclaw.json")).unwrap(),
+            "{\"new\": true}\n"
+        );
+        assert!(target.join("credentials/oauth.json").is_file());
+        let said: Vec<String> = events.messages().into_iter().map(|(_, m)| m).collect();
+        assert!(
+            said.iter()
+                .any(|m| m.starts_with("saving an encrypted snapshot")),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn no_snapshot_and_an_empty_target_are_planned_as_such() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dest) = (t.path().join("src"), t.path().join("b"));
+        write(&src.join("secureclaw.json"), "{}\n");
+        let (enc, ids) = example_age();
+        let archive = backup_of(&src, &dest, Some(enc));
+        let mut opts = RestoreOptions {
+            archive: ArchiveRef::Local(archive),
+            target: t.path().join("empty"),
+            dest,
+            dry_run: true,
+            snapshot_to: None,
+            no_snapshot: false,
+            stop_gateway: true,
+            identities: ids,
+        };
+        let plan = plan_restore(&opts, &Silent).unwrap().plan;
+        assert!(matches!(
+            plan.pre_restore_snapshot,
+            SnapshotPlan::NothingToSave
+        ));
+        assert_eq!(plan.gateway.action, GatewayAction::Stop);
+        opts.no_snapshot = true;
+        let plan = plan_restore(&opts, &Silent).unwrap().plan;
+        assert!(matches!(plan.pre_restore_snapshot, SnapshotPlan::Skipped));
+    }
+}
