@@ -38,6 +38,7 @@ pub mod incremental;
 pub mod keygen;
 pub mod lock;
 pub mod manifest;
+pub mod meta;
 pub mod paths;
 pub mod pgzip;
 pub mod process;
