@@ -266,10 +266,10 @@ fn run_case(c: &Case) {
                     write_archive(&sb.p("arch"), &c.name, backend, &f(with_manifest, &sb))
                 }
             };
-            let label = if c.manifests.len() > 1 || !matches!(c.build, Build::Bytes(_)) {
-                format!("{} [{backend:?}, manifest: {with_manifest}]", c.name)
-            } else {
+            let label = if c.manifests == AS_BUILT {
                 format!("{} [{backend:?}]", c.name)
+            } else {
+                format!("{} [{backend:?}, manifest: {with_manifest}]", c.name)
             };
             match &c.expect {
                 Expect::Rejected { code, msg } => {

@@ -16,92 +16,18 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{age_recipient, bin, example_key, make_tree, snapshot, Tree};
+use common::{
+    age_recipient, as_user, bin, chown_r, example_key, make_tree, snapshot, user, Out, Tree, User,
+};
 
 const VICTIM: &str = "scb-victim";
 const MALLORY: &str = "scb-mallory";
 
-static USERADD: Mutex<()> = Mutex::new(());
-
-#[derive(Clone, Copy)]
-struct User {
-    uid: u32,
-    gid: u32,
-}
-
-fn id_of(name: &str, flag: &str) -> Option<u32> {
-    let o = Command::new("id").arg(flag).arg(name).output().ok()?;
-    if !o.status.success() {
-        return None;
-    }
-    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
-}
-
-/// The system user `name`, created (no home) if missing.
-fn user(name: &str) -> User {
-    let _g = USERADD.lock().unwrap_or_else(|p| p.into_inner());
-    // another test binary may hold /etc/passwd's lock (useradd then fails):
-    // retry for a while
-    let mut tries = 0;
-    while id_of(name, "-u").is_none() {
-        let o = Command::new("useradd")
-            .args(["-M", "-r", "-U", "-s", "/usr/sbin/nologin", name])
-            .output()
-            .expect("useradd");
-        tries += 1;
-        if !o.status.success() && id_of(name, "-u").is_none() {
-            assert!(
-                tries < 50,
-                "useradd {name} failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    User {
-        uid: id_of(name, "-u").unwrap(),
-        gid: id_of(name, "-g").unwrap(),
-    }
-}
-
-fn as_user(u: User, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new("setpriv");
-    c.arg(format!("--reuid={}", u.uid))
-        .arg(format!("--regid={}", u.gid))
-        .arg("--clear-groups")
-        .arg(program);
-    c
-}
-
-fn chown_r(p: &Path, u: User) {
-    std::os::unix::fs::lchown(p, Some(u.uid), Some(u.gid)).unwrap();
-    let m = fs::symlink_metadata(p).unwrap();
-    if m.is_dir() {
-        for e in fs::read_dir(p).unwrap() {
-            chown_r(&e.unwrap().path(), u);
-        }
-    }
-}
-
 fn mkdir_mode(p: &Path, mode: u32) {
     fs::DirBuilder::new().recursive(true).create(p).unwrap();
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
 }
 
 /// A world in a fresh directory under /tmp (traversable by both users):

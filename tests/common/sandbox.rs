@@ -37,6 +37,10 @@ impl Out {
     pub fn text(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+    /// stdout parsed as one JSON value.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
 }
 
 /// A sandbox: `env/{home,run,tmp}` for the process (`HOME`,
