@@ -3,7 +3,8 @@
 //! [`crate::tier::config::plan`]) for their decisions and turns the dropped
 //! backups into the removals, as a value; `--dry-run` renders that plan and
 //! the real run executes it ([`apply`]). Each dropped backup is removed whole
-//! (every entry of its stem, and each file's `.sha256` sidecar; a legacy
+//! (every entry of its stem, and each file's `.sha256` sidecar, `.sig`
+//! signature and `.meta` description; a legacy
 //! directory recursively, without following links, by the local store);
 //! names it does not recognise are never touched. Used by the `prune`
 //! command, by `push` for a tier's retention and by `backup` after a
@@ -19,11 +20,13 @@ use crate::error::{Error, Result};
 use crate::retention::{self, Decision, Policy};
 use crate::store::{self, ArchiveName, BackupType, Container, LocalStore, Store};
 
-/// One entry of a dropped backup, and its sidecar when there is one.
+/// One entry of a dropped backup, and its sidecar and companions (`.sig`,
+/// `.meta`) when there are.
 #[derive(Debug, Clone, Serialize)]
 pub struct Removal {
     pub entry: String,
     pub sidecar: Option<String>,
+    pub companions: Vec<String>,
 }
 
 /// What a prune decides, before anything is removed.
@@ -36,11 +39,16 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The names the plan removes (each entry, then its sidecar).
+    /// The names the plan removes (each entry, then its sidecar and
+    /// companions).
     pub fn would_remove(&self) -> Vec<String> {
         self.removals
             .iter()
-            .flat_map(|r| std::iter::once(r.entry.clone()).chain(r.sidecar.clone()))
+            .flat_map(|r| {
+                std::iter::once(r.entry.clone())
+                    .chain(r.sidecar.clone())
+                    .chain(r.companions.iter().cloned())
+            })
             .collect()
     }
 }
@@ -54,12 +62,17 @@ pub fn plan(store: &dyn Store, decide: &dyn Fn(&[ArchiveName]) -> Vec<Decision>)
         .iter()
         .filter(|d| !d.keep)
         .flat_map(|d| d.entries.iter())
-        .map(|name| Removal {
-            entry: name.clone(),
-            sidecar: index
+        .map(|name| {
+            let listed = index
                 .get(name)
-                .filter(|l| l.sidecar && l.archive.container != Container::Directory)
-                .map(|_| store::sidecar_name(name)),
+                .filter(|l| l.archive.container != Container::Directory);
+            Removal {
+                entry: name.clone(),
+                sidecar: listed
+                    .filter(|l| l.sidecar)
+                    .map(|_| store::sidecar_name(name)),
+                companions: listed.map(|l| l.companions.clone()).unwrap_or_default(),
+            }
         })
         .collect();
     Ok(Plan {
@@ -69,7 +82,7 @@ pub fn plan(store: &dyn Store, decide: &dyn Fn(&[ArchiveName]) -> Vec<Decision>)
 }
 
 /// Executes a plan: removes each entry (the store re-checks that it is still
-/// ours) and then its sidecar, goes on past a failure, makes the removals
+/// ours) and then its sidecar and companions, goes on past a failure, makes the removals
 /// durable, and fails at the end when any removal failed. Each name is passed
 /// to `on_removed` as soon as it is gone; returns them all.
 pub fn apply(
@@ -88,9 +101,13 @@ pub fn apply(
             }
             Ok(gone)
         };
-        let res = one(&r.entry).and_then(|gone| match &r.sidecar {
-            Some(s) if gone => one(s).map(|_| ()),
-            _ => Ok(()),
+        let res = one(&r.entry).and_then(|gone| {
+            if gone {
+                for c in r.sidecar.iter().chain(&r.companions) {
+                    one(c)?;
+                }
+            }
+            Ok(())
         });
         if let Err(e) = res {
             failures.push(e);
@@ -295,5 +312,77 @@ mod tests {
         let again = plan(&nas, &|a| local_decisions(&policy, None, a, now)).unwrap();
         assert!(again.removals.is_empty());
         assert!(apply(&nas, &again, &mut |_| {}).unwrap().is_empty());
+    }
+
+    #[test]
+    fn companions_are_listed_and_removed_with_their_archive() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 10, 12, 0, 0).unwrap();
+        for day in 1..=3 {
+            let n = format!("daily_202603{day:02}_020000.tar.gz.age");
+            touch(&d.join(&n));
+            touch(&d.join(format!("{n}.sha256")));
+            touch(&d.join(format!("{n}.sig")));
+            if day != 2 {
+                touch(&d.join(format!("{n}.meta")));
+            }
+        }
+        // companions of an archive that is gone are orphans, not unrecognised
+        touch(&d.join("daily_20260220_020000.tar.gz.age.sig"));
+        touch(&d.join("daily_20260220_020000.tar.gz.age.meta"));
+        touch(&d.join("notes.sig"));
+        for local in [true, false] {
+            let s: Box<dyn Store> = if local {
+                Box::new(LocalStore::new(d))
+            } else {
+                Box::new(store::DirStore::new(d.to_owned()))
+            };
+            let index = store::index(s.as_ref()).unwrap();
+            assert_eq!(index.archives.len(), 3);
+            assert_eq!(
+                index.archives[0].companions,
+                [
+                    "daily_20260301_020000.tar.gz.age.sig",
+                    "daily_20260301_020000.tar.gz.age.meta"
+                ]
+            );
+            assert_eq!(
+                index.archives[1].companions,
+                ["daily_20260302_020000.tar.gz.age.sig"]
+            );
+            assert!(index.archives.iter().all(|l| l.signed() && l.sidecar));
+            assert_eq!(
+                index.orphan_sidecars,
+                [
+                    "daily_20260220_020000.tar.gz.age.meta",
+                    "daily_20260220_020000.tar.gz.age.sig"
+                ]
+            );
+            assert_eq!(index.unrecognised, ["notes.sig"]);
+        }
+        let policy = Policy {
+            keep_daily: 1,
+            ..Policy::default()
+        };
+        let (_, removed) = prune_dest(d, None, &policy, now, false, &mut |_| {}).unwrap();
+        assert_eq!(
+            removed,
+            [
+                "daily_20260302_020000.tar.gz.age",
+                "daily_20260302_020000.tar.gz.age.sha256",
+                "daily_20260302_020000.tar.gz.age.sig",
+                "daily_20260301_020000.tar.gz.age",
+                "daily_20260301_020000.tar.gz.age.sha256",
+                "daily_20260301_020000.tar.gz.age.sig",
+                "daily_20260301_020000.tar.gz.age.meta",
+            ]
+        );
+        for n in [".sha256", ".sig", ".meta"] {
+            assert!(d
+                .join(format!("daily_20260303_020000.tar.gz.age{n}"))
+                .exists());
+        }
+        assert!(d.join("notes.sig").exists());
     }
 }

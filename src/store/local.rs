@@ -106,7 +106,8 @@ impl Store for LocalStore {
 
     /// Re-checks first that `name` is still ours and of its kind: an archive
     /// (a directory only as a legacy backup, recursively, links inside not
-    /// followed) or an archive's sidecar; a symbolic link is left alone.
+    /// followed) or an archive's sidecar or companion (`.sig`, `.meta`); a
+    /// symbolic link is left alone.
     fn remove(&self, name: &str) -> Result<bool> {
         let path = self.root.join(name);
         let meta = match fs::symlink_metadata(&path) {
@@ -115,9 +116,8 @@ impl Store for LocalStore {
             Err(e) => return Err(Error::io("reading", &path, e)),
         };
         let ft = meta.file_type();
-        let sidecar = name
-            .strip_suffix(".sha256")
-            .is_some_and(|b| super::parse_name(b, false).is_some());
+        // a sidecar, signature or description of an archive
+        let sidecar = super::companion_of(name).is_some();
         let res = if sidecar && !ft.is_dir() {
             fs::remove_file(&path).map_err(|e| ("removing sidecar", e))
         } else if ft.is_symlink() || super::parse_name(name, ft.is_dir()).is_none() {

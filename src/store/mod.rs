@@ -2,8 +2,11 @@
 //! destination ([`LocalStore`]), a NAS directory ([`DirStore`]) and an S3
 //! bucket ([`S3Store`]); the model is rustic_core's backend (local and remote
 //! as peers behind one interface). A store holds a flat layout of
-//! `<archive>` and `<archive>.sha256` entries; anything else in it is
-//! "unrecognised" and never touched.
+//! `<archive>` entries and their companions: `<archive>.sha256` (the
+//! sidecar), `<archive>.sig` (its signature, see [`crate::sign`]) and
+//! `<archive>.meta` (its keyless description, see [`crate::meta`]); a
+//! companion is listed, pruned and pushed with its archive. Anything else in
+//! it is "unrecognised" and never touched.
 //!
 //! Written once here, against any store: the [`index`] (every entry, archive
 //! names parsed, with sizes and sidecars), the SHA-256 of an entry
@@ -126,6 +129,18 @@ pub struct Listed {
     pub size: u64,
     /// Whether its `.sha256` sidecar is there.
     pub sidecar: bool,
+    /// Its other companions that are there (`<archive>.sig`,
+    /// `<archive>.meta`), in [`COMPANION_SUFFIXES`] order.
+    pub companions: Vec<String>,
+}
+
+impl Listed {
+    /// Whether its `.sig` signature is there.
+    pub fn signed(&self) -> bool {
+        self.companions
+            .iter()
+            .any(|c| c.ends_with(crate::sign::SIG_SUFFIX))
+    }
 }
 
 /// Every entry of a store, classified.
@@ -133,7 +148,7 @@ pub struct Listed {
 pub struct Index {
     /// Recognised archives (and legacy directories), oldest first.
     pub archives: Vec<Listed>,
-    /// Sidecars whose archive is gone.
+    /// Sidecars and companions whose archive is gone.
     pub orphan_sidecars: Vec<String>,
     /// Everything else: never touched.
     pub unrecognised: Vec<String>,
@@ -155,9 +170,33 @@ pub fn sidecar_name(name: &str) -> String {
     format!("{name}.sha256")
 }
 
+/// The suffixes of an archive's companions besides its `.sha256` sidecar:
+/// the signature and the keyless description. Pruned with the archive,
+/// pushed after it.
+pub const COMPANION_SUFFIXES: [&str; 2] = [crate::sign::SIG_SUFFIX, crate::meta::SUFFIX];
+
+/// The names of the companions (besides the sidecar) archive `name` may have.
+pub fn companion_names(name: &str) -> Vec<String> {
+    COMPANION_SUFFIXES
+        .iter()
+        .map(|s| format!("{name}{s}"))
+        .collect()
+}
+
+/// The archive name `name` is a companion of (sidecar, signature or
+/// description), when its stem is an archive's name; `None` for anything
+/// else.
+pub fn companion_of(name: &str) -> Option<&str> {
+    std::iter::once(".sha256")
+        .chain(COMPANION_SUFFIXES)
+        .find_map(|s| name.strip_suffix(s))
+        .filter(|b| parse_name(b, false).is_some())
+}
+
 /// Lists a store once and classifies every entry: archives by their names
 /// (a directory only as a legacy backup, a symbolic link never), their
-/// sidecars, sidecars of archives that are gone, and the rest.
+/// sidecars and companions, sidecars and companions of archives that are
+/// gone (orphans), and the rest.
 pub fn index(store: &dyn Store) -> Result<Index> {
     let objects = store.list()?;
     let mut archives: Vec<(ArchiveName, u64)> = objects
@@ -174,15 +213,23 @@ pub fn index(store: &dyn Store) -> Result<Index> {
     archives.sort_by(|(a, _), (b, _)| (a.time, a.seq, &a.name).cmp(&(b.time, b.seq, &b.name)));
     let known: HashSet<&str> = archives.iter().map(|(a, _)| a.name.as_str()).collect();
     let mut sidecars = HashSet::new();
+    let mut companions: HashSet<&str> = HashSet::new();
     let mut out = Index::default();
     for o in &objects {
         let n = o.name.as_str();
         if known.contains(n) {
             continue;
         }
-        if let Some(base) = n.strip_suffix(".sha256") {
+        let base = std::iter::once(".sha256")
+            .chain(COMPANION_SUFFIXES)
+            .find_map(|s| n.strip_suffix(s).map(|b| (s, b)));
+        if let Some((suffix, base)) = base {
             if known.contains(base) {
-                sidecars.insert(base.to_owned());
+                if suffix == ".sha256" {
+                    sidecars.insert(base.to_owned());
+                } else {
+                    companions.insert(n);
+                }
                 continue;
             }
             if parse_name(base, false).is_some() {
@@ -198,6 +245,10 @@ pub fn index(store: &dyn Store) -> Result<Index> {
         .into_iter()
         .map(|(a, size)| Listed {
             sidecar: sidecars.contains(&a.name),
+            companions: companion_names(&a.name)
+                .into_iter()
+                .filter(|c| companions.contains(c.as_str()))
+                .collect(),
             archive: a,
             size,
         })

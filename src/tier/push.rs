@@ -16,6 +16,11 @@
 //!   (metadata) and SHA-256 (read back, streamed) are compared with the local
 //!   sidecar, and only then is the sidecar written: the sidecar on the tier
 //!   is what marks an archive as copied.
+//! - the archive's companions (`.sig` signature, `.meta` description) are
+//!   copied after the archive is verified and before its sidecar, and on
+//!   every later push whose copy is found present or completed: each one
+//!   the tier lacks or holds with other bytes is written
+//!   ([`Store::put_small`]); one already equal is left alone (idempotent).
 //!
 //! A tier that cannot even be listed (unreachable, credentials refused, a
 //! replicated store without quorum) fails every archive that would be copied,
@@ -367,12 +372,14 @@ fn push_one(
     let url = to.label(name);
     if remote_size == Some(size) {
         if store::read_sidecar_of(to, name)?.as_deref() == Some(expected.as_str()) {
+            copy_companions(from, to, name, events)?;
             events.detail(format!("{name}: already on the tier"));
             return Ok(Outcome::Present);
         }
         // an interrupted push: the object may be complete
         let (actual, _) = store::digest(to, name)?;
         if actual == expected {
+            copy_companions(from, to, name, events)?;
             to.put_small(&side_name, store::sidecar_line(&expected, name).as_bytes())?;
             events.info(format!(
                 "{name}: verified the copy on the tier, sidecar written"
@@ -405,7 +412,84 @@ fn push_one(
         ))
         .hint("run push again; if it persists, check the storage"));
     }
+    copy_companions(from, to, name, events)?;
     to.put_small(&side_name, store::sidecar_line(&expected, name).as_bytes())?;
     events.detail(format!("{name}: stored, size and SHA-256 verified"));
     Ok(Outcome::Uploaded(size))
+}
+
+/// Copies archive `name`'s companions (`.sig`, `.meta`) that `from` holds to
+/// `to`, each only when the tier lacks it or holds other bytes (so a push
+/// that finds everything in place writes nothing). A companion the source
+/// does not have is left alone on the tier.
+fn copy_companions(
+    from: &dyn Store,
+    to: &dyn Store,
+    name: &str,
+    events: &dyn Events,
+) -> Result<()> {
+    for c in store::companion_names(name) {
+        let Some(local) = from.read_small(&c)? else {
+            continue;
+        };
+        if to.read_small(&c)?.as_deref() == Some(local.as_slice()) {
+            continue;
+        }
+        to.put_small(&c, &local)?;
+        events.detail(format!("{c}: copied to the tier"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Silent;
+    use crate::store::DirStore;
+    use std::fs;
+
+    #[test]
+    fn companions_follow_the_archive_and_a_second_push_writes_nothing() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let n = "daily_20260301_020000.tar.gz.age";
+        let body = b"age ciphertext stand-in";
+        fs::write(src.path().join(n), body).unwrap();
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+        fs::write(
+            src.path().join(format!("{n}.sha256")),
+            store::sidecar_line(&digest, n),
+        )
+        .unwrap();
+        fs::write(src.path().join(format!("{n}.sig")), "signature").unwrap();
+        fs::write(src.path().join(format!("{n}.meta")), "{}").unwrap();
+        let from = DirStore::new(src.path().to_owned());
+        let to = DirStore::new(dst.path().to_owned());
+        let now = Utc::now();
+        let r = push("t", &from, &to, None, now, &Silent).unwrap();
+        assert_eq!(r.uploaded, [n]);
+        for c in [".sha256", ".sig", ".meta"] {
+            assert_eq!(
+                fs::read(dst.path().join(format!("{n}{c}"))).unwrap(),
+                fs::read(src.path().join(format!("{n}{c}"))).unwrap()
+            );
+        }
+        // a re-signed archive: the next push carries the new signature
+        fs::write(src.path().join(format!("{n}.sig")), "new signature").unwrap();
+        let r = push("t", &from, &to, None, now, &Silent).unwrap();
+        assert_eq!(r.present, [n]);
+        assert_eq!(
+            fs::read(dst.path().join(format!("{n}.sig"))).unwrap(),
+            b"new signature"
+        );
+        // all in place: nothing is written (the files keep their inode)
+        let ino = |c: &str| {
+            std::os::unix::fs::MetadataExt::ino(
+                &fs::metadata(dst.path().join(format!("{n}{c}"))).unwrap(),
+            )
+        };
+        let before = (ino(".sig"), ino(".meta"));
+        push("t", &from, &to, None, now, &Silent).unwrap();
+        assert_eq!((ino(".sig"), ino(".meta")), before);
+    }
 }
