@@ -398,6 +398,11 @@ pub enum NewChain {
     FullInFuture,
     /// The chain has this many links after its full already.
     TooManyLinks(u32),
+    /// The destination holds this archive of the chain (or without a
+    /// description) that the state does not know: a run was interrupted
+    /// after its archive was committed, or another writer added it. A link
+    /// after the state's newest would fork the chain.
+    StateBehind(String),
 }
 
 impl fmt::Display for NewChain {
@@ -421,6 +426,11 @@ impl fmt::Display for NewChain {
             NewChain::TooManyLinks(n) => {
                 write!(f, "the chain has {n} links after its full (--max-links)")
             }
+            NewChain::StateBehind(a) => write!(
+                f,
+                "the destination holds {a}, newer than the state's newest link \
+                 (an interrupted run or another writer)"
+            ),
         }
     }
 }
@@ -493,6 +503,8 @@ pub struct LinkOutput<W> {
     /// Files stored in this archive, and files recorded as unchanged.
     pub stored: u64,
     pub unchanged: u64,
+    /// Bytes of file data stored in this archive.
+    pub stored_bytes: u64,
 }
 
 enum Kind {
@@ -746,6 +758,7 @@ pub fn write_link<W: Write>(
         },
         chain: chain.clone(),
     };
+    let stored_bytes = aw.bytes;
     let out = aw.finish_link(&manifest, mtime)?;
     let state = NewState {
         state: State {
@@ -765,6 +778,7 @@ pub fn write_link<W: Write>(
         state,
         stored,
         unchanged,
+        stored_bytes,
     })
 }
 
@@ -777,6 +791,139 @@ fn entry_of(rel: &[u8], o: &FileState, mtime: i64) -> Entry {
         sha256: Some(o.sha256),
         mtime: Some(mtime.max(0)),
         target: None,
+    }
+}
+
+/// The archive names of the destination that [`decide`] checks against,
+/// and whether the state is behind it: an archive of `state`'s type dated
+/// after the state's newest link that is not one of its links, and whose
+/// `.meta` names the same chain or is missing or unreadable (it may be a link
+/// of it). `meta_of` reads an archive's description (`None`: there is none
+/// or it is unusable). A plain full or another chain's archive does not
+/// stop the chain.
+pub fn behind(
+    state: &State,
+    archives: &[crate::store::ArchiveName],
+    meta_of: &dyn Fn(&str) -> Option<crate::meta::Meta>,
+) -> Option<NewChain> {
+    let newest = crate::store::parse_name(&state.archive, false)?;
+    archives
+        .iter()
+        .filter(|a| a.btype == state.btype && (a.time, a.seq) > (newest.time, newest.seq))
+        .filter(|a| !state.links.contains(&a.name))
+        .find(|a| match meta_of(&a.name) {
+            None => true,
+            Some(m) => m.chain.is_some_and(|c| c.id == state.chain_id),
+        })
+        .map(|a| NewChain::StateBehind(a.name.clone()))
+}
+
+/// An incremental run's decision, under the lock of its state file.
+pub struct Prepared {
+    /// Held for the whole run: another run on the same state file is
+    /// refused (exit 5).
+    _lock: crate::lock::DirLock,
+    pub path: PathBuf,
+    pub plan: Plan,
+    /// The state the plan continues (for a [`Plan::Link`]).
+    pub prev: Option<State>,
+    pub reread: bool,
+}
+
+impl Prepared {
+    /// The reason a new chain starts (`None` for a link).
+    pub fn new_chain(&self) -> Option<&NewChain> {
+        match &self.plan {
+            Plan::Full(why) => Some(why),
+            Plan::Link(_) => None,
+        }
+    }
+}
+
+/// Locks the state file of (`btype`, `source`, `dest`), loads it, and
+/// decides the next archive from it and the destination's archives (the
+/// caller holds the destination lock). Says which archive comes next, and
+/// why a new chain starts.
+pub fn prepare(
+    btype: BackupType,
+    source: &Path,
+    dest: &Path,
+    policy: &ChainPolicy,
+    reread: bool,
+    now: DateTime<Utc>,
+    events: &dyn Events,
+) -> Result<Prepared> {
+    let path = state_path(btype, source, dest)?;
+    let lock = crate::lock::lock_dir(&path, "incremental state")?;
+    let loaded = load_state(&path, btype, source);
+    let store = crate::store::LocalStore::new(dest);
+    let index = crate::store::index(&store)?;
+    let archives = index.names();
+    let present: BTreeSet<String> = archives.iter().map(|a| a.name.clone()).collect();
+    let mut plan = decide(&loaded, &present, policy, now);
+    let prev = match (&plan, loaded) {
+        (Plan::Link(_), Loaded::Found(s)) => Some(s),
+        _ => None,
+    };
+    if let (Plan::Link(_), Some(st)) = (&plan, &prev) {
+        let meta_of = |name: &str| {
+            let p = dest.join(crate::meta::meta_name(name));
+            let bytes = std::fs::read(&p).ok()?;
+            crate::meta::Meta::parse(&bytes, name, &p.display().to_string()).ok()
+        };
+        if let Some(why) = behind(st, &archives, &meta_of) {
+            plan = Plan::Full(why);
+        }
+    }
+    let prev = match plan {
+        Plan::Link(_) => prev,
+        Plan::Full(_) => None,
+    };
+    match &plan {
+        Plan::Full(why) => events.info(format!("a new chain starts: {why}")),
+        Plan::Link(c) => events.info(format!(
+            "link {} of chain {} (after {})",
+            c.level,
+            c.id,
+            c.previous.as_deref().unwrap_or("?")
+        )),
+    }
+    Ok(Prepared {
+        _lock: lock,
+        path,
+        plan,
+        prev,
+        reread,
+    })
+}
+
+/// Saves the state after the archive it describes was committed as
+/// `archive_name` (renamed, sidecar and description written), and makes
+/// the replacement durable.
+pub fn commit_state(prepared: &Prepared, new: NewState, archive_name: &str) -> Result<State> {
+    let st = new.committed(archive_name);
+    save_state(&prepared.path, &st)?;
+    if let Some(dir) = prepared.path.parent() {
+        crate::store::fsync_dir(dir)?;
+    }
+    Ok(st)
+}
+
+/// Parses `--full-every`: a duration such as `24h`, `12h`, `1d12h`, `7d`
+/// (units s, m, h, d, w); zero is refused.
+pub fn parse_full_every(s: &str) -> std::result::Result<Duration, String> {
+    let d = crate::retention::parse_duration(s).map_err(|e| {
+        format!(
+            "{}{}",
+            e.message,
+            e.hint.map(|h| format!(" ({h})")).unwrap_or_default()
+        )
+    })?;
+    match d.to_std() {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "--full-every {s:?}: must be longer than zero (e.g. 24h)"
+        )),
     }
 }
 
@@ -922,9 +1069,62 @@ mod tests {
             NewChain::NoState,
             NewChain::FullTooOld(Duration::from_secs(90000)),
             NewChain::TooManyLinks(48),
+            NewChain::StateBehind("daily_20261201_050000.tar.gz.age".into()),
         ] {
             assert!(r.to_string().len() > 10);
         }
+    }
+
+    #[test]
+    fn a_state_behind_the_destination_starts_a_new_chain() {
+        use crate::meta::Meta;
+        let s = state(2, "2026-12-01T00:00:00Z");
+        let name = |h: u32| format!("daily_20261201_{h:02}0000.tar.gz.age");
+        let mut archives: Vec<crate::store::ArchiveName> = (0..=2)
+            .map(|h| crate::store::parse_name(&name(h), false).unwrap())
+            .collect();
+        let link_meta = |n: &str, chain: &str| {
+            let mut m = Meta::new(n, "daily", "x", "h", "age");
+            m.chain = Some(Chain {
+                id: chain.into(),
+                level: 3,
+                previous: Some(name(2)),
+            });
+            m
+        };
+        let none = |_: &str| None;
+        assert_eq!(behind(&s, &archives, &none), None);
+        // an archive after the newest link: a plain full or another chain's
+        // archive does not matter; one of this chain or without a
+        // description does
+        archives.push(crate::store::parse_name(&name(3), false).unwrap());
+        let plain = |n: &str| Some(Meta::new(n, "daily", "x", "h", "age"));
+        assert_eq!(behind(&s, &archives, &plain), None);
+        let other = |n: &str| Some(link_meta(n, "daily_20261130_000000"));
+        assert_eq!(behind(&s, &archives, &other), None);
+        let ours = |n: &str| Some(link_meta(n, "daily_20261201_000000"));
+        assert_eq!(
+            behind(&s, &archives, &ours),
+            Some(NewChain::StateBehind(name(3)))
+        );
+        assert_eq!(
+            behind(&s, &archives, &none),
+            Some(NewChain::StateBehind(name(3)))
+        );
+        // another type's archives never matter
+        let w = vec![crate::store::parse_name("weekly_20261201_030000.tar.gz.age", false).unwrap()];
+        assert_eq!(behind(&s, &w, &none), None);
+    }
+
+    #[test]
+    fn full_every_is_a_positive_duration() {
+        assert_eq!(parse_full_every("24h"), Ok(DEFAULT_FULL_EVERY));
+        assert_eq!(
+            parse_full_every("1d12h"),
+            Ok(Duration::from_secs(36 * 3600))
+        );
+        assert!(parse_full_every("0h").is_err());
+        assert!(parse_full_every("soon").is_err());
     }
 
     #[test]

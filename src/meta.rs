@@ -137,6 +137,30 @@ impl Meta {
     }
 }
 
+/// Writes `meta` beside the committed archive at `archive` as
+/// `<archive>.meta`, owner-only (0600), atomically (a temporary file in the
+/// destination, fsync, rename, fsync of the directory). Returns its path.
+pub fn write_beside(archive: &std::path::Path, meta: &Meta) -> Result<std::path::PathBuf> {
+    use crate::error::IoContext;
+    use std::io::Write;
+    let dir = archive.parent().unwrap_or(std::path::Path::new("."));
+    let mut p = archive.as_os_str().to_owned();
+    p.push(SUFFIX);
+    let path = std::path::PathBuf::from(p);
+    let tmp = crate::store::temp_name(dir, "meta");
+    let res = (|| {
+        let mut f = crate::store::create_private(&tmp)?;
+        f.write_all(&meta.to_bytes()).at("writing", &tmp)?;
+        f.sync_all().at("syncing", &tmp)?;
+        std::fs::rename(&tmp, &path).at("renaming the description into place as", &path)?;
+        crate::store::fsync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map(|_| path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +198,28 @@ mod tests {
             .unwrap()
             .replace(FORMAT, "other");
         assert!(Meta::parse(other.as_bytes(), &m.archive, "x.meta").is_err());
+    }
+
+    #[test]
+    fn written_beside_the_archive_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("daily_20261201_130000.tar.gz.age");
+        std::fs::write(&a, b"x").unwrap();
+        let m = Meta::new(
+            "daily_20261201_130000.tar.gz.age",
+            "daily",
+            "20261201_130000",
+            "gw-1",
+            "age",
+        );
+        let p = write_beside(&a, &m).unwrap();
+        assert_eq!(p, d.path().join("daily_20261201_130000.tar.gz.age.meta"));
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = Meta::parse(&std::fs::read(&p).unwrap(), &m.archive, "m").unwrap();
+        assert_eq!(back, m);
+        // nothing else left behind
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
     }
 }

@@ -140,6 +140,13 @@ impl When {
         }
     }
 
+    /// Whether backups on this schedule are incremental: an interval under
+    /// a day (README "Incremental backups": `--every 1h` writes a full at
+    /// the first run of the day and links after it).
+    pub fn incremental(&self) -> bool {
+        matches!(self, When::Minutes(_) | When::Hours(_))
+    }
+
     fn describe(&self) -> String {
         match self {
             When::At {
@@ -280,14 +287,17 @@ pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -
         Job::Drill => "drill",
     };
     let unit_base = format!("secureclaw-backup-{t}");
+    let incr = matches!(job, Job::Backup(_)) && when.incremental();
     let job_args: Vec<String> = match job {
-        Job::Backup(_) => vec![
-            "backup".into(),
-            "--type".into(),
-            t.into(),
-            "--source".into(),
-            systemd_quote(&source.to_string_lossy(), true),
-        ],
+        Job::Backup(_) => ["backup", "--type", t]
+            .into_iter()
+            .map(String::from)
+            .chain(incr.then(|| "--incremental".to_owned()))
+            .chain([
+                "--source".into(),
+                systemd_quote(&source.to_string_lossy(), true),
+            ])
+            .collect(),
         Job::Drill => vec!["drill".into()],
     };
     let exec = [systemd_quote(&exe.to_string_lossy(), true), "-q".into()]
@@ -340,8 +350,9 @@ pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -
     );
     let cmd = match job {
         Job::Backup(_) => format!(
-            "{} -q backup --type {t} --source {} --dest {}",
+            "{} -q backup --type {t}{} --source {} --dest {}",
             shell_quote_cron(&exe.to_string_lossy()),
+            if incr { " --incremental" } else { "" },
             shell_quote_cron(&source.to_string_lossy()),
             shell_quote_cron(&dest.to_string_lossy()),
         ),
@@ -603,6 +614,36 @@ mod tests {
         for bad in ["24:00", "2", "02:60", "x:y", "002:00"] {
             assert!(When::parse(d, Some(bad), None).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn schedules_under_a_day_are_incremental() {
+        let exe = Path::new("/usr/local/bin/secureclaw-backup");
+        let (src, dest) = (Path::new("/home/u/.secureclaw"), Path::new("/b"));
+        for (every, incr) in [
+            (Some("1h"), true),
+            (Some("15m"), true),
+            (Some("6h"), true),
+            (Some("1d"), false),
+            (None, false),
+        ] {
+            let when = When::parse(BackupType::Daily, None, every).unwrap();
+            assert_eq!(when.incremental(), incr, "{every:?}");
+            let p = plan(exe, BackupType::Daily, &when, src, dest);
+            let exec = keys(&p.service, "ExecStart").join("\n");
+            assert_eq!(exec.contains(" --incremental "), incr, "{every:?}: {exec}");
+            assert!(exec.contains("backup --type daily"), "{exec}");
+            assert_eq!(
+                p.cron.contains(" --incremental "),
+                incr,
+                "{every:?}: {}",
+                p.cron
+            );
+        }
+        // the drill is never a backup, whatever its interval
+        let when = When::parse(BackupType::Daily, None, Some("1h")).unwrap();
+        let p = plan_job(exe, Job::Drill, &when, src, dest);
+        assert!(!p.service.contains("--incremental") && !p.cron.contains("--incremental"));
     }
 
     #[test]

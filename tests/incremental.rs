@@ -114,6 +114,7 @@ fn link(
         state: out.state,
         stored: out.stored,
         unchanged: out.unchanged,
+        stored_bytes: out.stored_bytes,
     };
     (bytes, state, rest, plan)
 }

@@ -149,6 +149,18 @@ impl Encryptor for AgeEncryptor {
         self.descriptions.clone()
     }
 
+    /// `age` (age1…) or `ssh` (type and key, no comment), as given.
+    fn meta_recipients(&self) -> Vec<crate::meta::Recipient> {
+        self.descriptions
+            .iter()
+            .map(|d| crate::meta::Recipient {
+                kind: if d.starts_with("ssh-") { "ssh" } else { "age" }.into(),
+                id: d.clone(),
+                subkey: None,
+            })
+            .collect()
+    }
+
     fn wrap_output(&self, out: Box<dyn Write + Send>) -> Result<Box<dyn EncryptWriter>> {
         let enc = age::Encryptor::with_recipients(
             self.recipients

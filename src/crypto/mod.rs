@@ -116,6 +116,20 @@ pub trait Encryptor: Send + Sync {
     fn format(&self) -> Format;
     /// Human-readable recipient descriptions, for logs and manifests (public data).
     fn describe(&self) -> Vec<String>;
+    /// The recipients as the archive's `.meta` names them (public data):
+    /// age and ssh recipients as given, OpenPGP primary fingerprints with
+    /// the encryption subkey ids. By default, [`Encryptor::describe`]'s
+    /// lines under the format's family.
+    fn meta_recipients(&self) -> Vec<crate::meta::Recipient> {
+        self.describe()
+            .into_iter()
+            .map(|d| crate::meta::Recipient {
+                kind: self.format().family().into(),
+                id: d,
+                subkey: None,
+            })
+            .collect()
+    }
     /// Wraps `out` so that everything written is encrypted to the recipients.
     fn wrap_output(&self, out: Box<dyn Write + Send>) -> Result<Box<dyn EncryptWriter>>;
     /// Checks, without a key, that the file at `path` is a well-formed ciphertext

@@ -28,6 +28,7 @@ const SYM: SymmetricAlgorithm = SymmetricAlgorithm::AES256;
 pub struct PgpEncryptor {
     keys: Vec<PubKey>,
     descriptions: Vec<String>,
+    certs: Vec<(String, Vec<String>)>,
 }
 
 impl PgpEncryptor {
@@ -42,8 +43,16 @@ impl PgpEncryptor {
         keyring: Option<&Path>,
         home: &Path,
     ) -> Result<Self> {
-        let keys::Resolved { keys, descriptions } = keys::resolve(specs, keyring, home)?;
-        Ok(PgpEncryptor { keys, descriptions })
+        let keys::Resolved {
+            keys,
+            descriptions,
+            certs,
+        } = keys::resolve(specs, keyring, home)?;
+        Ok(PgpEncryptor {
+            keys,
+            descriptions,
+            certs,
+        })
     }
 
     /// Key ids of the subkeys the archive is encrypted to.
@@ -87,6 +96,21 @@ impl Encryptor for PgpEncryptor {
 
     fn describe(&self) -> Vec<String> {
         self.descriptions.clone()
+    }
+
+    /// Each certificate's primary fingerprint with each encryption subkey's
+    /// key id (what the archive's PKESKs name).
+    fn meta_recipients(&self) -> Vec<crate::meta::Recipient> {
+        self.certs
+            .iter()
+            .flat_map(|(fpr, subs)| {
+                subs.iter().map(move |s| crate::meta::Recipient {
+                    kind: "openpgp".into(),
+                    id: fpr.clone(),
+                    subkey: Some(s.clone()),
+                })
+            })
+            .collect()
     }
 
     fn wrap_output(&self, out: Box<dyn Write + Send>) -> Result<Box<dyn EncryptWriter>> {

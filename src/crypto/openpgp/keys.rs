@@ -23,6 +23,9 @@ use crate::error::{Error, IoContext, Result};
 pub(super) struct Resolved {
     pub(super) keys: Vec<PubKey>,
     pub(super) descriptions: Vec<String>,
+    /// Per certificate: its primary fingerprint and the key ids of the
+    /// subkeys encrypted to (for the archive's `.meta`).
+    pub(super) certs: Vec<(String, Vec<String>)>,
 }
 
 /// Resolves OpenPGP recipients: certificate files are read as given; key ids,
@@ -100,10 +103,25 @@ pub(super) fn resolve(
     }
     let mut keys: Vec<PubKey> = Vec::new();
     let mut descriptions = Vec::new();
+    let mut certs: Vec<(String, Vec<String>)> = Vec::new();
     for (cert, ks) in chosen {
         let desc = describe_cert(&cert);
         if !descriptions.contains(&desc) {
             descriptions.push(desc);
+        }
+        let fpr = cert.fingerprint().to_hex();
+        let at = match certs.iter().position(|(f, _)| *f == fpr) {
+            Some(i) => i,
+            None => {
+                certs.push((fpr, Vec::new()));
+                certs.len() - 1
+            }
+        };
+        for k in &ks {
+            let id = k.keyid().to_hex();
+            if !certs[at].1.contains(&id) {
+                certs[at].1.push(id);
+            }
         }
         for k in ks {
             if !keys
@@ -117,7 +135,11 @@ pub(super) fn resolve(
     if keys.is_empty() {
         return Err(Error::key("no OpenPGP recipient given"));
     }
-    Ok(Resolved { keys, descriptions })
+    Ok(Resolved {
+        keys,
+        descriptions,
+        certs,
+    })
 }
 
 /// All certificates of a file (armored or binary), public parts only.
