@@ -31,6 +31,7 @@
 //! that does not parse is a usage error (2); a signing key problem is 4.
 
 pub mod allowed;
+pub mod gate;
 mod pgp;
 pub mod ssh;
 
@@ -49,6 +50,7 @@ use crate::manifest::Manifest;
 use crate::text::Safe;
 
 pub use allowed::AllowedSigners;
+pub use gate::{Checked, SigState, StreamGuard, Trust};
 
 /// The SSH signature namespace of archives (`ssh-keygen -n`).
 pub const NAMESPACE: &str = "secureclaw-backup";
