@@ -99,9 +99,15 @@ pub struct Entry {
     pub recipients: Vec<String>,
     /// The sidecar's state.
     pub sidecar: Sidecar,
-    /// Why the header could not be read, when `format` is `damaged`.
+    /// Why the header could not be read, when `format` is `damaged` (or
+    /// why its `.meta` description was not used).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The incremental chain it belongs to, from its `.meta` description
+    /// (`None`: a full on its own, or an archive without a description).
+    pub chain: Option<String>,
+    /// Its level in that chain: 0 for a full.
+    pub level: u32,
 }
 
 /// What is in a store.
@@ -193,6 +199,8 @@ pub fn describe(store: &dyn Store, l: &Listed, depth: Depth) -> Entry {
         recipients: Vec::new(),
         sidecar: Sidecar::NotApplicable,
         problem: None,
+        chain: None,
+        level: 0,
     };
     if a.container == Container::Directory {
         e.format = "legacy-directory".into();
@@ -246,7 +254,35 @@ pub fn describe(store: &dyn Store, l: &Listed, depth: Depth) -> Entry {
         (_, false) => Sidecar::Missing,
     };
     e.legacy = a.container == Container::TarGz && !l.sidecar;
+    if depth != Depth::Names {
+        chain_position(store, l, &mut e);
+    }
     e
+}
+
+/// The chain and level of a listed archive, from its `.meta` description
+/// when it has one (a hint: restore and `verify -i` prove it).
+fn chain_position(store: &dyn Store, l: &Listed, e: &mut Entry) {
+    let name = crate::meta::meta_name(&l.archive.name);
+    if !l.companions.contains(&name) {
+        return;
+    }
+    let read = store.read_small(&name).and_then(|b| match b {
+        Some(b) => crate::meta::Meta::parse(&b, &l.archive.name, &name).map(Some),
+        None => Ok(None),
+    });
+    match read {
+        Ok(Some(m)) => {
+            e.level = m.level();
+            e.chain = m.chain.map(|c| c.id);
+        }
+        Ok(None) => {}
+        Err(err) => {
+            if e.problem.is_none() {
+                e.problem = Some(err.message);
+            }
+        }
+    }
 }
 
 /// Reads the store, to `depth`. With [`Depth::Check`], every archive is read
