@@ -83,16 +83,11 @@ pub fn listing(r: &LsReport) -> String {
 }
 
 /// The per-file lines of a restore plan: counts, then `+`/`~`/`-` per file.
-pub fn changes_lines(c: &FileChanges, dry_run: bool) -> String {
+pub fn changes_lines(c: &FileChanges) -> String {
     let n = &c.counts;
     let mut s = format!(
-        "  files: {} added, {} changed, {} removed, {} unchanged, {} kept{}\n",
-        n.added,
-        n.changed,
-        n.removed,
-        n.unchanged,
-        n.kept,
-        if dry_run { " (would be)" } else { "" }
+        "  files: {} added, {} changed, {} removed, {} unchanged, {} kept\n",
+        n.added, n.changed, n.removed, n.unchanged, n.kept
     );
     for (sign, v) in [("+", &c.added), ("~", &c.changed), ("-", &c.removed)] {
         for p in v {
