@@ -102,8 +102,9 @@ fn journal_path(dest: &Path, old: &str) -> PathBuf {
     dest.join(format!(".secureclaw-backup.rotate.{old}.json"))
 }
 
-/// Finishes rotations that a killed run left between rename and sidecar.
-fn recover(dest: &Path) -> Result<Vec<String>> {
+/// Finishes rotations that a killed run left between rename and sidecar
+/// (and the `.meta` description, which follows its archive).
+fn recover(dest: &Path, new: &dyn Encryptor) -> Result<Vec<String>> {
     let mut done = Vec::new();
     let Ok(rd) = fs::read_dir(dest) else {
         return Ok(done);
@@ -120,6 +121,7 @@ fn recover(dest: &Path) -> Result<Vec<String>> {
             let new_path = dest.join(&j.new);
             if new_path.exists() && store::sha256_file(&new_path)? == j.sha256 {
                 store::write_sidecar(&new_path, &j.sha256)?;
+                follow_meta(dest, &j.old, &j.new, new)?;
                 if j.old != j.new {
                     let old = dest.join(&j.old);
                     let _ = fs::remove_file(store::sidecar_path(&old));
@@ -158,7 +160,7 @@ pub fn plan(opts: &RotateOptions, events: &dyn Events) -> Result<RotatePlan> {
     let recovered = if opts.dry_run {
         vec![]
     } else {
-        recover(&opts.dest)?
+        recover(&opts.dest, opts.new.as_ref())?
     };
     for r in &recovered {
         events.warn(r);
@@ -335,12 +337,41 @@ fn rotate_one(
     }
     store::fsync_dir(&opts.dest)?;
     store::write_sidecar(&final_path, &sha)?;
+    follow_meta(&opts.dest, name, new_name, opts.new.as_ref())?;
     if new_name != name {
         let _ = fs::remove_file(store::sidecar_path(path));
         fs::remove_file(path).at("removing the old archive", path)?;
     }
     fs::remove_file(&jpath).at("removing", &jpath)?;
     store::fsync_dir(&opts.dest)?;
+    Ok(())
+}
+
+/// The `.meta` description of archive `old`, now re-encrypted as `new`:
+/// rewritten (atomically) as `new`'s, with the new encryption and
+/// recipients; its chain position is kept as it was, as the manifest inside
+/// (which rotation does not touch) still says it, and a link whose
+/// predecessor was renamed finds it by its stem (`restore/chain.rs`).
+/// Idempotent (a resumed rotation calls it again); an archive without a
+/// description has none after either.
+fn follow_meta(dest: &Path, old: &str, new: &str, enc: &dyn Encryptor) -> Result<()> {
+    let old_path = dest.join(crate::meta::meta_name(old));
+    let new_path = dest.join(crate::meta::meta_name(new));
+    let bytes = match fs::read(&old_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("reading", &old_path, e)),
+    };
+    let label = old_path.display().to_string();
+    let mut m = crate::meta::Meta::parse(&bytes, old, &label)
+        .map_err(|e| e.context(format!("rotating {old}")))?;
+    m.archive = new.to_owned();
+    m.encryption = enc.format().family().to_owned();
+    m.recipients = enc.meta_recipients();
+    store::write_replace(&new_path, &m.to_bytes(), 0o600)?;
+    if old != new {
+        fs::remove_file(&old_path).at("removing", &old_path)?;
+    }
     Ok(())
 }
 
