@@ -49,6 +49,10 @@ pub enum Command {
     Verify(commands::verify::Args),
     /// List archives: type, time, size, format, recipients, sidecar state
     List(commands::list::Args),
+    /// List the files inside an archive: path, type, size, mode, mtime
+    Ls(commands::ls::Args),
+    /// Files added, removed and changed between two archives, or an archive and a directory
+    Diff(commands::diff::Args),
     /// Remove old backups by the retention policy (archive and sidecar together)
     Prune(commands::prune::Args),
     /// Newest backup per type, its age and checksum; exit 6 when too old
@@ -89,6 +93,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restore(a) => commands::restore::run(*a, &ui),
         Command::Verify(a) => commands::verify::run(a, &ui),
         Command::List(a) => commands::list::run(a, &ui),
+        Command::Ls(a) => commands::ls::run(a, &ui),
+        Command::Diff(a) => commands::diff::run(a, &ui),
         Command::Prune(a) => commands::prune::run(a, &ui),
         Command::Status(a) => commands::status::run(a, &ui),
         Command::Schedule(a) => commands::schedule::run(a, &ui),

@@ -122,6 +122,7 @@ pub fn run_drill(
             no_snapshot: true,
             stop_gateway: false,
             identities,
+            include: vec![],
         },
         events,
     );

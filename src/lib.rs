@@ -26,6 +26,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod browse;
 pub mod capture;
 pub mod catalog;
 pub mod crypto;

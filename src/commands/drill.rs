@@ -15,8 +15,8 @@ pub struct Args {
     pub dest: Option<PathBuf>,
     #[command(flatten)]
     pub identity: super::IdentityArgs,
-    /// The archive to drill (default: the newest one)
-    #[arg(long, value_name = "FILE")]
+    /// The archive to drill: a path, `latest`, `latest:TYPE` or a name in --dest (default: the newest one)
+    #[arg(long, value_name = "ARCHIVE")]
     pub archive: Option<PathBuf>,
     /// Recovery time objective, e.g. 15m
     #[arg(long, default_value = "15m")]
@@ -33,8 +33,19 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         .map_err(|_| Error::usage("--rto must be positive"))?;
     let archive = match &args.archive {
         Some(a) => {
-            super::require_regular_archive(a)?;
-            a.clone()
+            match super::archive_arg(a, None, &super::push::ConfigArgs::default(), Some(&dest))? {
+                super::push::ArchiveRef::Local(p) => {
+                    super::require_regular_archive(&p)?;
+                    p
+                }
+                other => {
+                    return Err(Error::usage(format!(
+                        "drill reads a local archive: {} is stored in a tier",
+                        other.label().display()
+                    ))
+                    .hint("copy it to the destination first, or drill a local archive"))
+                }
+            }
         }
         None => newest_archive(&dest)?,
     };

@@ -4,9 +4,11 @@
 
 pub mod backup;
 pub mod completions;
+pub mod diff;
 pub mod drill;
 pub mod keygen;
 pub mod list;
+pub mod ls;
 pub mod man;
 pub mod prune;
 pub mod push;
@@ -83,6 +85,37 @@ pub fn require_regular_archive(path: &std::path::Path) -> Result<()> {
         )),
         _ => Ok(()),
     }
+}
+
+/// An ARCHIVE argument of restore, verify, ls, diff and drill: `latest`,
+/// `latest:TYPE` or a bare name (no `/`, not a file in the current
+/// directory) is resolved in the tier given, else in `dest` (default
+/// $BACKUP_ROOT) by [`secureclaw_backup::tier::reference::resolve_named`];
+/// anything else is a path or `s3://` URL ([`push::resolve`]).
+pub fn archive_arg(
+    arg: &std::path::Path,
+    tier: Option<&str>,
+    config: &push::ConfigArgs,
+    dest: Option<&std::path::Path>,
+) -> Result<secureclaw_backup::tier::ArchiveRef> {
+    use secureclaw_backup::tier::reference::{resolve_named, Named};
+    let named = match arg.to_str() {
+        Some(a) => Named::parse(a)?,
+        None => None,
+    };
+    let in_cwd = std::fs::symlink_metadata(arg).is_ok();
+    let named = match named {
+        Some(n @ Named::Latest(_)) => n,
+        Some(n @ Named::Name(_)) if tier.is_none() && !in_cwd => n,
+        _ => return push::resolve(arg, tier, config),
+    };
+    let store: Box<dyn secureclaw_backup::store::Store> = match tier {
+        Some(t) => config.tier(t)?.1,
+        None => Box::new(secureclaw_backup::store::LocalStore::new(
+            secureclaw_backup::store::dest_or_default(dest)?,
+        )),
+    };
+    resolve_named(store, &named, &|_| true)
 }
 
 /// Identity options shared by restore, verify, rotate and drill.

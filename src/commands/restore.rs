@@ -13,7 +13,7 @@ use secureclaw_backup::store;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Archive (.tar.gz.age, .tar.gz.gpg, legacy .tar.gz), legacy backup directory,
-    /// s3://bucket/prefix/ARCHIVE, or an archive name with --tier
+    /// s3://bucket/prefix/ARCHIVE, `latest`, `latest:TYPE`, or a name in --dest (or --tier)
     #[arg(value_name = "ARCHIVE")]
     pub archive: PathBuf,
     /// ARCHIVE is a name in this offsite tier of the configuration (streamed, no local copy)
@@ -41,6 +41,10 @@ pub struct Args {
     /// Send SIGTERM to a gateway running on the target (by the pid in its lock file)
     #[arg(long)]
     pub stop_gateway: bool,
+    /// Swap in only this path or glob of the archive, keep the rest of the target
+    /// (repeatable; everything is still read and checked)
+    #[arg(long, value_name = "PATH|GLOB")]
+    pub include: Vec<String>,
 }
 
 fn human(r: &RestoreReport) -> String {
@@ -92,12 +96,26 @@ fn plan_lines(r: &RestorePlan, dry_run: bool) -> String {
                 .join(", ")
         }
     };
-    s.push_str(&format!(
-        "  replaced: {}\n  added:    {}\n  kept:     {}\n",
-        list(&r.replaced),
-        list(&r.added),
-        list(&r.kept)
-    ));
+    match &r.changes {
+        // per file: which components come from the archive says nothing
+        // about what changes, the file lines do
+        Some(c) => {
+            let mut from: Vec<String> = r.replaced.iter().chain(&r.added).cloned().collect();
+            from.sort();
+            s.push_str(&format!(
+                "  from the archive: {}\n  kept as is:       {}\n",
+                list(&from),
+                list(&r.kept)
+            ));
+            s.push_str(&super::ls::changes_lines(c));
+        }
+        None => s.push_str(&format!(
+            "  replaced: {}\n  added:    {}\n  kept:     {}\n",
+            list(&r.replaced),
+            list(&r.added),
+            list(&r.kept)
+        )),
+    }
     s
 }
 
@@ -143,7 +161,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     } else {
         args.recipients.encryptor()?
     };
-    let src = super::push::resolve(&args.archive, args.tier.as_deref(), &args.config)?;
+    let src = super::archive_arg(
+        &args.archive,
+        args.tier.as_deref(),
+        &args.config,
+        args.dest.as_deref(),
+    )?;
     let opts = RestoreOptions {
         archive: src,
         target,
@@ -153,6 +176,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         no_snapshot: args.no_snapshot,
         stop_gateway: args.stop_gateway,
         identities: args.identity.load()?,
+        include: args.include.clone(),
     };
     let r = run_restore(&opts, ui)?;
     ui.result(human(&r), serde_json::json!({"ok": true, "restore": r}));

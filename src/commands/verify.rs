@@ -10,7 +10,8 @@ use secureclaw_backup::verify::{verify_full, verify_keyless, VerifyReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Archives to verify (local paths, s3://bucket/prefix/ARCHIVE, or names with --tier)
+    /// Archives to verify (local paths, s3://bucket/prefix/ARCHIVE, `latest`, `latest:TYPE`,
+    /// or names in --dest or --tier)
     #[arg(required = true, value_name = "ARCHIVE")]
     pub archives: Vec<PathBuf>,
     /// The archives are names in this offsite tier of the configuration
@@ -20,6 +21,9 @@ pub struct Args {
     pub config: super::push::ConfigArgs,
     #[command(flatten)]
     pub identity: super::IdentityArgs,
+    /// Where `latest` and bare archive names are looked up (default $BACKUP_ROOT, ~/backups/secureclaw)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
 }
 
 /// The sidecar state in the words of the rest of the output (and of `list`).
@@ -70,8 +74,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let mut failures: Vec<(PathBuf, secureclaw_backup::Error)> = Vec::new();
     for a in &args.archives {
         let keyless = args.identity.paths().is_empty();
-        let r =
-            super::push::resolve(a, args.tier.as_deref(), &args.config).and_then(|src| match src {
+        let r = super::archive_arg(a, args.tier.as_deref(), &args.config, args.dest.as_deref())
+            .and_then(|src| match src {
                 src if keyless => verify_keyless(&src),
                 src => verify_full(&src, &ids),
             });
@@ -81,11 +85,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 reports.push(r);
             }
             Err(e) => {
-                crate::ui::note(format!(
-                    "{}: FAILED: {}",
-                    crate::ui::Safe(a),
-                    e.message
-                ));
+                crate::ui::note(format!("{}: FAILED: {}", crate::ui::Safe(a), e.message));
                 failures.push((a.clone(), e));
             }
         }

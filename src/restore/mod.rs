@@ -33,6 +33,7 @@ use crate::tier::ArchiveRef;
 
 mod carry;
 mod legacy;
+pub mod select;
 mod units;
 
 use carry::{link_or_carry, select_skipped};
@@ -53,6 +54,9 @@ pub struct RestoreOptions {
     pub no_snapshot: bool,
     pub stop_gateway: bool,
     pub identities: Identities,
+    /// `--include PATH|GLOB`: only these entries are swapped in, the rest of
+    /// the target is kept (empty: the whole archive; see `select`).
+    pub include: Vec<String>,
 }
 
 /// What a restore did or (dry run) would do: the [`RestorePlan`] (its fields
@@ -99,6 +103,11 @@ pub struct RestorePlan {
     /// What an interrupted earlier run left, and what was done about it.
     pub recovered: Vec<String>,
     pub warnings: Vec<String>,
+    /// The `--include` patterns (empty: the whole archive).
+    pub include: Vec<String>,
+    /// File by file, what the restore does to the target (dry runs and
+    /// `--include`; a full restore does not read the current tree twice).
+    pub changes: Option<select::FileChanges>,
 }
 
 /// The pre-restore snapshot of the current tree.
@@ -202,6 +211,8 @@ pub fn run_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Restore
 /// changed when this returns.
 pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<PreparedRestore> {
     let started = Instant::now();
+    // a hostile --include is refused before anything is read
+    select::Selection::new(&opts.include)?;
     if !opts.dry_run && !opts.no_snapshot && opts.snapshot_to.is_none() {
         return Err(Error::refused(
             "no recipients for the pre-restore snapshot of the current tree",
@@ -352,12 +363,22 @@ fn stage(
         max_rel_len: extract::PATH_MAX.saturating_sub(target.as_os_str().len() + 1),
         ..Limits::default()
     };
+    let selection = select::Selection::new(&opts.include)?;
     let mut sink = staging_dir.map(StagingSink::new).transpose()?;
-    let outcome: Outcome = match (&mut sink, staging_dir) {
+    let mut outcome: Outcome = match (&mut sink, staging_dir) {
         (Some(k), Some(s)) => {
             // keep 64 MiB of headroom on the filesystem
             limits.max_total_bytes = free_bytes(s).saturating_sub(64 << 20);
-            extract::extract(stream, k as &mut dyn Sink, &limits)?
+            // --include: only the selection is staged, every entry still read
+            let mut filtered;
+            let k: &mut dyn Sink = match &selection {
+                Some(sel) => {
+                    filtered = select::Filtered::new(k, sel);
+                    &mut filtered
+                }
+                None => k,
+            };
+            extract::extract(stream, k, &limits)?
         }
         _ => extract::extract(stream, &mut Discard as &mut dyn Sink, &limits)?,
     };
@@ -392,9 +413,9 @@ fn stage(
         None => units(outcome.paths()),
     };
     let cur_units = tree_units(target)?;
-    let replaced: Vec<RelPath> = new_units.intersection(&cur_units).cloned().collect();
-    let added: Vec<RelPath> = new_units.difference(&cur_units).cloned().collect();
-    let kept: Vec<RelPath> = cur_units
+    let mut replaced: Vec<RelPath> = new_units.intersection(&cur_units).cloned().collect();
+    let mut added: Vec<RelPath> = new_units.difference(&cur_units).cloned().collect();
+    let mut kept: Vec<RelPath> = cur_units
         .difference(&new_units)
         .filter(|u| {
             // a kept agent child whose agent the archive replaces wholesale is dropped
@@ -402,6 +423,21 @@ fn stage(
         })
         .cloned()
         .collect();
+    // --include: the selected roots are replaced or added, the rest carried
+    let picked = match &selection {
+        Some(sel) => Some(select::pick(sel, &outcome, &opts.archive.label())?),
+        None => None,
+    };
+    if let Some(p) = &picked {
+        for u in &p.unmatched {
+            let w = format!("--include {u:?} matches nothing in the archive");
+            events.warn(&w);
+            warnings.push(w);
+        }
+        outcome.dir_mtimes = p.dir_mtimes(&outcome, target);
+        (replaced, added) = p.replaced_added(target);
+        kept = p.carry_list(target)?;
+    }
     // what a kept unit brings along already is not counted twice
     let carried = match &outcome.manifest {
         Some(m) => {
@@ -414,6 +450,22 @@ fn stage(
                 .collect()
         }
         None => vec![],
+    };
+    let changes = if opts.dry_run || picked.is_some() {
+        let carried_paths = match &outcome.manifest {
+            Some(m) => select_skipped(target, staging_dir, m, &outcome).1,
+            None => vec![],
+        };
+        let restored = |b: &[u8]| picked.as_ref().is_none_or(|p| p.selected.contains(b));
+        Some(select::file_changes(
+            target,
+            &outcome,
+            &restored,
+            &kept,
+            &carried_paths,
+        )?)
+    } else {
+        None
     };
     let target_has_data = fs::read_dir(target)
         .map(|mut r| r.next().is_some())
@@ -449,6 +501,11 @@ fn stage(
         gateway,
         recovered,
         warnings,
+        include: selection
+            .as_ref()
+            .map(|s| s.patterns().to_vec())
+            .unwrap_or_default(),
+        changes,
     };
     Ok(PreparedRestore {
         plan,
@@ -550,11 +607,19 @@ pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<R
     }
     crate::swap::commit(target, staging, &report.plan.archive, events)?;
     lap("swap", &mut p.phases, &mut p.mark);
-    let validation = crate::validate::validate(target, false)?;
+    // --include into an empty target is an extract of the selection, not a
+    // data directory: not validated as one
+    let extract = !report.plan.include.is_empty() && p.kept.is_empty();
+    let validation = match extract {
+        true => None,
+        false => Some(crate::validate::validate(target, false)?),
+    };
     lap("validate", &mut p.phases, &mut p.mark);
     report.phases = std::mem::take(&mut p.phases);
-    report.next_steps = next_steps(target, &report, &validation);
-    report.validation = Some(validation);
+    if let Some(v) = &validation {
+        report.next_steps = next_steps(target, &report, v);
+    }
+    report.validation = validation;
     report.seconds = p.started.elapsed().as_secs_f64();
     if let Some(g) = &mut p.staging {
         g.done = true;
@@ -644,6 +709,7 @@ pub(crate) mod tests {
             no_snapshot: false,
             stop_gateway: false,
             identities: ids,
+            include: vec![],
         };
 
         let prepared = plan_restore(&opts, &Silent).unwrap();
@@ -710,6 +776,7 @@ pub(crate) mod tests {
             no_snapshot: false,
             stop_gateway: true,
             identities: ids,
+            include: vec![],
         };
         let plan = plan_restore(&opts, &Silent).unwrap().plan;
         assert!(matches!(

@@ -8,14 +8,15 @@
 //! bytes are fetched, the wording of a hint) stays in here. An entry of any
 //! [`Store`] becomes one with [`ArchiveRef::in_store`], and the catalogue
 //! reads entries it only borrows through [`inspect_entry`] and
-//! [`sidecar_status_entry`].
+//! [`sidecar_status_entry`]. `latest`, `latest:TYPE` and bare archive names
+//! are resolved in a store by [`resolve_named`], the one place for it.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, Format, HeaderInfo, Identities};
 use crate::error::{Error, Result};
-use crate::store::{self, SidecarStatus, Store};
+use crate::store::{self, ArchiveName, BackupType, SidecarStatus, Store};
 
 use super::Remote;
 
@@ -172,6 +173,107 @@ fn inspect_object(tier: &dyn Store, name: &str) -> Result<HeaderInfo> {
         None => Err(bad(
             "not an archive this tool knows: neither age, OpenPGP nor gzip".to_owned(),
         )),
+    }
+}
+
+/// An ARCHIVE argument that names an archive in a store rather than a path
+/// (README "Looking inside an archive"): `latest`, `latest:TYPE`, or a bare
+/// file name (no `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// The newest archive of the type; of any type but `pre-restore` when `None`.
+    Latest(Option<BackupType>),
+    /// A file name without `/`, looked up in the store.
+    Name(String),
+}
+
+impl Named {
+    /// What `arg` names: `None` for a path (it has a `/`, or is `.`/`..`/empty);
+    /// `latest:` with an unknown type is a usage error.
+    pub fn parse(arg: &str) -> Result<Option<Named>> {
+        if arg == "latest" {
+            return Ok(Some(Named::Latest(None)));
+        }
+        if let Some(t) = arg.strip_prefix("latest:") {
+            return match BackupType::parse(t) {
+                Some(t) => Ok(Some(Named::Latest(Some(t)))),
+                None => Err(Error::usage(format!(
+                    "{arg:?}: unknown backup type {t:?}"
+                ))
+                .hint("write latest, or latest:daily, latest:weekly, latest:pre-deploy, latest:pre-restore")),
+            };
+        }
+        if arg.is_empty() || arg.contains('/') || arg == "." || arg == ".." {
+            return Ok(None);
+        }
+        Ok(Some(Named::Name(arg.to_owned())))
+    }
+}
+
+/// The one resolution of a [`Named`] archive in `store`, for every command
+/// that takes an ARCHIVE (restore, verify, ls, diff, drill).
+///
+/// `Latest`: the newest archive file (by the time and sequence in its name;
+/// legacy directories are never "latest") of the type, or of any type but
+/// `pre-restore`, among those `accept` takes (every one: `&|_| true`; a
+/// caller can narrow it, e.g. to archives with a valid signature). `Name`:
+/// that entry of the store, which must exist (`accept` is not asked: the
+/// operator named it).
+pub fn resolve_named(
+    store: Box<dyn Store>,
+    named: &Named,
+    accept: &dyn Fn(&ArchiveName) -> bool,
+) -> Result<ArchiveRef> {
+    match named {
+        Named::Latest(btype) => {
+            let index = store::index(store.as_ref())?;
+            let candidates: Vec<ArchiveName> = index
+                .names()
+                .into_iter()
+                .filter(|a| a.container != store::Container::Directory)
+                .filter(|a| match btype {
+                    Some(t) => a.btype == *t,
+                    None => a.btype != BackupType::PreRestore,
+                })
+                .collect();
+            let what = match btype {
+                Some(t) => format!("no {} archive", t.as_str()),
+                None => "no archive".to_owned(),
+            };
+            // newest first, asking `accept` only until it takes one (a
+            // signature check reads the whole archive)
+            let mut by_age: Vec<&ArchiveName> = candidates.iter().collect();
+            by_age.sort_by_key(|a| std::cmp::Reverse((a.time, a.seq)));
+            let newest = by_age.into_iter().find(|a| accept(a)).cloned();
+            match newest {
+                Some(a) => ArchiveRef::in_store(store, &a.name),
+                None if candidates.is_empty() => {
+                    Err(Error::operational(format!("{what} in {}", store.url())).hint(
+                        "make a backup first, or name the destination with --dest (or the tier with --tier)",
+                    ))
+                }
+                None => Err(Error::operational(format!(
+                    "{what} in {} is usable: none of the {} found was accepted",
+                    store.url(),
+                    candidates.len()
+                ))
+                .hint("see the warnings above, and `list` for what is there")),
+            }
+        }
+        Named::Name(name) => {
+            let exists = match store.local_path(name) {
+                Some(p) => std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() || m.is_dir()),
+                None => store.size(name)?.is_some(),
+            };
+            if !exists {
+                return Err(Error::operational(format!(
+                    "no archive {name:?} in {}",
+                    store.url()
+                ))
+                .hint("see the names with `list` (or `list --tier NAME`), or give the archive's path"));
+            }
+            ArchiveRef::in_store(store, name)
+        }
     }
 }
 
