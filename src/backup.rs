@@ -38,7 +38,7 @@ pub struct BackupOptions {
     /// `None` writes an unencrypted `.tar.gz` (`--insecure-plaintext`).
     pub encryptor: Option<Arc<dyn Encryptor>>,
     /// Retention applied to this backup's type after it succeeded (`None`: `--no-prune`).
-    pub prune: Option<crate::retention::Policy>,
+    pub prune: Option<crate::retention::Retention>,
 }
 
 /// The result of a backup.

@@ -1,10 +1,14 @@
-//! Retention applied to any store: [`plan`] lists the store once, asks the
-//! retention rules (the local [`crate::retention::plan`], or a tier's
-//! [`crate::tier::config::plan`]) for their decisions and turns the dropped
-//! backups into the removals, as a value; `--dry-run` renders that plan and
-//! the real run executes it ([`apply`]). Each dropped backup is removed whole
-//! (every entry of its stem, and each file's `.sha256` sidecar, `.sig`
-//! signature and `.meta` description; a legacy
+//! Retention applied to any store: [`plan`] lists the store once, reads the
+//! chain position of each archive from its keyless `<archive>.meta`
+//! ([`candidates`], through the store, so the same for the local
+//! destination, a NAS directory and a bucket; an archive without one is a
+//! full, as every archive made before incremental chains), asks the retention
+//! rules ([`crate::retention::plan_calendar`] with the local rules, or a
+//! tier's [`crate::tier::config::plan`]) for their decisions and turns the
+//! dropped backups into the removals, as a value; `--dry-run` renders that
+//! plan and the real run executes it ([`apply`]). Each dropped backup is
+//! removed whole (every entry of its stem, and each file's `.sha256`
+//! sidecar, `.sig` signature and `.meta` description; a legacy
 //! directory recursively, without following links, by the local store);
 //! names it does not recognise are never touched. Used by the `prune`
 //! command, by `push` for a tier's retention and by `backup` after a
@@ -17,8 +21,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::retention::{self, Decision, Policy};
-use crate::store::{self, ArchiveName, BackupType, Container, LocalStore, Store};
+use crate::retention::{self, Candidate, ChainPos, Decision, Retention};
+use crate::store::{self, BackupType, Container, Index, Listed, LocalStore, Store};
 
 /// One entry of a dropped backup, and its sidecar and companions (`.sig`,
 /// `.meta`) when there are.
@@ -53,11 +57,70 @@ impl Plan {
     }
 }
 
-/// Lists `store` and plans: `decide` gets its archives (oldest first) and
-/// returns the decisions.
-pub fn plan(store: &dyn Store, decide: &dyn Fn(&[ArchiveName]) -> Vec<Decision>) -> Result<Plan> {
+/// The chain position `<archive>.meta` gives a listed archive: `Ok(None)`
+/// for an archive without a description or one that is not a link of a
+/// chain (a full made before chains), `Err(why)` when the description is
+/// there but cannot be read or is not this archive's.
+pub fn chain_of(store: &dyn Store, l: &Listed) -> std::result::Result<Option<ChainPos>, String> {
+    let name = &l.archive.name;
+    let meta_name = crate::meta::meta_name(name);
+    if !l.companions.contains(&meta_name) {
+        return Ok(None);
+    }
+    let bytes = match store.read_small(&meta_name) {
+        Ok(Some(b)) => b,
+        // removed since the listing: described by its name alone
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(e.message),
+    };
+    let m =
+        crate::meta::Meta::parse(&bytes, name, &store.label(&meta_name)).map_err(|e| e.message)?;
+    let Some(c) = m.chain else {
+        return Ok(None);
+    };
+    let predecessor = match &c.previous {
+        None => None,
+        Some(p) => Some(
+            store::parse_name(p, false)
+                .ok_or_else(|| {
+                    format!(
+                        "its predecessor {:?} is not an archive name",
+                        crate::text::cut(p, 200)
+                    )
+                })?
+                .stem(),
+        ),
+    };
+    Ok(Some(ChainPos {
+        chain: c.id,
+        level: c.level,
+        predecessor,
+    }))
+}
+
+/// The retention candidates of a listed store: every archive with its chain
+/// position from its `.meta` ([`chain_of`]; one small read per described
+/// archive), oldest first.
+pub fn candidates(store: &dyn Store, index: &Index) -> Vec<Candidate> {
+    index
+        .archives
+        .iter()
+        .map(|l| {
+            let mut c = Candidate::from(l.archive.clone());
+            match chain_of(store, l) {
+                Ok(chain) => c.chain = chain,
+                Err(why) => c.meta_problem = Some(why),
+            }
+            c
+        })
+        .collect()
+}
+
+/// Lists `store` and plans: `decide` gets its archives (oldest first, with
+/// their chain positions, [`candidates`]) and returns the decisions.
+pub fn plan(store: &dyn Store, decide: &dyn Fn(&[Candidate]) -> Vec<Decision>) -> Result<Plan> {
     let index = store::index(store)?;
-    let decisions = decide(&index.names());
+    let decisions = decide(&candidates(store, &index));
     let removals = decisions
         .iter()
         .filter(|d| !d.keep)
@@ -133,18 +196,18 @@ pub fn apply(
 /// The local retention's decisions for the backups of `only` (all types
 /// when `None`).
 pub fn local_decisions(
-    policy: &Policy,
+    retention: &Retention,
     only: Option<BackupType>,
-    archives: &[ArchiveName],
+    candidates: &[Candidate],
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
-    retention::plan(policy, archives, now)
+    retention::plan_calendar(retention, candidates, now)
         .into_iter()
         .filter(|d| only.is_none_or(|t| d.btype == t))
         .collect()
 }
 
-/// Plans and (unless `dry_run`) applies the policy to the backups of `only`
+/// Plans and (unless `dry_run`) applies the rules to the backups of `only`
 /// (all types when `None`) in the local destination `dest`. The caller holds
 /// the destination lock. Returns the decisions and the names removed (or, in
 /// a dry run, that would be); each path is also passed to `on_removed` as
@@ -152,13 +215,13 @@ pub fn local_decisions(
 pub fn prune_dest(
     dest: &Path,
     only: Option<BackupType>,
-    policy: &Policy,
+    retention: &Retention,
     now: DateTime<Utc>,
     dry_run: bool,
     on_removed: &mut dyn FnMut(&Path),
 ) -> Result<(Vec<Decision>, Vec<String>)> {
     let s = LocalStore::new(dest);
-    let p = plan(&s, &|a| local_decisions(policy, only, a, now))?;
+    let p = plan(&s, &|a| local_decisions(retention, only, a, now))?;
     let removed = if dry_run {
         p.would_remove()
     } else {
@@ -172,12 +235,12 @@ pub fn prune_dest(
 pub fn prune_type(
     dest: &Path,
     btype: BackupType,
-    policy: &Policy,
+    retention: &Retention,
     now: DateTime<Utc>,
     dry_run: bool,
     on_removed: &mut dyn FnMut(&Path),
 ) -> Result<Vec<Decision>> {
-    let (decisions, _) = prune_dest(dest, Some(btype), policy, now, dry_run, on_removed)?;
+    let (decisions, _) = prune_dest(dest, Some(btype), retention, now, dry_run, on_removed)?;
     Ok(decisions)
 }
 
@@ -223,7 +286,7 @@ mod tests {
         touch(&d.join("daily_20260201_020000.tar.gz"));
         touch(&d.join("notes.txt"));
         touch(&d.join("daily_garbage.tar.gz.age"));
-        let policy = Policy::default();
+        let policy = Retention::default();
         let (ds, would) = prune_dest(d, None, &policy, now, true, &mut |_| {}).unwrap();
         assert_eq!(ds.iter().filter(|d| !d.keep).count(), 3);
         assert_eq!(would.len(), 2 + 2 + 2);
@@ -254,11 +317,9 @@ mod tests {
             touch(&d.join(format!("weekly_{ts}.tar.gz.age")));
             touch(&d.join(format!("daily_{ts}.tar.gz.age")));
         }
-        let policy = Policy {
-            keep_daily: 1,
-            keep_weekly: 1,
-            ..Policy::default()
-        };
+        let mut policy = Retention::default();
+        policy.daily.keep_daily = 1;
+        policy.weekly.keep_weekly = 1;
         let ds = prune_type(d, BackupType::Daily, &policy, now, false, &mut |_| {}).unwrap();
         assert!(ds.iter().all(|d| d.btype == BackupType::Daily));
         let left = store::list_archives(d).unwrap();
@@ -287,10 +348,8 @@ mod tests {
         }
         touch(&d.join("notes.txt"));
         let nas = store::DirStore::new(d.to_owned());
-        let policy = Policy {
-            keep_daily: 2,
-            ..Policy::default()
-        };
+        let mut policy = Retention::default();
+        policy.daily.keep_daily = 2;
         let p = plan(&nas, &|a| local_decisions(&policy, None, a, now)).unwrap();
         assert_eq!(p.decisions.iter().filter(|d| !d.keep).count(), 2);
         // the sidecar is planned only where there is one
@@ -325,7 +384,11 @@ mod tests {
             touch(&d.join(format!("{n}.sha256")));
             touch(&d.join(format!("{n}.sig")));
             if day != 2 {
-                touch(&d.join(format!("{n}.meta")));
+                // a valid description (a full): an unreadable one would keep
+                // its archive (see damaged_meta_keeps_its_archive)
+                let ts = format!("202603{day:02}_020000");
+                let m = crate::meta::Meta::new(&n, "daily", &ts, "h", "age");
+                fs::write(d.join(format!("{n}.meta")), m.to_bytes()).unwrap();
             }
         }
         // companions of an archive that is gone are orphans, not unrecognised
@@ -361,10 +424,8 @@ mod tests {
             );
             assert_eq!(index.unrecognised, ["notes.sig"]);
         }
-        let policy = Policy {
-            keep_daily: 1,
-            ..Policy::default()
-        };
+        let mut policy = Retention::default();
+        policy.daily.keep_daily = 1;
         let (_, removed) = prune_dest(d, None, &policy, now, false, &mut |_| {}).unwrap();
         assert_eq!(
             removed,
@@ -384,5 +445,82 @@ mod tests {
                 .exists());
         }
         assert!(d.join("notes.sig").exists());
+    }
+
+    /// Writes `name` and a `.meta` describing it as link `level` of `chain`
+    /// on top of `previous`.
+    fn link(d: &Path, name: &str, chain: &str, level: u32, previous: Option<&str>) {
+        touch(&d.join(name));
+        let a = store::parse_name(name, false).unwrap();
+        let ts = a.time.format("%Y%m%d_%H%M%S").to_string();
+        let mut m = crate::meta::Meta::new(name, a.btype.as_str(), &ts, "h", "age");
+        m.chain = Some(crate::manifest::Chain {
+            id: chain.into(),
+            level,
+            previous: previous.map(str::to_owned),
+        });
+        fs::write(d.join(crate::meta::meta_name(name)), m.to_bytes()).unwrap();
+    }
+
+    #[test]
+    fn chains_from_meta_through_any_store_and_damaged_meta_keeps_its_archive() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 10, 12, 0, 0).unwrap();
+        // day 8: full 00:00, links 01:00, 02:00; day 9 (a new chain) 00:00 + 01:00
+        let n = |day: u32, h: u32| format!("daily_202603{day:02}_{h:02}0000.tar.gz.age");
+        link(d, &n(8, 0), "c8", 0, None);
+        link(d, &n(8, 1), "c8", 1, Some(&n(8, 0)));
+        link(d, &n(8, 2), "c8", 2, Some(&n(8, 1)));
+        link(d, &n(9, 0), "c9", 0, None);
+        link(d, &n(9, 1), "c9", 1, Some(&n(9, 0)));
+        // an older archive whose description is damaged
+        touch(&d.join(n(7, 0)));
+        fs::write(d.join(format!("{}.meta", n(7, 0))), "{not json").unwrap();
+        let mut r = Retention::default();
+        r.daily.keep_daily = 1;
+        for local in [true, false] {
+            let s: Box<dyn Store> = if local {
+                Box::new(LocalStore::new(d))
+            } else {
+                Box::new(store::DirStore::new(d.to_owned()))
+            };
+            let index = store::index(s.as_ref()).unwrap();
+            let c = candidates(s.as_ref(), &index);
+            assert_eq!(c.len(), 6);
+            assert!(c[0].meta_problem.is_some(), "{c:?}");
+            assert_eq!(
+                c[2].chain.as_ref().unwrap().predecessor.as_deref(),
+                Some("daily_20260308_000000")
+            );
+            let p = plan(s.as_ref(), &|a| local_decisions(&r, None, a, now)).unwrap();
+            let kept: Vec<&str> = p
+                .decisions
+                .iter()
+                .filter(|d| d.keep)
+                .map(|d| d.stem.as_str())
+                .collect();
+            // day 9's chain whole (its newest link is the day's backup), the
+            // damaged one, and nothing of day 8: a chain removed whole
+            assert_eq!(
+                kept,
+                [
+                    "daily_20260309_010000",
+                    "daily_20260309_000000",
+                    "daily_20260307_000000"
+                ]
+            );
+            assert!(p.decisions[1]
+                .reason
+                .contains("needed by kept link daily_20260309_010000"));
+            assert!(
+                p.decisions[5]
+                    .reason
+                    .contains(".meta description is unreadable"),
+                "{}",
+                p.decisions[5].reason
+            );
+            assert!(p.would_remove().contains(&format!("{}.meta", n(8, 2))));
+        }
     }
 }

@@ -16,12 +16,14 @@
 //! - Removal of an archive includes its `.sha256` sidecar (the caller does that);
 //!   names that do not parse are never passed in, so never touched.
 //!
-//! That is the *count* planner, [`plan`], which today's `prune`, `backup`'s own
-//! prune and the tiers call. Its `keep_daily: 7` keeps seven archives, so an
-//! hourly schedule keeps seven hours. The *calendar* planner, [`plan_calendar`],
-//! keeps the guide's promise in days whatever the schedule, as restic's `forget`
-//! defines it; see "Calendar retention" below. The count semantics stay
-//! expressible there as `keep_last`.
+//! That is the *count* planner, [`plan`], which `prune`, `backup`'s own prune
+//! and the tiers used before calendar retention. Its `keep_daily: 7` keeps
+//! seven archives, so an hourly schedule kept seven hours. They now all call
+//! the *calendar* planner, [`plan_calendar`], which keeps the guide's promise
+//! in days whatever the schedule, as restic's `forget` defines it; see
+//! "Calendar retention" below. The count semantics stay expressible there as
+//! `keep_last` (and [`plan`] stays as the reference the calendar planner's
+//! `keep_last` is tested against).
 //!
 //! # Calendar retention ([`plan_calendar`])
 //!
@@ -375,6 +377,23 @@ impl Default for Retention {
 }
 
 impl Retention {
+    /// The same rules for every type (a tier's configuration).
+    pub fn uniform(rules: Rules) -> Retention {
+        Retention {
+            daily: rules,
+            weekly: rules,
+            pre_deploy: rules,
+            pre_restore: rules,
+        }
+    }
+
+    /// Whether no type has any rule (everything would be kept).
+    pub fn is_empty(&self) -> bool {
+        BackupType::ALL
+            .into_iter()
+            .all(|t| self.rules(t).is_empty())
+    }
+
     /// The rules of one type.
     pub fn rules(&self, t: BackupType) -> &Rules {
         match t {
@@ -648,15 +667,26 @@ pub struct ChainPos {
 /// its chain position. A full archive without chain info is
 /// `Candidate::from(name)` and is planned as today. Entries sharing a stem are
 /// one backup; their chain position is the first one given.
+///
+/// `meta_problem` says why the archive's `.meta` description could not be
+/// read (damaged, planted, for another archive): its chain position is then
+/// unknown, so the backup is kept whatever the rules say
+/// ([`Reason::MetaUnreadable`]) — retention never removes what it cannot
+/// place in a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub name: ArchiveName,
     pub chain: Option<ChainPos>,
+    pub meta_problem: Option<String>,
 }
 
 impl From<ArchiveName> for Candidate {
     fn from(name: ArchiveName) -> Self {
-        Candidate { name, chain: None }
+        Candidate {
+            name,
+            chain: None,
+            meta_problem: None,
+        }
     }
 }
 
@@ -694,6 +724,9 @@ pub enum Reason {
     Dropped { beyond: Vec<String> },
     /// The chain is already broken here: the predecessor is not in the store.
     MissingPredecessor { predecessor: String },
+    /// Its `.meta` description could not be read: kept, since its place in a
+    /// chain is unknown.
+    MetaUnreadable { problem: String },
 }
 
 impl std::fmt::Display for Reason {
@@ -724,6 +757,10 @@ impl std::fmt::Display for Reason {
                 f,
                 "chain broken: predecessor {predecessor} is not in the destination"
             ),
+            Reason::MetaUnreadable { problem } => write!(
+                f,
+                "kept: its .meta description is unreadable ({problem}), so its chain is unknown"
+            ),
         }
     }
 }
@@ -736,6 +773,7 @@ struct Slot {
     stem: String,
     entries: Vec<String>,
     chain: Option<ChainPos>,
+    meta_problem: Option<String>,
     keep: bool,
     reasons: Vec<Reason>,
 }
@@ -762,12 +800,16 @@ pub fn plan_calendar(
                 stem: crate::store::stem(a.btype, a.time, a.seq),
                 entries: Vec::new(),
                 chain: None,
+                meta_problem: None,
                 keep: false,
                 reasons: Vec::new(),
             });
         slot.entries.push(a.name.clone());
         if slot.chain.is_none() {
             slot.chain = c.chain.clone();
+        }
+        if slot.meta_problem.is_none() {
+            slot.meta_problem = c.meta_problem.clone();
         }
     }
     // Types in ALL order, newest first within each.
@@ -779,6 +821,13 @@ pub fn plan_calendar(
     for t in BackupType::ALL {
         let mut list = by_type.remove(&t).unwrap_or_default();
         apply_rules(retention.rules(t), &mut list, now);
+        for s in list.iter_mut() {
+            if let Some(problem) = s.meta_problem.clone() {
+                s.keep = true;
+                s.reasons.retain(|r| !matches!(r, Reason::Dropped { .. }));
+                s.reasons.push(Reason::MetaUnreadable { problem });
+            }
+        }
         slots.extend(list);
     }
     close_chains(&mut slots);

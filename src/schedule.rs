@@ -168,8 +168,11 @@ impl When {
 
 fn parse_hhmm(s: &str) -> Result<(u32, u32)> {
     let bad = || {
-        Error::usage(format!("--at {}: not a time of day", crate::text::cut(s, 80)))
-            .hint("write HH:MM, e.g. 02:00 or 23:30")
+        Error::usage(format!(
+            "--at {}: not a time of day",
+            crate::text::cut(s, 80)
+        ))
+        .hint("write HH:MM, e.g. 02:00 or 23:30")
     };
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
@@ -187,6 +190,8 @@ pub struct Plan {
     pub timer: String,
     pub cron: String,
     pub env_template: String,
+    /// The `status` line that monitors this schedule ([`monitor_line`]).
+    pub monitor: String,
 }
 
 /// Quotes a word for a systemd unit line: `%` doubled (specifiers); with
@@ -377,12 +382,70 @@ pub fn plan_job(exe: &Path, job: Job, when: &When, source: &Path, dest: &Path) -
          # certificate file path (comma-separated for several). Never a private key.\n\
          SECURECLAW_BACKUP_KEY={key}\n"
     );
+    let monitor = monitor_line(job, when, dest);
     Plan {
         unit_base,
         service,
         timer,
         cron,
         env_template,
+        monitor,
+    }
+}
+
+/// The maximum age that fits a schedule: the interval and a margin of one
+/// more interval, at most an hour (a run's duration and a late start), so a
+/// daily at 02:00 is stale from 03:00 the next day (25h, the guide's value),
+/// an hourly one after 2h, one every 15 minutes after 30m: the first missed
+/// run is noticed, a slow one is not an alarm.
+pub fn monitor_max_age(when: &When) -> chrono::TimeDelta {
+    let interval = match when {
+        When::At { weekly: true, .. } => chrono::TimeDelta::weeks(1),
+        When::At { weekly: false, .. } => chrono::TimeDelta::days(1),
+        When::Minutes(n) => chrono::TimeDelta::minutes(i64::from(*n)),
+        When::Hours(n) => chrono::TimeDelta::hours(i64::from(*n)),
+    };
+    interval + interval.min(chrono::TimeDelta::hours(1))
+}
+
+/// A duration as the monitoring line writes it: whole hours up to three
+/// days (`25h`, `2h`), else the compact form (`7d1h`, `30m`).
+fn max_age_text(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds();
+    if s % 3600 == 0 && s < 3 * 86_400 {
+        format!("{}h", s / 3600)
+    } else {
+        crate::retention::format_duration(d)
+    }
+}
+
+/// The `status` command that monitors a backup schedule: its type judged by
+/// its own newest backup with [`monitor_max_age`]
+/// (`secureclaw-backup status --dest D --max-age daily=2h`). A drill is
+/// watched through its job's exit status; its line checks the backups with
+/// the default rule.
+pub fn monitor_line(job: Job, when: &When, dest: &Path) -> String {
+    let dest = sh_word(&dest.to_string_lossy());
+    match job {
+        Job::Backup(t) => format!(
+            "secureclaw-backup status --dest {dest} --max-age {}={}",
+            t.as_str(),
+            max_age_text(monitor_max_age(when))
+        ),
+        Job::Drill => format!("secureclaw-backup status --dest {dest}"),
+    }
+}
+
+/// A word for a POSIX shell: as is when it is made of safe characters,
+/// else in single quotes.
+fn sh_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -486,7 +549,10 @@ pub fn next_steps(
             );
         }
     }
-    next.push("monitor: secureclaw-backup status --max-age 25h (exit 6 when stale; --prometheus FILE for node_exporter)".into());
+    next.push(format!(
+        "monitor: {} (exit 6 when stale; --prometheus FILE for node_exporter; with several schedules, give one --max-age TYPE=… per type in one status call)",
+        p.monitor
+    ));
 
     next
 }

@@ -1,21 +1,131 @@
 //! The status of a store (the local destination, or any other [`Store`]): is
-//! the newest backup of each type
-//! recent enough, and does it check? The report (newest archive of each type,
-//! its age and size, its SHA-256 against the sidecar — the newest of each type
-//! is read in full —, the free space where the store lives) and its Prometheus
-//! text rendering, for monitoring from cron, systemd or node_exporter's
-//! textfile collector, and the error a run ends with ([`Report::error`]).
-//! Prints nothing; the `status` command renders the report.
+//! the newest backup of each type recent enough, and does it check? The
+//! report (newest archive of each type, its age, size and chain length, its
+//! SHA-256 against the sidecar — at [`Depth::Check`] the newest of each type
+//! is read in full; a tier watched from a monitoring host is judged from its
+//! listing and headers —, the free space where the store lives) and its
+//! Prometheus text rendering, for monitoring from cron, systemd or
+//! node_exporter's textfile collector, and the error a run ends with
+//! ([`Report::error`]). Prints nothing; the `status` command renders the
+//! report.
+//!
+//! Freshness ([`MaxAge`], `--max-age [TYPE=]DURATION`, repeatable):
+//! - a bare DURATION judges the newest backup of *any* type but pre-restore
+//!   (daily, weekly, pre-deploy): stale when even that one is older, or there
+//!   is none. That is the only rule when no `--max-age` is given (25h).
+//! - `TYPE=DURATION` judges that type by its *own* newest backup: stale when
+//!   it is older, or the type has none, whatever the other types hold (a
+//!   month-old daily is stale beside a fresh pre-deploy).
+//!
+//! Both may be given; the report is stale when any rule is, and names the
+//! stale types.
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::catalog::{self, Depth, Entry, Sidecar};
+use crate::catalog::{self, Entry, Sidecar};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Events;
+use crate::retention::parse_duration;
 use crate::store::{self, BackupType, Store};
+
+pub use crate::catalog::Depth;
+
+/// The maximum age when `--max-age` is not given: a daily backup and an hour
+/// of margin.
+pub const DEFAULT_MAX_AGE: TimeDelta = TimeDelta::hours(25);
+
+/// The freshness rules (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxAge {
+    /// The newest backup of any type but pre-restore.
+    pub any: Option<TimeDelta>,
+    /// Each listed type by its own newest backup, in [`BackupType::ALL`] order.
+    pub per_type: Vec<(BackupType, TimeDelta)>,
+}
+
+impl Default for MaxAge {
+    fn default() -> Self {
+        MaxAge {
+            any: Some(DEFAULT_MAX_AGE),
+            per_type: Vec::new(),
+        }
+    }
+}
+
+impl MaxAge {
+    /// A bare maximum age (today's single rule).
+    pub fn any(d: TimeDelta) -> MaxAge {
+        MaxAge {
+            any: Some(d),
+            per_type: Vec::new(),
+        }
+    }
+
+    /// Parses the `--max-age` values, `[TYPE=]DURATION` each; none gives the
+    /// default. A rule given twice is a usage error (exit 2).
+    pub fn parse<S: AsRef<str>>(values: &[S]) -> Result<MaxAge> {
+        if values.is_empty() {
+            return Ok(MaxAge::default());
+        }
+        let mut out = MaxAge {
+            any: None,
+            per_type: Vec::new(),
+        };
+        for v in values {
+            let raw = v.as_ref();
+            let (scope, value) = match raw.split_once('=') {
+                Some((t, d)) => {
+                    let bt = BackupType::parse(t.trim()).ok_or_else(|| {
+                        Error::usage(format!("--max-age {raw:?}: unknown backup type {t:?}"))
+                            .hint("write TYPE=DURATION with TYPE one of daily, weekly, pre-deploy, pre-restore, or a DURATION alone for the newest backup of any type")
+                    })?;
+                    (Some(bt), d)
+                }
+                None => (None, raw),
+            };
+            let d = parse_duration(value).map_err(|e| e.context(format!("--max-age {raw:?}")))?;
+            let twice = || {
+                Error::usage(format!(
+                    "--max-age is given twice for {} (second: {raw:?})",
+                    scope.map_or("the newest backup of any type", |t| t.as_str())
+                ))
+                .hint("give one --max-age per type (TYPE=DURATION) and at most one without TYPE=")
+            };
+            match scope {
+                None if out.any.is_some() => return Err(twice()),
+                None => out.any = Some(d),
+                Some(t) if out.per_type.iter().any(|(x, _)| *x == t) => return Err(twice()),
+                Some(t) => out.per_type.push((t, d)),
+            }
+        }
+        out.per_type
+            .sort_by_key(|(t, _)| BackupType::ALL.iter().position(|x| x == t));
+        Ok(out)
+    }
+
+    /// The maximum age of type `t`'s own newest backup, when judged.
+    pub fn for_type(&self, t: BackupType) -> Option<TimeDelta> {
+        self.per_type.iter().find(|(x, _)| *x == t).map(|(_, d)| *d)
+    }
+
+    /// The values as typed (`25h`, `daily=2h`), for messages and lines to copy.
+    pub fn args(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .any
+            .map(crate::retention::format_duration)
+            .into_iter()
+            .collect();
+        v.extend(
+            self.per_type
+                .iter()
+                .map(|(t, d)| format!("{}={}", t.as_str(), crate::retention::format_duration(*d))),
+        );
+        v
+    }
+}
 
 /// The state of one backup type.
 #[derive(Debug, Clone, Serialize)]
@@ -26,8 +136,16 @@ pub struct TypeStatus {
     pub count: usize,
     pub newest: Option<Entry>,
     pub age_seconds: Option<i64>,
-    /// The newest archive matches its sidecar (`None`: no sidecar or no archive).
+    /// The newest archive matches its sidecar (`None`: no sidecar, no
+    /// archive, or not checked).
     pub sidecar_ok: Option<bool>,
+    /// Links the newest archive's chain has up to it, the full included (1
+    /// for a full; from its `.meta`, an archive without one being a full).
+    pub chain_length: Option<u32>,
+    /// The maximum age of this type's own newest backup (`--max-age TYPE=…`).
+    pub max_age_seconds: Option<i64>,
+    /// Judged by its own maximum age: older, or none (`None`: not judged).
+    pub stale: Option<bool>,
 }
 
 /// The whole status report.
@@ -35,11 +153,17 @@ pub struct TypeStatus {
 pub struct Report {
     pub dest: PathBuf,
     pub now: DateTime<Utc>,
-    pub max_age_seconds: i64,
+    /// The maximum age of the newest backup of any type (bare `--max-age`).
+    pub max_age_seconds: Option<i64>,
     pub types: Vec<TypeStatus>,
     /// Age of the newest daily / weekly / pre-deploy backup.
     pub newest_age_seconds: Option<i64>,
+    /// Any rule is stale: the bare one, or a type's own.
     pub stale: bool,
+    /// The types judged stale by their own maximum age.
+    pub stale_types: Vec<BackupType>,
+    /// Whether the newest archives were read in full against their sidecars.
+    pub checked: bool,
     /// Newest archives that failed their check (sidecar mismatch, damaged header).
     pub problems: Vec<String>,
     pub free_bytes: Option<u64>,
@@ -56,10 +180,36 @@ pub fn age_text(secs: i64) -> String {
 }
 
 impl Report {
+    /// Whether the bare rule (newest backup of any type) is stale.
+    pub fn any_stale(&self) -> bool {
+        self.max_age_seconds
+            .is_some_and(|m| self.newest_age_seconds.is_none_or(|a| a > m))
+    }
+
+    /// One phrase per stale type: `daily (newest 30d old, allowed 25h)`.
+    pub fn stale_type_texts(&self) -> Vec<String> {
+        self.types
+            .iter()
+            .filter(|t| t.stale == Some(true))
+            .map(|t| {
+                let allowed = age_text(t.max_age_seconds.unwrap_or(0));
+                match t.age_seconds {
+                    None => format!("{} (no backup; allowed {allowed})", t.btype.as_str()),
+                    Some(a) => format!(
+                        "{} (newest {} old, allowed {allowed})",
+                        t.btype.as_str(),
+                        age_text(a)
+                    ),
+                }
+            })
+            .collect()
+    }
+
     /// The error a `status` run ends with, if any: a store that is not there
     /// is a broken setup (exit 1), not an old backup — the mount or the path
-    /// is wrong; then an old or missing newest backup (exit 6); then a newest
-    /// archive that does not check (exit 3).
+    /// is wrong; then an old or missing newest backup, or a type whose own
+    /// newest is (exit 6, naming the types); then a newest archive that does
+    /// not check (exit 3).
     pub fn error(&self) -> Option<Error> {
         let dest = self.dest.display();
         if let Some(p) = self.root_problem {
@@ -72,15 +222,22 @@ impl Report {
                 .hint("check --dest / $BACKUP_ROOT (and that the disk or share is mounted); a first `secureclaw-backup backup` creates it"));
         }
         if self.stale {
-            let msg = match self.newest_age_seconds {
-                None => format!("no backup in {dest}"),
-                Some(a) => format!(
-                    "the newest backup in {dest} is {} old, more than {}",
-                    age_text(a),
-                    age_text(self.max_age_seconds)
-                ),
-            };
-            return Some(Error::new(ErrorKind::Stale, msg).hint(
+            let mut parts = Vec::new();
+            if self.any_stale() {
+                parts.push(match self.newest_age_seconds {
+                    None => format!("no backup in {dest}"),
+                    Some(a) => format!(
+                        "the newest backup in {dest} is {} old, more than {}",
+                        age_text(a),
+                        age_text(self.max_age_seconds.unwrap_or(0))
+                    ),
+                });
+            }
+            let types = self.stale_type_texts();
+            if !types.is_empty() {
+                parts.push(format!("stale in {dest}: {}", types.join(", ")));
+            }
+            return Some(Error::new(ErrorKind::Stale, parts.join("; ")).hint(
                 "check the backup timer or cron job and its logs (journalctl --user -u 'secureclaw-backup-*')",
             ));
         }
@@ -97,11 +254,15 @@ impl Report {
     }
 }
 
-/// Builds the report (reads the newest archive of each type in full; each is
-/// announced as a detail, "checking NAME", before it is read).
+/// Builds the report. At [`Depth::Check`] the newest archive of each type is
+/// read in full (each announced as a detail, "checking NAME", before it is
+/// read); at [`Depth::Headers`] only its header; at [`Depth::Names`] only
+/// the listing. The newest archive's `.meta`, when there is one, gives its
+/// chain length.
 pub fn report(
     store: &dyn Store,
-    max_age: TimeDelta,
+    max_age: &MaxAge,
+    depth: Depth,
     now: DateTime<Utc>,
     events: &dyn Events,
 ) -> Result<Report> {
@@ -128,8 +289,20 @@ pub fn report(
             (a.time, a.seq, a.container != store::Container::Directory)
         });
         let entry = newest.map(|l| {
-            events.detail(format!("checking {}", l.archive.name));
-            catalog::describe(store, l, Depth::Check)
+            if depth == Depth::Check {
+                events.detail(format!("checking {}", l.archive.name));
+            }
+            catalog::describe(store, l, depth)
+        });
+        let chain_length = newest.and_then(|l| match crate::prune::chain_of(store, l) {
+            Ok(c) => Some(c.map_or(1, |c| c.level.saturating_add(1))),
+            Err(why) => {
+                problems.push(format!(
+                    "{}: {why}",
+                    crate::meta::meta_name(&l.archive.name)
+                ));
+                None
+            }
         });
         let age = entry.as_ref().map(|e| (now - e.time).num_seconds().max(0));
         let sidecar_ok = entry.as_ref().and_then(|e| match e.sidecar {
@@ -154,16 +327,25 @@ pub fn report(
                 newest_age = Some(newest_age.map_or(a, |n| n.min(a)));
             }
         }
+        let own = max_age.for_type(t).map(|d| d.num_seconds());
         types.push(TypeStatus {
             btype: t,
             count: stems.len(),
             newest: entry,
             age_seconds: age,
             sidecar_ok,
+            chain_length,
+            max_age_seconds: own,
+            stale: own.map(|m| age.is_none_or(|a| a > m)),
         });
     }
-    let max_age_seconds = max_age.num_seconds();
-    let stale = newest_age.is_none_or(|a| a > max_age_seconds);
+    let max_age_seconds = max_age.any.map(|d| d.num_seconds());
+    let stale_types: Vec<BackupType> = types
+        .iter()
+        .filter(|t| t.stale == Some(true))
+        .map(|t| t.btype)
+        .collect();
+    let any_stale = max_age_seconds.is_some_and(|m| newest_age.is_none_or(|a| a > m));
     let free_bytes = store.free_bytes();
     Ok(Report {
         dest: PathBuf::from(store.url()),
@@ -171,90 +353,152 @@ pub fn report(
         max_age_seconds,
         types,
         newest_age_seconds: newest_age,
-        stale,
+        stale: any_stale || !stale_types.is_empty(),
+        stale_types,
+        checked: depth == Depth::Check,
         problems,
         free_bytes,
         root_problem,
     })
 }
 
-/// Metrics in the Prometheus text exposition format.
+/// Metrics of one store in the Prometheus text exposition format.
 pub fn prometheus(r: &Report) -> String {
+    prometheus_all(&[(None, r)])
+}
+
+/// Metrics of several stores in one file: each row of a store given a name
+/// carries a `tier="NAME"` label (a fleet watched from one host).
+pub fn prometheus_all(reports: &[(Option<&str>, &Report)]) -> String {
     let mut out = String::new();
-    let mut family = |name: &str, help: &str, rows: Vec<(Option<BackupType>, String)>| {
-        if rows.is_empty() {
+    let label = |tier: Option<&str>, t: Option<BackupType>| -> String {
+        let mut l = Vec::new();
+        if let Some(n) = tier {
+            l.push(format!("tier=\"{}\"", prom_escape(n)));
+        }
+        if let Some(t) = t {
+            l.push(format!("type=\"{}\"", t.as_str()));
+        }
+        if l.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", l.join(","))
+        }
+    };
+    type Rows = Vec<(Option<BackupType>, String)>;
+    let mut family = |name: &str, help: &str, rows: &dyn Fn(&Report) -> Rows| {
+        let all: Vec<(Option<&str>, Rows)> = reports.iter().map(|(n, r)| (*n, rows(r))).collect();
+        if all.iter().all(|(_, r)| r.is_empty()) {
             return;
         }
         out.push_str(&format!("# HELP secureclaw_backup_{name} {help}\n"));
         out.push_str(&format!("# TYPE secureclaw_backup_{name} gauge\n"));
-        for (t, v) in rows {
-            match t {
-                Some(t) => out.push_str(&format!(
-                    "secureclaw_backup_{name}{{type=\"{}\"}} {v}\n",
-                    t.as_str()
-                )),
-                None => out.push_str(&format!("secureclaw_backup_{name} {v}\n")),
+        for (tier, rows) in all {
+            for (t, v) in rows {
+                out.push_str(&format!("secureclaw_backup_{name}{} {v}\n", label(tier, t)));
             }
         }
     };
-    let per = |f: &dyn Fn(&TypeStatus) -> Option<String>| -> Vec<(Option<BackupType>, String)> {
+    fn per(
+        r: &Report,
+        f: &dyn Fn(&TypeStatus) -> Option<String>,
+    ) -> Vec<(Option<BackupType>, String)> {
         r.types
             .iter()
             .filter_map(|t| f(t).map(|v| (Some(t.btype), v)))
             .collect()
-    };
+    }
     family(
         "last_success_timestamp_seconds",
         "Unix time of the newest backup of this type (from its name).",
-        per(&|t| t.newest.as_ref().map(|e| e.time.timestamp().to_string())),
+        &|r| {
+            per(r, &|t| {
+                t.newest.as_ref().map(|e| e.time.timestamp().to_string())
+            })
+        },
     );
     family(
         "age_seconds",
         "Age of the newest backup of this type.",
-        per(&|t| t.age_seconds.map(|a| a.to_string())),
+        &|r| per(r, &|t| t.age_seconds.map(|a| a.to_string())),
     );
     family(
         "size_bytes",
         "Size of the newest backup of this type.",
-        per(&|t| t.newest.as_ref().map(|e| e.size.to_string())),
+        &|r| per(r, &|t| t.newest.as_ref().map(|e| e.size.to_string())),
+    );
+    family(
+        "chain_length",
+        "Links of the newest backup's incremental chain up to it, the full included (1 for a full).",
+        &|r| per(r, &|t| t.chain_length.map(|n| n.to_string())),
     );
     family(
         "sidecar_ok",
         "1 when the newest backup of this type matches its .sha256 sidecar, 0 when not.",
-        per(&|t| match (t.sidecar_ok, &t.newest) {
-            (Some(ok), _) => Some(u8::from(ok).to_string()),
-            (None, Some(_)) => Some("0".into()),
-            (None, None) => None,
-        }),
+        &|r| {
+            if !r.checked {
+                return Vec::new();
+            }
+            per(r, &|t| match (t.sidecar_ok, &t.newest) {
+                (Some(ok), _) => Some(u8::from(ok).to_string()),
+                (None, Some(_)) => Some("0".into()),
+                (None, None) => None,
+            })
+        },
     );
     family(
         "archives_total",
         "Number of backups of this type in the destination.",
-        per(&|t| Some(t.count.to_string())),
+        &|r| per(r, &|t| Some(t.count.to_string())),
+    );
+    family(
+        "type_max_age_seconds",
+        "The allowed maximum age of this type's own newest backup (--max-age TYPE=…).",
+        &|r| per(r, &|t| t.max_age_seconds.map(|m| m.to_string())),
+    );
+    family(
+        "type_stale",
+        "1 when this type's own newest backup is older than its maximum age (or there is none).",
+        &|r| per(r, &|t| t.stale.map(|s| u8::from(s).to_string())),
     );
     family(
         "stale",
-        "1 when the newest backup is older than the allowed maximum age (or there is none).",
-        vec![(None, u8::from(r.stale).to_string())],
+        "1 when the newest backup is older than the allowed maximum age (or there is none), or any type is stale.",
+        &|r| vec![(None, u8::from(r.stale).to_string())],
     );
     family(
         "max_age_seconds",
-        "The allowed maximum age of the newest backup.",
-        vec![(None, r.max_age_seconds.to_string())],
+        "The allowed maximum age of the newest backup of any type.",
+        &|r| {
+            r.max_age_seconds
+                .map(|m| (None, m.to_string()))
+                .into_iter()
+                .collect()
+        },
     );
-    if let Some(f) = r.free_bytes {
-        family(
-            "free_bytes",
-            "Free space on the destination's filesystem.",
-            vec![(None, f.to_string())],
-        );
-    }
+    family(
+        "free_bytes",
+        "Free space on the destination's filesystem.",
+        &|r| {
+            r.free_bytes
+                .map(|f| (None, f.to_string()))
+                .into_iter()
+                .collect()
+        },
+    );
     family(
         "status_timestamp_seconds",
         "Unix time this status was computed.",
-        vec![(None, r.now.timestamp().to_string())],
+        &|r| vec![(None, r.now.timestamp().to_string())],
     );
     out
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped.
+fn prom_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -272,7 +516,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         let now = Utc::now();
-        let r = report(&LocalStore::new(d), TimeDelta::hours(25), now, &Silent).unwrap();
+        let r = report(
+            &LocalStore::new(d),
+            &MaxAge::any(TimeDelta::hours(25)),
+            Depth::Check,
+            now,
+            &Silent,
+        )
+        .unwrap();
         assert!(r.stale);
         assert_eq!(r.newest_age_seconds, None);
 
@@ -290,12 +541,26 @@ mod tests {
         )
         .unwrap();
 
-        let r = report(&LocalStore::new(d), TimeDelta::hours(25), now, &Silent).unwrap();
+        let r = report(
+            &LocalStore::new(d),
+            &MaxAge::any(TimeDelta::hours(25)),
+            Depth::Check,
+            now,
+            &Silent,
+        )
+        .unwrap();
         assert!(!r.stale, "{r:?}");
         assert!(r.problems.is_empty());
         assert_eq!(r.types[0].sidecar_ok, Some(true));
         assert!(r.free_bytes.is_some());
-        let r1 = report(&LocalStore::new(d), TimeDelta::hours(1), now, &Silent).unwrap();
+        let r1 = report(
+            &LocalStore::new(d),
+            &MaxAge::any(TimeDelta::hours(1)),
+            Depth::Check,
+            now,
+            &Silent,
+        )
+        .unwrap();
         assert!(r1.stale);
 
         let m = prometheus(&r);
@@ -315,8 +580,91 @@ mod tests {
 
         // A corrupted newest archive is a problem.
         std::fs::write(d.join(&name), [0x1f, 0x8b, 8, 1]).unwrap();
-        let r = report(&LocalStore::new(d), TimeDelta::hours(25), now, &Silent).unwrap();
+        let r = report(
+            &LocalStore::new(d),
+            &MaxAge::any(TimeDelta::hours(25)),
+            Depth::Check,
+            now,
+            &Silent,
+        )
+        .unwrap();
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
         assert!(prometheus(&r).contains("secureclaw_backup_sidecar_ok{type=\"daily\"} 0\n"));
+    }
+
+    #[test]
+    fn per_type_max_age_names_the_stale_type() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let now = Utc::now();
+        let daily = format!("daily_{}.tar.gz", ts(now, TimeDelta::days(30)));
+        let deploy = format!("pre-deploy_{}.tar.gz", ts(now, TimeDelta::minutes(5)));
+        for n in [&daily, &deploy] {
+            std::fs::write(d.join(n), [0x1f, 0x8b, 8, 0]).unwrap();
+            let digest = store::sha256_file(&d.join(n)).unwrap();
+            store::write_sidecar(&d.join(n), &digest).unwrap();
+        }
+        let s = LocalStore::new(d);
+        // today's single rule: the fresh pre-deploy makes it OK
+        let r = report(&s, &MaxAge::default(), Depth::Check, now, &Silent).unwrap();
+        assert!(!r.stale && r.error().is_none(), "{r:?}");
+        // per type: daily is judged by its own newest
+        let m = MaxAge::parse(&["daily=25h", "pre-deploy=1h"]).unwrap();
+        assert_eq!(m.any, None);
+        let r = report(&s, &m, Depth::Check, now, &Silent).unwrap();
+        assert!(r.stale);
+        assert_eq!(r.stale_types, [BackupType::Daily]);
+        let e = r.error().unwrap();
+        assert_eq!(e.kind, ErrorKind::Stale);
+        assert!(
+            e.message.contains("daily (newest 30d old, allowed 1d1h)"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("pre-deploy"), "{}", e.message);
+        // a judged type without any backup is stale too
+        let m = MaxAge::parse(&["25h", "weekly=8d"]).unwrap();
+        let r = report(&s, &m, Depth::Check, now, &Silent).unwrap();
+        assert_eq!(r.stale_types, [BackupType::Weekly]);
+        assert!(!r.any_stale());
+        assert!(r
+            .error()
+            .unwrap()
+            .message
+            .contains("weekly (no backup; allowed 8d)"));
+        let p = prometheus(&r);
+        assert!(
+            p.contains("secureclaw_backup_type_stale{type=\"weekly\"} 1\n"),
+            "{p}"
+        );
+        assert!(p.contains("secureclaw_backup_type_max_age_seconds{type=\"weekly\"} 691200\n"));
+        assert!(p.contains("secureclaw_backup_chain_length{type=\"daily\"} 1\n"));
+        assert!(p.contains("secureclaw_backup_stale 1\n"));
+        assert!(!p.contains("type_stale{type=\"daily\"}"));
+        // bad values
+        for bad in [
+            &["hourly=1h"][..],
+            &["daily=soon"],
+            &["1h", "2h"],
+            &["daily=1h", "daily=2h"],
+        ] {
+            let e = MaxAge::parse(bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Usage, "{bad:?}");
+        }
+        assert_eq!(
+            MaxAge::parse(&["1h", "daily=2h"]).unwrap().args(),
+            ["1h", "daily=2h"]
+        );
+        // several stores in one file: a tier label on every row
+        let both = prometheus_all(&[(Some("web-1"), &r), (Some("web-2"), &r)]);
+        assert!(
+            both.contains("secureclaw_backup_stale{tier=\"web-1\"} 1\n"),
+            "{both}"
+        );
+        assert!(both.contains("secureclaw_backup_age_seconds{tier=\"web-2\",type=\"daily\"} "));
+        assert_eq!(
+            both.matches("# TYPE secureclaw_backup_stale gauge").count(),
+            1
+        );
     }
 }

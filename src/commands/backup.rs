@@ -69,15 +69,10 @@ pub struct Args {
     /// Do not apply retention to this type after the backup
     #[arg(long)]
     pub no_prune: bool,
-    /// Daily archives kept by the retention that runs after a daily backup
-    #[arg(long, default_value_t = secureclaw_backup::retention::DEFAULT_KEEP_DAILY)]
-    pub keep_daily: usize,
-    /// Weekly archives kept after a weekly backup
-    #[arg(long, default_value_t = secureclaw_backup::retention::DEFAULT_KEEP_WEEKLY)]
-    pub keep_weekly: usize,
-    /// Pre-deploy archives kept after a pre-deploy backup
-    #[arg(long, default_value_t = secureclaw_backup::retention::DEFAULT_KEEP_PRE_DEPLOY)]
-    pub keep_pre_deploy: usize,
+    /// Retention applied to this backup's type after it succeeded (the same
+    /// flags as `prune`: --keep-daily, --keep-hourly daily=24, --keep-within…)
+    #[command(flatten)]
+    pub keep: super::prune::KeepArgs,
     /// Then push the destination to every configured offsite tier (see `push`)
     #[arg(long)]
     pub push: bool,
@@ -103,12 +98,11 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         level: args.compression_level,
         threads: compression_threads(args.threads, ui),
         encryptor,
-        prune: (!args.no_prune).then(|| secureclaw_backup::retention::Policy {
-            keep_daily: args.keep_daily,
-            keep_weekly: args.keep_weekly,
-            keep_pre_deploy: args.keep_pre_deploy,
-            ..secureclaw_backup::retention::Policy::default()
-        }),
+        prune: if args.no_prune {
+            None
+        } else {
+            Some(args.keep.retention()?)
+        },
     };
     ui.info(format!(
         "backing up {} ({})…",

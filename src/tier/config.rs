@@ -10,6 +10,7 @@
 //! name = "cloud"
 //! url = "s3://bucket/hosts/web-1"
 //! keep_within = "90d"
+//! keep_monthly = 12                         # optional: keep_hourly/daily/weekly/monthly
 //! keep_yearly = "forever"
 //! endpoint = "https://minio.example:9000"   # optional; else $AWS_ENDPOINT_URL
 //! region = "eu-central-1"                   # optional; else $AWS_REGION
@@ -20,12 +21,11 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Datelike, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::retention::{self, Decision, Policy};
-use crate::store::ArchiveName;
+use crate::retention::{self, Candidate, Decision, Retention, Rules};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,13 +42,27 @@ pub struct TierConfig {
     pub name: String,
     /// An absolute directory (NAS mount) or `s3://bucket[/prefix]`.
     pub url: String,
-    /// Keep every backup newer than this (`30d`, `12w`…).
+    /// Keep every backup newer than this (`30d`, `12w`…) before the newest
+    /// backup of its type.
     #[serde(default)]
     pub keep_within: Option<String>,
-    /// `"forever"` or a number of years: keep the newest backup of each type
-    /// of each (of the last N) calendar year(s).
+    /// `"forever"` (or `"unlimited"`) or a number N: the newest backup of each
+    /// type in each of the N most recent calendar years that hold one.
     #[serde(default)]
     pub keep_yearly: Option<toml::Value>,
+    /// The newest backup of each of the N most recent months that hold one
+    /// (a number or `"unlimited"`).
+    #[serde(default)]
+    pub keep_monthly: Option<toml::Value>,
+    /// The same per ISO week.
+    #[serde(default)]
+    pub keep_weekly: Option<toml::Value>,
+    /// The same per day.
+    #[serde(default)]
+    pub keep_daily: Option<toml::Value>,
+    /// The same per hour.
+    #[serde(default)]
+    pub keep_hourly: Option<toml::Value>,
     /// Never prune the newest N backups of each type (default 1), so that a
     /// host that stopped backing up keeps its last offsite copy.
     #[serde(default)]
@@ -61,93 +75,93 @@ pub struct TierConfig {
     pub region: Option<String>,
 }
 
-/// How many years `keep_yearly` covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Yearly {
-    Forever,
-    Years(u32),
-}
-
-/// A tier's retention: the local [`Policy`] (counts = `keep_last`, plus
-/// `keep_within`) and the yearly rule applied on top.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TierPolicy {
-    pub policy: Policy,
-    pub yearly: Option<Yearly>,
-}
+/// A tier's retention: calendar rules ([`retention::plan_calendar`]), the
+/// same for every backup type of the tier.
+///
+/// Older configuration files keep working, with two documented changes that
+/// only ever keep *more* than before (never less):
+/// - `keep_yearly = N` counts the N most recent calendar years that **hold a
+///   backup** (restic's `--keep-yearly`); it used to be the N calendar years
+///   counted back from now, so a year without any backup used up a slot.
+/// - `keep_within` is measured back from the newest backup of each type (it
+///   used to be from now), so a host that stopped backing up does not see its
+///   last offsite copies age out one prune at a time.
+pub type TierPolicy = Retention;
 
 impl TierConfig {
-    /// The tier's retention, or `None` when it configures none (keep everything).
+    /// The tier's retention, or `None` when it configures none (keep
+    /// everything). `keep_last` alone is no retention: it only guards the
+    /// newest backups when other rules prune.
     pub fn policy(&self) -> Result<Option<TierPolicy>> {
-        let bad = |what: &str| {
-            Error::usage(format!("tier {:?}: invalid {what}", self.name))
-                .hint("keep_within = \"30d\"; keep_yearly = \"forever\" or a number of years; keep_last = 1")
+        let name = &self.name;
+        let count = |key: &str, v: &Option<toml::Value>| -> Result<usize> {
+            let bad = || {
+                Error::usage(format!("tier {name:?}: invalid {key}")).hint(format!(
+                    "{key} = 7 (a whole number) or \"unlimited\"{}",
+                    if key == "keep_yearly" {
+                        " (or \"forever\")"
+                    } else {
+                        ""
+                    }
+                ))
+            };
+            match v {
+                None => Ok(0),
+                Some(toml::Value::String(s))
+                    if s == "unlimited" || (key == "keep_yearly" && s == "forever") =>
+                {
+                    Ok(retention::UNLIMITED)
+                }
+                Some(toml::Value::String(s)) => retention::parse_count(s).map_err(|_| bad()),
+                Some(toml::Value::Integer(n)) if *n >= 0 => Ok(*n as usize),
+                Some(_) => Err(bad()),
+            }
         };
         let within = match &self.keep_within {
             Some(s) => Some(
                 retention::parse_duration(s)
-                    .map_err(|e| e.context(format!("tier {:?}: keep_within", self.name)))?,
+                    .map_err(|e| e.context(format!("tier {name:?}: keep_within")))?,
             ),
             None => None,
         };
-        let yearly = match &self.keep_yearly {
-            None => None,
-            Some(toml::Value::String(s)) if s == "forever" => Some(Yearly::Forever),
-            Some(toml::Value::String(s)) => {
-                Some(Yearly::Years(s.parse().map_err(|_| bad("keep_yearly"))?))
-            }
-            Some(toml::Value::Integer(n)) if *n >= 0 => Some(Yearly::Years(*n as u32)),
-            Some(_) => return Err(bad("keep_yearly")),
+        let rules = Rules {
+            keep_last: 0,
+            keep_hourly: count("keep_hourly", &self.keep_hourly)?,
+            keep_daily: count("keep_daily", &self.keep_daily)?,
+            keep_weekly: count("keep_weekly", &self.keep_weekly)?,
+            keep_monthly: count("keep_monthly", &self.keep_monthly)?,
+            keep_yearly: count("keep_yearly", &self.keep_yearly)?,
+            keep_within: within.filter(|d| *d > TimeDelta::zero()),
         };
-        if within.is_none() && yearly.is_none() {
+        let set = self.keep_within.is_some()
+            || [
+                &self.keep_yearly,
+                &self.keep_monthly,
+                &self.keep_weekly,
+                &self.keep_daily,
+                &self.keep_hourly,
+            ]
+            .iter()
+            .any(|v| v.is_some());
+        if !set {
             return Ok(None);
         }
-        let n = self.keep_last.unwrap_or(1);
-        Ok(Some(TierPolicy {
-            policy: Policy {
-                keep_daily: n,
-                keep_weekly: n,
-                keep_pre_deploy: n,
-                keep_pre_restore: n,
-                keep_within: within,
-            },
-            yearly,
-        }))
+        Ok(Some(Retention::uniform(Rules {
+            keep_last: self.keep_last.unwrap_or(1),
+            ..rules
+        })))
     }
 }
 
-/// Plans a tier's retention: [`retention::plan`], then `keep_yearly` keeps the
-/// newest backup of each type in each covered calendar year.
-pub fn plan(tp: &TierPolicy, archives: &[ArchiveName], now: DateTime<Utc>) -> Vec<Decision> {
-    let mut out = retention::plan(&tp.policy, archives, now);
-    if let Some(y) = tp.yearly {
-        let first_year = match y {
-            Yearly::Forever => i32::MIN,
-            Yearly::Years(n) => now.year() - n as i32 + 1,
-        };
-        // decisions are newest first within each type: the first seen per
-        // (type, year) is that year's newest
-        let mut seen = std::collections::BTreeSet::new();
-        for d in out.iter_mut() {
-            let year = d.time.year();
-            if year < first_year || !seen.insert((d.btype, year)) {
-                continue;
-            }
-            if !d.keep {
-                d.keep = true;
-                d.reason = format!(
-                    "newest {} of {year} (keep-yearly {})",
-                    d.btype.as_str(),
-                    match y {
-                        Yearly::Forever => "forever".to_owned(),
-                        Yearly::Years(n) => n.to_string(),
-                    }
-                );
-            }
-        }
-    }
-    out
+/// Plans a tier's retention over its archives (or candidates with their
+/// chain positions, see [`crate::prune::candidates`]).
+pub fn plan<C: Clone + Into<Candidate>>(
+    tp: &TierPolicy,
+    archives: &[C],
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
+    let cands: Vec<Candidate> = archives.iter().cloned().map(Into::into).collect();
+    retention::plan_calendar(tp, &cands, now)
 }
 
 /// `--config FILE`, else `$XDG_CONFIG_HOME/secureclaw-backup/config.toml`,
@@ -236,6 +250,10 @@ mod tests {
             url: "/x".into(),
             keep_within: within.map(str::to_owned),
             keep_yearly: yearly,
+            keep_monthly: None,
+            keep_weekly: None,
+            keep_daily: None,
+            keep_hourly: None,
             keep_last: None,
             endpoint: None,
             region: None,
@@ -281,5 +299,62 @@ mod tests {
         assert_eq!(plan(&p1, &a, now).iter().filter(|d| d.keep).count(), 2);
         assert!(tc(None, None).policy().unwrap().is_none());
         assert!(tc(Some("x"), None).policy().is_err());
+    }
+
+    #[test]
+    fn yearly_counts_years_that_hold_a_backup_and_old_files_parse() {
+        // The settled difference: N years that hold a backup (restic), not
+        // the N calendar years back from now. A gap year uses no slot, so
+        // the new rule keeps everything the old one kept, and 2023's newest.
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let a: Vec<_> = [
+            "daily_20230601_020000.tar.gz.age",
+            "daily_20240601_020000.tar.gz.age",
+            "daily_20260228_020000.tar.gz.age",
+        ]
+        .iter()
+        .map(|n| parse_name(n, false).unwrap())
+        .collect();
+        let p = tc(Some("7d"), Some(toml::Value::Integer(2)))
+            .policy()
+            .unwrap()
+            .unwrap();
+        let ds = plan(&p, &a, now);
+        let kept: Vec<_> = ds.iter().filter(|d| d.keep).map(|d| &d.stem).collect();
+        assert_eq!(kept, ["daily_20260228_020000", "daily_20240601_020000"]);
+        assert_eq!(ds[1].reason, "yearly bucket 2024 (2 of 2)");
+        assert!(ds[2]
+            .reason
+            .starts_with("dropped: beyond the last 1, 2 yearly buckets"));
+
+        // A configuration file of the old format, and one with the new keys.
+        let old: Config = toml::from_str(
+            "[[tier]]\nname = \"c\"\nurl = \"s3://b/p\"\nkeep_within = \"90d\"\nkeep_yearly = \"forever\"\nkeep_last = 2\n",
+        )
+        .unwrap();
+        let r = old.tier[0].policy().unwrap().unwrap();
+        assert_eq!(r.daily.keep_last, 2);
+        assert_eq!(r.weekly.keep_yearly, retention::UNLIMITED);
+        assert_eq!(r.pre_deploy.keep_within, Some(TimeDelta::days(90)));
+        assert_eq!(r.daily.keep_daily, 0);
+        let new: Config = toml::from_str(
+            "[[tier]]\nname = \"n\"\nurl = \"/x\"\nkeep_daily = 30\nkeep_monthly = \"unlimited\"\n",
+        )
+        .unwrap();
+        let r = new.tier[0].policy().unwrap().unwrap();
+        assert_eq!(r.daily.keep_daily, 30);
+        assert_eq!(r.pre_restore.keep_monthly, retention::UNLIMITED);
+        assert_eq!(r.daily.keep_last, 1);
+        // keep_last alone prunes nothing: no retention
+        let mut only_last = tc(None, None);
+        only_last.keep_last = Some(3);
+        assert!(only_last.policy().unwrap().is_none());
+        // bad values name the key
+        let mut bad = tc(None, None);
+        bad.keep_daily = Some(toml::Value::String("lots".into()));
+        let e = bad.policy().unwrap_err();
+        assert!(e.message.contains("keep_daily"), "{}", e.message);
+        bad.keep_daily = Some(toml::Value::Integer(-1));
+        assert!(bad.policy().is_err());
     }
 }
