@@ -757,6 +757,8 @@ const SUB_OPTIONS: &[(&str, &str, &str)] = &[
     ("rotate", "--keep-o", "--keep-old"),
     ("drill", "--rt", "--rto"),
     ("push", "--ti", "--tier"),
+    ("ls", "--de", "--dest"),
+    ("diff", "--exc", "--exclude"),
 ];
 
 #[test]
