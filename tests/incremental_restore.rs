@@ -701,3 +701,336 @@ fn a_chain_pushed_to_a_nas_directory_restores_from_there() {
     assert_eq!(o.code, 3, "{}", o.text());
     assert!(o.text().contains(&h.names[1]), "{}", o.text());
 }
+
+// ------------------------------------------------------------------ S3
+
+/// A three-node Garage cluster on 127.0.0.1 (`scripts/garage-cluster`, as
+/// in tests/tiers.rs), stopped when dropped or when this process is gone.
+struct Garage {
+    child: std::process::Child,
+    base: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+impl Garage {
+    /// `None` with a notice when Garage is not installed (a failure with
+    /// `SECURECLAW_REQUIRE_GARAGE=1`, as `scripts/test` sets it).
+    fn start(test: &str) -> Option<Garage> {
+        let script = repo().join("scripts/garage-cluster");
+        let required = std::env::var("SECURECLAW_REQUIRE_GARAGE").is_ok_and(|v| v == "1");
+        let installed = std::process::Command::new(&script)
+            .args(["install", "--check"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            assert!(
+                !required,
+                "{test}: SECURECLAW_REQUIRE_GARAGE=1 but Garage is not installed"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: Garage is not installed (scripts/garage-cluster install)"
+            );
+            return None;
+        }
+        let base = tempfile::Builder::new()
+            .prefix("secureclaw-garage-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let child = std::process::Command::new(&script)
+            .arg("start")
+            .arg(&base)
+            .args(["900", "--watch", &std::process::id().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(base.join("start.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut g = Garage {
+            child,
+            base: base.clone(),
+            vars: vec![],
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Ok(t) = fs::read_to_string(base.join("env")) {
+                if t.ends_with("READY\n") {
+                    g.vars = t
+                        .lines()
+                        .filter_map(|l| l.split_once('='))
+                        .filter(|(k, _)| k.starts_with("AWS_"))
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                    return Some(g);
+                }
+            }
+            let dead = g.child.try_wait().ok().flatten().is_some();
+            if dead || std::time::Instant::now() > deadline {
+                panic!(
+                    "{test}: the Garage cluster did not start: {}",
+                    fs::read_to_string(base.join("start.stderr")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn a_chain_pushed_to_s3_restores_and_verifies_from_the_bucket() {
+    let Some(g) = Garage::start("a_chain_pushed_to_s3_restores_and_verifies_from_the_bucket")
+    else {
+        return;
+    };
+    let mut h = ChainHost::new();
+    h.five();
+    let config = h.env.p("config.toml");
+    let prefix = format!("chain-{}", std::process::id());
+    fs::write(
+        &config,
+        format!("[[tier]]\nname = \"cloud\"\nurl = \"s3://secureclaw-test/{prefix}\"\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = h.env.cmd();
+        for (k, v) in &g.vars {
+            c.env(k, v);
+        }
+        let o = run_cmd(c.args(args));
+        eprintln!(
+            "$ secureclaw-backup {}\n{}exit {}",
+            args.join(" "),
+            o.text(),
+            o.code
+        );
+        o
+    };
+    let cfg = s(&config).to_owned();
+    let o = run(&["push", "--config", &cfg, "--dest", s(&h.dest), "--json"]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    let o = run(&["list", "--config", &cfg, "--tier", "cloud", "--json"]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    let listed = o.stdout.clone();
+    for n in &h.names {
+        assert!(
+            listed.contains(n.as_str()),
+            "{n} is in the bucket: {listed}"
+        );
+    }
+    // the local copies are gone: the bucket alone has the chain
+    fs::remove_dir_all(&h.dest).unwrap();
+    let target = h.env.p("from-s3");
+    let o = run(&[
+        "restore",
+        "--config",
+        &cfg,
+        "--tier",
+        "cloud",
+        &h.names[4],
+        "-i",
+        &key(),
+        "--target",
+        s(&target),
+        "--no-snapshot",
+        "--json",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    h.assert_tree(&target, 4);
+    assert_eq!(
+        o.json()["restore"]["chain"]["links"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    // an older link, named by its s3:// URL
+    let url = format!("s3://secureclaw-test/{prefix}/{}", h.names[2]);
+    let target = h.env.p("from-s3-2");
+    let o = run(&[
+        "restore",
+        "--config",
+        &cfg,
+        &url,
+        "-i",
+        &key(),
+        "--target",
+        s(&target),
+        "--no-snapshot",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    h.assert_tree(&target, 2);
+    let o = run(&[
+        "verify",
+        "--config",
+        &cfg,
+        "--tier",
+        "cloud",
+        &h.names[4],
+        "-i",
+        &key(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    let o = run(&[
+        "verify",
+        "--config",
+        &cfg,
+        "--tier",
+        "cloud",
+        &h.names[4],
+        "--json",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert_eq!(o.json()["verified"][0]["chain"]["level"], 4);
+    // a link missing from the bucket is named, and nothing is restored
+    delete_object(&g.vars, &format!("{prefix}/{}", h.names[1]));
+    let o = run(&["verify", "--config", &cfg, "--tier", "cloud", &h.names[3]]);
+    assert_eq!(o.code, 3, "{}", o.text());
+    assert!(o.text().contains(&h.names[1]), "{}", o.text());
+    let before = snapshot(&target);
+    let o = run(&[
+        "restore",
+        "--config",
+        &cfg,
+        "--tier",
+        "cloud",
+        &h.names[3],
+        "-i",
+        &key(),
+        "--target",
+        s(&target),
+        "--no-snapshot",
+    ]);
+    assert_eq!(o.code, 3, "{}", o.text());
+    assert!(o.stderr.contains(&h.names[1]), "{}", o.stderr);
+    assert_eq!(snapshot(&target), before, "the target is unchanged");
+}
+
+/// Removes one object of the test bucket (the test's own client).
+fn delete_object(vars: &[(String, String)], key: &str) {
+    use object_store::ObjectStoreExt;
+    let get = |k: &str| {
+        vars.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(get("AWS_ENDPOINT_URL"))
+        .with_allow_http(true)
+        .with_region(get("AWS_REGION"))
+        .with_bucket_name("secureclaw-test")
+        .with_access_key_id(get("AWS_ACCESS_KEY_ID"))
+        .with_secret_access_key(get("AWS_SECRET_ACCESS_KEY"))
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(s3.delete(&object_store::path::Path::from(key)))
+        .unwrap();
+}
+
+// ------------------------------------------------ chains made by the binary
+
+#[test]
+fn a_chain_made_by_backup_incremental_restores_at_each_link() {
+    let mut h = ChainHost::new();
+    let src = h.src.clone();
+    let backup = |h: &ChainHost| -> String {
+        let o = h.run(&[
+            "--json",
+            "backup",
+            "--type",
+            "weekly",
+            "--incremental",
+            "--no-prune",
+            "-r",
+            &age_recipient(),
+            "--source",
+            s(&h.src),
+            "--dest",
+            s(&h.dest),
+        ]);
+        assert_eq!(o.code, 0, "{}", o.text());
+        let a = o.json()["backup"]["archive"].as_str().unwrap().to_owned();
+        Path::new(&a)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut step = |h: &mut ChainHost, change: &dyn Fn()| {
+        change();
+        let n = backup(h);
+        h.names.push(n);
+        h.trees.push(content(&h.src));
+    };
+    step(&mut h, &|| {});
+    step(&mut h, &|| {
+        fs::remove_file(src.join("workspace/old.md")).unwrap();
+        fs::rename(src.join("workspace/b.md"), src.join("workspace/b2.md")).unwrap();
+        fs::remove_file(src.join("state/x")).unwrap();
+        write_file(&src.join("state/x/inner.json"), b"[2]", 0o600);
+    });
+    step(&mut h, &|| {
+        fs::remove_dir_all(src.join("state/d")).unwrap();
+        write_file(&src.join("state/d"), b"a file now\n", 0o600);
+        write_file(&src.join("workspace/report.md"), b"# edited\n", 0o600);
+    });
+    step(&mut h, &|| {
+        fs::remove_dir_all(src.join("state/x")).unwrap();
+        write_file(&src.join("state/x"), b"a file again\n", 0o600);
+        fs::remove_file(src.join("workspace/latest.md")).unwrap();
+    });
+    let o = h.run(&["list", "--dest", s(&h.dest), "--json"]);
+    let v = o.json();
+    for (i, n) in h.names.iter().enumerate() {
+        let row = v["archives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n.as_str())
+            .unwrap_or_else(|| panic!("{n} listed: {v}"));
+        assert_eq!(row["level"], i as u64, "{row}");
+        assert_eq!(
+            row["chain"],
+            h.names[0].trim_end_matches(".tar.gz.age"),
+            "{row}"
+        );
+    }
+    for i in [3, 1, 0, 2] {
+        let target = h.env.p(&format!("cli-{i}"));
+        let o = h.restore(&h.path(i), &target);
+        assert_eq!(o.code, 0, "{}", o.text());
+        h.assert_tree(&target, i);
+    }
+    let o = h.run(&["verify", &h.path(3), "-i", &key()]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(
+        o.stdout.contains("level 3, 4 archive(s)") || o.stderr.contains("level 3, 4 archive(s)"),
+        "{}",
+        o.text()
+    );
+}

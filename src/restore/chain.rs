@@ -481,3 +481,95 @@ impl Source<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use std::fs;
+    use std::path::Path;
+
+    /// An archive file (content irrelevant to `find`) and its `.meta`.
+    fn put(dir: &Path, name: &str, chain: Option<Chain>) {
+        fs::write(dir.join(name), b"x").unwrap();
+        let mut m = Meta::new(name, "daily", "20261201_000000", "h", "age");
+        m.chain = chain;
+        fs::write(dir.join(meta::meta_name(name)), m.to_bytes()).unwrap();
+    }
+
+    fn pos(level: u32, previous: Option<&str>) -> Option<Chain> {
+        Some(Chain {
+            id: "daily_20261201_000000".into(),
+            level,
+            previous: previous.map(str::to_owned),
+        })
+    }
+
+    const A: &str = "daily_20261201_000000.tar.gz.age";
+    const B: &str = "daily_20261201_010000.tar.gz.age";
+    const C: &str = "daily_20261201_020000.tar.gz.age";
+
+    #[test]
+    fn find_follows_the_descriptions_back_to_the_full() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        put(d, A, pos(0, None));
+        put(d, B, pos(1, Some(A)));
+        put(d, C, pos(2, Some(B)));
+        let r = ArchiveRef::Local(d.join(C));
+        let f = find(&r).unwrap().unwrap();
+        let names: Vec<&str> = f.links.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, [A, B, C]);
+        assert_eq!(f.report().level, 2);
+        // an archive without a description, or a full on its own: not a chain
+        fs::write(d.join("daily_20261202_000000.tar.gz.age"), b"x").unwrap();
+        let r = ArchiveRef::Local(d.join("daily_20261202_000000.tar.gz.age"));
+        assert!(find(&r).unwrap().is_none());
+        // a predecessor renamed by rotate is found by its stem
+        fs::rename(d.join(B), d.join(B.replace(".age", ".gpg"))).unwrap();
+        let m = fs::read_to_string(d.join(meta::meta_name(B))).unwrap();
+        fs::write(
+            d.join(meta::meta_name(&B.replace(".age", ".gpg"))),
+            m.replace(B, &B.replace(".age", ".gpg")),
+        )
+        .unwrap();
+        let r = ArchiveRef::Local(d.join(C));
+        let f = find(&r).unwrap().unwrap();
+        assert_eq!(f.links[1].name, B.replace(".age", ".gpg"));
+    }
+
+    #[test]
+    fn find_names_a_missing_or_misdescribed_predecessor() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        put(d, B, pos(1, Some(A)));
+        put(d, C, pos(2, Some(B)));
+        let r = ArchiveRef::Local(d.join(C));
+        let e = find(&r).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Integrity);
+        assert!(
+            e.message.contains(A) && e.message.contains("missing"),
+            "{}",
+            e.message
+        );
+        // the predecessor's description claims another level
+        put(d, A, pos(1, Some(B)));
+        let e = find(&r).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Integrity);
+        assert!(e.message.contains("level 1"), "{}", e.message);
+        // a link's predecessor without a description cannot be placed
+        put(d, A, pos(0, None));
+        fs::remove_file(d.join(meta::meta_name(B))).unwrap();
+        let e = find(&r).err().unwrap();
+        assert!(e.message.contains("no .meta"), "{}", e.message);
+        // a full needs none
+        put(d, B, pos(1, Some(A)));
+        fs::remove_file(d.join(meta::meta_name(A))).unwrap();
+        assert_eq!(find(&r).unwrap().unwrap().links.len(), 3);
+        // a damaged description is an integrity failure naming it
+        fs::write(d.join(meta::meta_name(C)), b"{").unwrap();
+        let e = find(&r).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Integrity);
+        assert!(e.message.contains(".meta"), "{}", e.message);
+    }
+}
