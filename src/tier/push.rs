@@ -215,7 +215,8 @@ pub fn push(
     };
     let _lock = crate::lock::lock_dir(&to.lock_key(), "push tier")?;
     r.stale_removed = to.cleanup();
-    let local = store::index(from)?.names();
+    let local_index = store::index(from)?;
+    let local = local_index.names();
     let remote = match store::index(to) {
         Ok(x) => x,
         // the tier cannot be listed (unreachable, refused, a replicated store
@@ -248,12 +249,13 @@ pub fn push(
     // what the tier's retention would drop right after the copy
     let doomed: HashSet<String> = match policy {
         Some(p) => {
-            let mut all = remote.names();
+            // with each archive's chain position (its .meta), so that a
+            // link the retention keeps never goes up without its predecessors
+            let mut all = crate::prune::candidates(to, &remote);
             all.extend(
-                local
-                    .iter()
-                    .filter(|a| !sizes.contains_key(a.name.as_str()))
-                    .cloned(),
+                crate::prune::candidates(from, &local_index)
+                    .into_iter()
+                    .filter(|c| !sizes.contains_key(c.name.name.as_str())),
             );
             config::plan(p, &all, now)
                 .into_iter()
