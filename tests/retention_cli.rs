@@ -742,3 +742,58 @@ fn status_tier_watches_a_fleet_with_one_exit_code() {
     let o = sb.output(&["status", "--config", s(&cfg), "--tier", "nope"]);
     assert_eq!(code(&o), 2);
 }
+
+#[test]
+fn tier_prune_uses_calendar_keys_and_chains_on_a_nas_tier() {
+    let sb = Sandbox::new();
+    let nas = sb.p("nas");
+    fs::create_dir_all(&nas).unwrap();
+    // five days of a chain a day (full 00:00, links 01:00..03:00)
+    let day = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 5, d, h, 0, 0).unwrap();
+    let mut all = Vec::new();
+    for d in 1..=5 {
+        let mut prev: Option<String> = None;
+        for h in 0..4 {
+            let n = placeholder(&nas, "daily", day(d, h));
+            meta(&nas, &n, &format!("c{d}"), h, prev.as_deref());
+            prev = Some(n.clone());
+            all.push(n);
+        }
+    }
+    fs::write(nas.join("notes.txt"), "mine").unwrap();
+    let cfg = sb.p("config.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[[tier]]\nname = \"nas\"\nurl = \"{}\"\nkeep_daily = 2\n",
+            s(&nas)
+        ),
+    )
+    .unwrap();
+    let args = ["prune", "--config", s(&cfg), "--tier", "nas"];
+    let o = sb.output(&[&["--json"][..], &args, &["--dry-run"]].concat());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["policy"]["daily"]["keep_daily"], 2);
+    assert_eq!(j["policy"]["daily"]["keep_last"], 1);
+    let kept = kept_stems(&j);
+    let want: BTreeSet<String> = all[12..]
+        .iter()
+        .map(|n| n.trim_end_matches(".tar.gz.age").to_owned())
+        .collect();
+    assert_eq!(kept, want, "the chains of the 2 newest days, whole");
+    // the run removes the older chains whole, with their .meta
+    let o = sb.output(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let left = names(&nas);
+    let mut expect: BTreeSet<String> = all[12..]
+        .iter()
+        .flat_map(|n| [n.clone(), format!("{n}.meta")])
+        .collect();
+    expect.insert("notes.txt".into());
+    assert_eq!(left, expect);
+    // a tier's rules live in its configuration, not in flags
+    let o = sb.output(&[&args[..], &["--keep-daily", "3"]].concat());
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("[[tier]]"), "{}", stderr(&o));
+}
