@@ -330,7 +330,8 @@ impl Rules {
         for u in Unit::ALL {
             let n = self.bucket_count(u);
             if n > 0 {
-                v.push(format!("{} {} buckets", count_text(n), u.as_str()));
+                let plural = if n == 1 { "" } else { "s" };
+                v.push(format!("{} {} bucket{plural}", count_text(n), u.as_str()));
             }
         }
         if let Some(d) = self.within() {
