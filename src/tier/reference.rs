@@ -282,3 +282,108 @@ impl From<&Path> for ArchiveRef {
         ArchiveRef::Local(p.to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+
+    fn dest() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for f in [
+            "daily_20261201_020000.tar.gz.age",
+            "daily_20261201_020000_1.tar.gz.age",
+            "weekly_20261130_020000.tar.gz.gpg",
+            "pre-restore_20261202_020000.tar.gz.age",
+            "notes.txt",
+        ] {
+            std::fs::write(t.path().join(f), b"x").unwrap();
+        }
+        // a legacy directory is never latest
+        std::fs::create_dir(t.path().join("daily_20261203_000000")).unwrap();
+        t
+    }
+
+    fn name_of(r: ArchiveRef) -> String {
+        r.label()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn store(t: &tempfile::TempDir) -> Box<dyn Store> {
+        Box::new(LocalStore::new(t.path()))
+    }
+
+    #[test]
+    fn latest_is_the_newest_by_time_and_sequence_and_the_filter_narrows_it() {
+        let t = dest();
+        let all = |_: &ArchiveName| true;
+        let latest = |n: &str, accept: &dyn Fn(&ArchiveName) -> bool| {
+            let named = Named::parse(n).unwrap().unwrap();
+            resolve_named(store(&t), &named, accept).map(name_of)
+        };
+        assert_eq!(
+            latest("latest", &all).unwrap(),
+            "daily_20261201_020000_1.tar.gz.age"
+        );
+        assert_eq!(
+            latest("latest:weekly", &all).unwrap(),
+            "weekly_20261130_020000.tar.gz.gpg"
+        );
+        assert_eq!(
+            latest("latest:pre-restore", &all).unwrap(),
+            "pre-restore_20261202_020000.tar.gz.age"
+        );
+        let not_seq = |a: &ArchiveName| a.seq == 0;
+        assert_eq!(
+            latest("latest:daily", &not_seq).unwrap(),
+            "daily_20261201_020000.tar.gz.age"
+        );
+        let none = |_: &ArchiveName| false;
+        let e = latest("latest", &none).unwrap_err();
+        assert!(
+            e.message.contains("none of the 3 found was accepted"),
+            "{}",
+            e.message
+        );
+        let e = latest("latest:pre-deploy", &all).unwrap_err();
+        assert!(
+            e.message.starts_with("no pre-deploy archive in"),
+            "{}",
+            e.message
+        );
+        // a bare name must be there; a legacy directory by name is
+        assert_eq!(
+            latest("weekly_20261130_020000.tar.gz.gpg", &none).unwrap(),
+            "weekly_20261130_020000.tar.gz.gpg"
+        );
+        assert_eq!(
+            latest("daily_20261203_000000", &all).unwrap(),
+            "daily_20261203_000000"
+        );
+        let e = latest("daily_20200101_000000.tar.gz.age", &all).unwrap_err();
+        assert!(e
+            .message
+            .starts_with("no archive \"daily_20200101_000000.tar.gz.age\""));
+    }
+
+    #[test]
+    fn what_names_a_path_and_what_a_store_entry() {
+        assert_eq!(Named::parse("latest").unwrap(), Some(Named::Latest(None)));
+        assert_eq!(
+            Named::parse("latest:daily").unwrap(),
+            Some(Named::Latest(Some(BackupType::Daily)))
+        );
+        let e = Named::parse("latest:hourly").unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Usage);
+        for path in ["./latest", "/abs/a.tar.gz.age", "dir/x", "", ".", ".."] {
+            assert_eq!(Named::parse(path).unwrap(), None, "{path:?}");
+        }
+        assert_eq!(
+            Named::parse("a.tar.gz.age").unwrap(),
+            Some(Named::Name("a.tar.gz.age".to_owned()))
+        );
+    }
+}
