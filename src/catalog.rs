@@ -98,6 +98,9 @@ pub struct Entry {
     /// age stanza types or OpenPGP key ids (public data).
     pub recipients: Vec<String>,
     /// The sidecar's state.
+    /// The recipients by their keys, from the `.meta` beside the archive
+    /// (age/ssh public keys, OpenPGP fingerprint and subkey); empty without one.
+    pub keys: Vec<String>,
     pub sidecar: Sidecar,
     /// Why the header could not be read, when `format` is `damaged` (or
     /// why its `.meta` description was not used).
@@ -201,6 +204,7 @@ pub fn describe(store: &dyn Store, l: &Listed, depth: Depth) -> Entry {
         problem: None,
         chain: None,
         level: 0,
+        keys: Vec::new(),
     };
     if a.container == Container::Directory {
         e.format = "legacy-directory".into();
@@ -227,7 +231,11 @@ pub fn describe(store: &dyn Store, l: &Listed, depth: Depth) -> Entry {
                     e.format = "plaintext".into();
                 }
                 e.encrypted = h.format.is_encrypted();
-                e.recipients = h.recipients;
+                e.recipients = h.recipients.clone();
+                // the keyless description beside a local archive names the keys
+                if let Some(p) = store.local_path(&a.name) {
+                    e.keys = crate::keymatch::meta_keys(&p);
+                }
                 e.size = h.length;
             }
             Err(err) => {

@@ -50,6 +50,50 @@ pub fn newest_archive(dest: &Path) -> Result<PathBuf> {
 pub fn shred_tree(root: &Path) -> Result<()> {
     crate::fsx::shred_tree(root).at("securely deleting", root)
 }
+/// The newest archive (not a pre-restore snapshot) in `dest` that the
+/// identities given can open, told without a key ([`crate::keymatch`]: the
+/// `.meta` recipients, else the header; an archive whose header cannot tell
+/// is tried). Each archive passed over is reported (`-v`). Without
+/// identities (gpg-agent), the newest archive.
+pub fn newest_openable(dest: &Path, ids: &Identities, events: &dyn Events) -> Result<PathBuf> {
+    use crate::keymatch::{holders, judge, recipients, Verdict};
+    let hs = holders(ids);
+    if hs.is_empty() {
+        return newest_archive(dest);
+    }
+    let all: Vec<_> = store::list_archives(dest)?
+        .into_iter()
+        .filter(|a| a.btype != BackupType::PreRestore && a.container != store::Container::Directory)
+        .collect();
+    let mut first_refusal: Option<(String, String)> = None;
+    for a in all.iter().rev() {
+        let path = dest.join(&a.name);
+        let Ok(info) = crate::crypto::inspect(&path) else {
+            events.detail(format!(
+                "drill: passing over {} (its header is damaged)",
+                a.name
+            ));
+            continue;
+        };
+        match judge(info.format, &recipients(&path, &info, &[]), &hs) {
+            Verdict::Cannot(why) => {
+                events.detail(format!("drill: passing over {}: {why}", a.name));
+                first_refusal.get_or_insert((a.name.clone(), why));
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(match first_refusal {
+        Some((name, why)) => Error::key(format!(
+            "no archive in {} opens with the identities given; the newest, {name}: {why}",
+            dest.display()
+        ))
+        .hint("pass the identity the archives were made for (`verify ARCHIVE` names their recipients), or --archive"),
+        None => Error::operational(format!("no archive to drill in {}", dest.display()))
+            .hint("make a backup first, or pass --archive"),
+    })
+}
+
 
 /// Prefix of scratch directory names: `secureclaw-drill-<pid>-<random>`.
 const SCRATCH_PREFIX: &str = "secureclaw-drill-";

@@ -25,6 +25,9 @@ pub enum ErrorKind {
     Refused,
     /// `status`: the newest backup is older than allowed (exit 6)
     Stale,
+    /// `validate`, and `restore`/`drill` after the swap: the data directory
+    /// fails a check of the post-restore validation (exit 7)
+    Validation,
 }
 
 impl ErrorKind {
@@ -37,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Key => 4,
             ErrorKind::Refused => 5,
             ErrorKind::Stale => 6,
+            ErrorKind::Validation => 7,
         }
     }
 }
@@ -51,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Key => "check the identities (-i), recipients (-r, SECURECLAW_BACKUP_KEY) and the passphrase",
             ErrorKind::Refused => "nothing was changed; read the reason above before retrying",
             ErrorKind::Stale => "check the backup schedule (`systemctl --user list-timers`, cron) and its logs",
+            ErrorKind::Validation => "see the validation table above; `validate --fix` repairs permissions, the other checks need a manual fix",
         }
     }
 }
@@ -91,6 +96,9 @@ impl Error {
     }
     pub fn refused(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Refused, message)
+    }
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Validation, message)
     }
     /// Adds (or replaces) the recommendation shown under the message.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

@@ -37,6 +37,7 @@ pub mod fsx;
 pub mod gateway;
 pub mod incremental;
 pub mod keygen;
+pub mod keymatch;
 pub mod lock;
 pub mod manifest;
 pub mod meta;

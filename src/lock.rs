@@ -15,6 +15,16 @@
 //! Lock files are created `O_CREAT | O_NOFOLLOW`, mode 0600, relative to the
 //! runtime directory's descriptor, and used only when `fstat` says they are
 //! regular files owned by us.
+//!
+//! They do not pile up (every restore gives its target a new inode, every new
+//! destination a new path): each run, once it holds its own locks, removes the
+//! lock files of this tool that nobody holds ([`sweep`]). A file is only ever
+//! unlinked by a process holding its flock, and a lock counts only when,
+//! after `flock`, the name still leads to the inode locked (else the lock
+//! file was swept meanwhile and is opened again), so a run that opened a
+//! file just before it was swept never believes it holds a lock nobody else
+//! can meet. The lock files of the last run stay until the next run sweeps
+//! them; a run killed with `kill -9` leaves its files for the next one too.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -70,23 +80,120 @@ pub fn lock_dir(dir: &Path, role: &str) -> Result<DirLock> {
     let mut files = Vec::new();
     for name in &names {
         let path = rt.path.join(name);
-        let file = open_lock(rt.fd.as_fd(), name, &path)?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => files.push(file),
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(Error::refused(format!(
-                    "another secureclaw-backup run is working on {} ({role})",
-                    res.display()
-                ))
-                .hint("wait for it to finish (see `ps`), then run again"))
-            }
-            Err(e) => return Err(Error::io("locking", &path, e.into())),
-        }
+        files.push(take_lock(rt.fd.as_fd(), name, &path, || {
+            Error::refused(format!(
+                "another secureclaw-backup run is working on {} ({role})",
+                res.display()
+            ))
+            .hint("wait for it to finish (see `ps`), then run again")
+        })?);
     }
+    sweep(rt.fd.as_fd(), &names);
     Ok(DirLock {
         _files: files,
         path: rt.path.join(&names[0]),
     })
+}
+
+/// Opens (creating it) and flocks lock file `name`; `busy` is the error when
+/// another process holds it. Retried when the file was swept between the
+/// open and the flock (the name then leads elsewhere or nowhere).
+fn take_lock(
+    rt: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    path: &Path,
+    busy: impl Fn() -> Error,
+) -> Result<File> {
+    for _ in 0..16 {
+        let file = open_lock(rt, name, path)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(busy()),
+            Err(e) => return Err(Error::io("locking", path, e.into())),
+        }
+        if still_named(rt, name, &file) {
+            return Ok(file);
+        }
+    }
+    Err(Error::operational(format!(
+        "the lock file {} keeps being replaced while it is taken",
+        path.display()
+    ))
+    .hint("another process keeps removing it; check who writes to the runtime directory"))
+}
+
+/// Whether `name` in `rt` is (still) the inode `file` has open.
+fn still_named(rt: std::os::fd::BorrowedFd<'_>, name: &str, file: &File) -> bool {
+    let (Ok(open), Ok(named)) = (
+        crate::fsx::stat(file),
+        rustix::fs::statat(rt, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW),
+    ) else {
+        return false;
+    };
+    open.st_dev == named.st_dev && open.st_ino == named.st_ino
+}
+
+/// Whether `name` is one of this tool's lock file names (`<24 hex>.lock`,
+/// `ino-<24 hex>.lock`).
+fn is_lock_name(name: &str) -> bool {
+    let stem = name.strip_suffix(".lock").unwrap_or("");
+    let hex = stem.strip_prefix("ino-").unwrap_or(stem);
+    name.ends_with(".lock") && hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Removes the lock files of this tool in the runtime directory that no
+/// process holds (except `keep`, ours): each is opened without following
+/// links, must be a regular file of ours, is flocked (a held one is left
+/// alone) and unlinked while locked, only when the name still leads to it.
+/// Best effort: whatever fails is left for the next run.
+fn sweep(rt: std::os::fd::BorrowedFd<'_>, keep: &[String]) {
+    use rustix::fs::{FileType, Mode, OFlags};
+    // a descriptor of its own (a dup would share the directory offset)
+    let Ok(dup) = rustix::fs::openat(
+        rt,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let Ok(mut dir) = rustix::fs::Dir::new(dup) else {
+        return;
+    };
+    let mut stale = Vec::new();
+    while let Some(Ok(entry)) = dir.read() {
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if is_lock_name(name) && !keep.iter().any(|k| k == name) {
+            stale.push(name.to_owned());
+        }
+    }
+    for name in stale {
+        let Ok(fd) = rustix::fs::openat(
+            rt,
+            name.as_str(),
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let Ok(st) = crate::fsx::stat(&fd) else {
+            continue;
+        };
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+            || st.st_uid != crate::fsx::euid()
+        {
+            continue;
+        }
+        let file = File::from(fd);
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        if still_named(rt, &name, &file) {
+            let _ = rustix::fs::unlinkat(rt, name.as_str(), rustix::fs::AtFlags::empty());
+        }
+    }
 }
 
 fn open_lock(rt: std::os::fd::BorrowedFd<'_>, name: &str, path: &Path) -> Result<File> {
@@ -132,5 +239,55 @@ mod tests {
         assert_eq!(r, real.canonicalize().unwrap().join("new"));
         assert_eq!(c, keys(&real.join("new")).1);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn lock_names_are_recognised_and_nothing_else() {
+        let (_, k) = keys(Path::new("/"));
+        assert!(k.iter().all(|n| is_lock_name(n)), "{k:?}");
+        for other in [
+            "gateway.0011.lock",
+            "abc.lock",
+            "ino-.lock",
+            "0123456789abcdef01234567.lock.tmp",
+            "0123456789abcdef0123456z.lock",
+            "notes.txt",
+        ] {
+            assert!(!is_lock_name(other), "{other}");
+        }
+    }
+
+    /// A held lock file survives another run's sweep; a free one does not; a
+    /// file swept between open and flock is opened again.
+    #[test]
+    fn sweep_removes_only_free_lock_files() {
+        use std::os::fd::AsFd;
+        let d = tempfile::tempdir().unwrap();
+        let rt = rustix::fs::open(
+            d.path(),
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let held = "ino-0123456789abcdef01234567.lock";
+        let free = "89abcdef0123456789abcdef.lock";
+        let busy = || Error::refused("busy");
+        let h = take_lock(rt.as_fd(), held, &d.path().join(held), busy).unwrap();
+        drop(take_lock(rt.as_fd(), free, &d.path().join(free), busy).unwrap());
+        std::fs::write(d.path().join("other.txt"), b"x").unwrap();
+        sweep(rt.as_fd(), &[]);
+        assert!(d.path().join(held).exists());
+        assert!(!d.path().join(free).exists());
+        assert!(d.path().join("other.txt").exists());
+        // the held one still excludes
+        let e = take_lock(rt.as_fd(), held, &d.path().join(held), busy).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Refused);
+        // a lock file whose name was swept away is not a lock
+        let f = open_lock(rt.as_fd(), free, &d.path().join(free)).unwrap();
+        std::fs::remove_file(d.path().join(free)).unwrap();
+        assert!(!still_named(rt.as_fd(), free, &f));
+        drop(h);
+        sweep(rt.as_fd(), &[]);
+        assert!(!d.path().join(held).exists());
     }
 }

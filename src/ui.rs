@@ -22,6 +22,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use secureclaw_backup::text::{cut, json_text, note, printable, warn, Safe};
 
+/// Every bar of the process lives here, so that a message printed while a
+/// bar is drawn goes above the bars ([`above_bars`]) instead of leaving a
+/// stale bar line between log lines.
+static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+
+fn bars() -> &'static indicatif::MultiProgress {
+    BARS.get_or_init(|| {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+    })
+}
+
+/// Prints a line on stderr above the bars being drawn (hides them, prints,
+/// draws them again); without bars, just prints.
+fn above_bars(f: impl FnOnce()) {
+    match BARS.get() {
+        Some(m) => m.suspend(f),
+        None => f(),
+    }
+}
+
 /// Set once a command printed its result, so that an error after it does not
 /// add a second JSON document to stdout.
 static RESULT_PRINTED: AtomicBool = AtomicBool::new(false);
@@ -83,20 +103,25 @@ impl Ui {
     /// Progress and notes: stderr, unless `-q`.
     pub fn info(&self, msg: impl AsRef<str>) {
         if !self.quiet {
-            note(msg);
+            above_bars(|| note(msg));
         }
     }
 
     /// Detail shown with `-v`.
     pub fn detail(&self, msg: impl AsRef<str>) {
         if self.verbose > 0 && !self.quiet {
-            note(msg);
+            above_bars(|| note(msg));
         }
     }
 
     /// A warning: always on stderr (even with `-q`).
     pub fn warn(&self, msg: impl AsRef<str>) {
-        warn(msg);
+        above_bars(|| warn(msg));
+    }
+
+    /// Whether bars are drawn: stderr is a terminal, no `--json`, no `-q`.
+    pub fn shows_bars(&self) -> bool {
+        !self.json && !self.quiet && std::io::stderr().is_terminal()
     }
 
     /// The command's result: JSON on stdout with `--json` (also with `-q`:
@@ -126,28 +151,40 @@ impl Ui {
         })
     }
 
-    /// A progress bar over `total` bytes, or a hidden one when not on a terminal.
+    /// A progress bar over `total` bytes (0: not known yet, a counter with
+    /// the rate until [`Bar::set_total`]), drawn above nothing else but
+    /// other bars; a hidden one when not on a terminal.
     pub fn progress(&self, total: u64, what: &str) -> indicatif::ProgressBar {
-        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+        if !self.shows_bars() {
             return indicatif::ProgressBar::hidden();
         }
-        let pb = indicatif::ProgressBar::new(total);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+        let pb = bars().add(indicatif::ProgressBar::new(total));
+        pb.set_style(bar_style(total));
         pb.set_message(printable(what).into_owned());
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
         pb
     }
+}
+
+/// With a total: bar, bytes of total, rate, ETA. Without: bytes and rate.
+fn bar_style(total: u64) -> indicatif::ProgressStyle {
+    let template = if total > 0 {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
+    } else {
+        "{spinner} {msg} {bytes} {binary_bytes_per_sec}"
+    };
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 struct Bar(indicatif::ProgressBar);
 
 impl secureclaw_backup::events::Progress for Bar {
     fn set_total(&self, total: u64) {
+        if self.0.length().unwrap_or(0) == 0 && total > 0 {
+            self.0.set_style(bar_style(total));
+        }
         self.0.set_length(total);
     }
     fn advance(&self, n: u64) {
@@ -158,6 +195,9 @@ impl secureclaw_backup::events::Progress for Bar {
     }
     fn finish(&self) {
         self.0.finish_and_clear();
+        if let Some(m) = BARS.get() {
+            m.remove(&self.0);
+        }
     }
 }
 
@@ -174,5 +214,8 @@ impl secureclaw_backup::events::Events for Ui {
     }
     fn progress(&self, total: u64, what: &str) -> Box<dyn secureclaw_backup::events::Progress> {
         Box::new(Bar(Ui::progress(self, total, what)))
+    }
+    fn shows_progress(&self) -> bool {
+        self.shows_bars()
     }
 }

@@ -134,6 +134,21 @@ impl Report {
 
 /// Validates the data directory at `target`; with `fix`, repairs permissions.
 pub fn validate(target: &Path, fix: bool) -> Result<Report> {
+    validate_kept(target, fix, None)
+}
+
+/// [`validate`] after a restore that kept the components `kept` (paths
+/// relative to `target`) of the tree it replaced: the restore judges what it
+/// wrote, so a path below a kept component that is not owner-only is a
+/// warning (`kept-permissions`), not a failure, and so is a missing
+/// `secureclaw.json` (the archive had none).
+pub fn validate_restored(target: &Path, kept: &[&Path]) -> Result<Report> {
+    validate_kept(target, false, Some(kept))
+}
+
+fn validate_kept(target: &Path, fix: bool, kept: Option<&[&Path]>) -> Result<Report> {
+    let restore = kept.is_some();
+    let kept = kept.unwrap_or(&[]);
     let mut checks = Vec::new();
     let mut next_steps = Vec::new();
 
@@ -167,7 +182,13 @@ pub fn validate(target: &Path, fix: bool) -> Result<Report> {
         return Ok(finish(checks, next_steps));
     }
 
-    let config = check_config(target);
+    let mut config = check_config(target);
+    if restore && config.status == Status::Fail && !target.join(CONFIG_FILE).exists() {
+        // after a restore, a missing config is one the archive did not have
+        // (a kept one would be there): not what the restore wrote
+        config.status = Status::Warn;
+        config.detail = format!("{} (the archive holds none)", config.detail);
+    }
     let config_failed = config.status == Status::Fail;
     checks.push(config);
     if config_failed {
@@ -185,14 +206,14 @@ pub fn validate(target: &Path, fix: bool) -> Result<Report> {
     checks.push(check_credentials(target));
     checks.push(check_agents(target));
 
-    let perms = check_permissions(target, fix);
-    if perms.status == Status::Fail && !fix {
+    let perms = check_permissions(target, fix, kept);
+    if perms.iter().any(|c| c.status != Status::Ok) && !fix {
         next_steps.push(format!(
             "repair permissions: secureclaw-backup validate --target {} --fix",
             target.display()
         ));
     }
-    checks.push(perms);
+    checks.extend(perms);
 
     next_steps.push("run `secureclaw doctor` to check the configuration and channels".into());
     next_steps.push(
@@ -454,23 +475,55 @@ pub fn wanted_mode(is_dir: bool, mode: u32) -> Option<u32> {
     })
 }
 
-struct Walk {
+struct Walk<'a> {
     fix: bool,
+    /// Components the restore kept from the current tree (not written by it).
+    kept: &'a [&'a Path],
     offenders: Vec<String>,
+    /// Offenders inside a kept component (a warning: the restore did not write them).
+    kept_offenders: Vec<String>,
     fixed: Vec<String>,
     symlinks: usize,
     checked: usize,
 }
 
-fn check_permissions(target: &Path, fix: bool) -> Check {
+impl Walk<'_> {
+    /// Records an offender, apart when it lies in a kept component.
+    fn offend(&mut self, rel: &Path, msg: String) {
+        if self.kept.iter().any(|k| rel.starts_with(k)) {
+            self.kept_offenders.push(msg);
+        } else {
+            self.offenders.push(msg);
+        }
+    }
+}
+
+/// The permissions check of what was restored, and (when a restore kept
+/// components of the current tree that are not owner-only) a warning about
+/// those.
+fn check_permissions(target: &Path, fix: bool, kept: &[&Path]) -> Vec<Check> {
     let mut w = Walk {
         fix,
+        kept,
         offenders: Vec::new(),
+        kept_offenders: Vec::new(),
         fixed: Vec::new(),
         symlinks: 0,
         checked: 0,
     };
     walk_dir(target, Path::new(""), &mut w);
+    let kept_check = (!w.kept_offenders.is_empty()).then(|| {
+        let mut c = Check::new(
+            "kept-permissions",
+            Status::Warn,
+            format!(
+                "{} path(s) not owner-only in what the restore kept from the current tree (not restored)",
+                w.kept_offenders.len()
+            ),
+        );
+        c.items = std::mem::take(&mut w.kept_offenders);
+        c
+    });
     let links = if w.symlinks > 0 {
         format!(", {} symbolic link(s) not followed", w.symlinks)
     } else {
@@ -490,7 +543,7 @@ fn check_permissions(target: &Path, fix: bool) -> Check {
         c.items = w.offenders;
         c.items
             .extend(w.fixed.iter().map(|f| format!("fixed: {f}")));
-        return c;
+        return vec![c].into_iter().chain(kept_check).collect();
     }
     let mut c = Check::new(
         "permissions",
@@ -506,16 +559,15 @@ fn check_permissions(target: &Path, fix: bool) -> Check {
         },
     );
     c.items = w.fixed.into_iter().map(|f| format!("fixed: {f}")).collect();
-    c
+    vec![c].into_iter().chain(kept_check).collect()
 }
 
 /// Checks the entries of `dir` (shown relative as `rel`), top-down.
-fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
+fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk<'_>) {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
-            w.offenders
-                .push(format!("{}: cannot be listed: {e}", shown(rel)));
+            w.offend(rel, format!("{}: cannot be listed: {e}", shown(rel)));
             return;
         }
     };
@@ -527,7 +579,7 @@ fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(err) => {
-                w.offenders.push(format!("{}: {err}", shown(&rel)));
+                w.offend(&rel, format!("{}: {err}", shown(&rel)));
                 continue;
             }
         };
@@ -542,12 +594,15 @@ fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
         w.checked += 1;
         let mode = meta.mode() & 0o7777;
         if meta.uid() != euid() {
-            w.offenders.push(format!(
-                "{}: owned by uid {}, not by you ({}); fix with chown",
-                shown(&rel),
-                meta.uid(),
-                euid()
-            ));
+            w.offend(
+                &rel,
+                format!(
+                    "{}: owned by uid {}, not by you ({}); fix with chown",
+                    shown(&rel),
+                    meta.uid(),
+                    euid()
+                ),
+            );
         } else if let Some(want) = wanted_mode(ft.is_dir(), mode) {
             let kind = if ft.is_dir() { "directory" } else { "file" };
             if w.fix {
@@ -555,16 +610,19 @@ fn walk_dir(dir: &Path, rel: &Path, w: &mut Walk) {
                     Ok(()) => w
                         .fixed
                         .push(format!("{} {mode:04o} → {want:04o}", shown(&rel))),
-                    Err(err) => w.offenders.push(format!(
-                        "{}: {kind} mode {mode:04o}, could not set {want:04o}: {err}",
-                        shown(&rel)
-                    )),
+                    Err(err) => w.offend(
+                        &rel,
+                        format!(
+                            "{}: {kind} mode {mode:04o}, could not set {want:04o}: {err}",
+                            shown(&rel)
+                        ),
+                    ),
                 }
             } else {
-                w.offenders.push(format!(
-                    "{}: {kind} mode {mode:04o} (want {want:04o})",
-                    shown(&rel)
-                ));
+                w.offend(
+                    &rel,
+                    format!("{}: {kind} mode {mode:04o} (want {want:04o})", shown(&rel)),
+                );
             }
         }
         if ft.is_dir() {

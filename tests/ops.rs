@@ -335,7 +335,7 @@ fn validate_exit_codes() {
     )
     .unwrap();
     let o = run(t.path(), &["validate", "--target", p(&d)]);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 7, "validation failed has its own exit code");
     assert!(String::from_utf8_lossy(&o.stderr).contains("validation failed: 1 check"));
     let o = run(t.path(), &["validate", "--target", p(&d), "--fix"]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
@@ -350,7 +350,7 @@ fn validate_exit_codes() {
 
     fs::write(d.join("secureclaw.json"), "{ broken").unwrap();
     let o = run(t.path(), &["validate", "--target", p(&d)]);
-    assert_eq!(code(&o), 1);
+    assert_eq!(code(&o), 7, "validation failed has its own exit code");
     assert!(stdout(&o).contains("not valid JSON5"));
 
     let o = run(

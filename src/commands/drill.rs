@@ -84,7 +84,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     }
     if !r.validation_ok {
         return Err(
-            Error::operational("the restored tree failed validation").hint(
+            Error::validation("the restored tree failed validation").hint(
                 "run `secureclaw-backup validate --target` on a restore to see which check fails",
             ),
         );

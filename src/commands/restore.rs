@@ -178,7 +178,20 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         identities: args.identity.load()?,
         include: args.include.clone(),
     };
-    let r = run_restore(&opts, ui)?;
-    ui.result(human(&r), serde_json::json!({"ok": true, "restore": r}));
-    Ok(())
+    let r = run_restore(&opts, ui).map_err(|e| {
+        secureclaw_backup::keymatch::name_failure(e, &opts.archive.label(), Some(&opts.identities))
+    })?;
+    let valid = r.validation.as_ref().is_none_or(|v| v.ok);
+    ui.result(human(&r), serde_json::json!({"ok": valid, "restore": r}));
+    match &r.validation {
+        Some(v) if !v.ok => Err(secureclaw_backup::error::Error::validation(format!(
+            "the restore into {} is complete, but its validation failed: {} check(s)",
+            r.plan.target.display(),
+            v.failed()
+        ))
+        .hint(
+            "see the validation table above; the restored tree is in place (undo with the pre-restore snapshot named above)",
+        )),
+        _ => Ok(()),
+    }
 }

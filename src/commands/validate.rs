@@ -26,9 +26,16 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     );
     if report.ok {
         Ok(())
+    } else if std::fs::symlink_metadata(&target).is_err() {
+        // nothing to validate: a wrong path, not a failed check (exit 1)
+        Err(Error::operational(format!(
+            "the data directory {} does not exist",
+            target.display()
+        ))
+        .hint("check --target (or SECURECLAW_STATE_DIR); restore into it first if it is a new machine"))
     } else {
         let n = report.failed();
-        Err(Error::operational(format!("validation failed: {n} check{}", if n == 1 { "" } else { "s" }))
+        Err(Error::validation(format!("validation failed: {n} check{}", if n == 1 { "" } else { "s" }))
             .hint("see the table above; `--fix` repairs permissions, the other checks need a manual fix or another restore"))
     }
 }

@@ -35,6 +35,9 @@ impl Identities {
             pass,
         };
         for path in paths {
+            if path.is_dir() {
+                return Err(crate::keymatch::identity_dir_error(path));
+            }
             let data: Zeroizing<Vec<u8>> =
                 crate::crypto::read_bounded(path, "identity file", MAX_IDENTITY_FILE)?;
             warn_if_exposed(path, "identity file");
@@ -51,6 +54,15 @@ impl Identities {
             }
         }
         Ok(ids)
+    }
+
+    /// Every identity file given (path, contents), for describing their
+    /// public parts ([`crate::keymatch`]); nothing is decrypted.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, &[u8])> {
+        self.age
+            .iter()
+            .chain(&self.pgp)
+            .map(|(p, d)| (p.as_path(), d.as_slice()))
     }
 
     pub fn is_empty(&self) -> bool {
