@@ -42,6 +42,28 @@ pub struct ArchiveTree {
     pub entries: Vec<Entry>,
 }
 
+/// Who an archive was encrypted to, for a message: the public keys its
+/// `.meta` names (a keyless hint, see [`crate::meta`]), else what the header
+/// tells (OpenPGP key ids; age only says `X25519`).
+fn recipients_of(src: &ArchiveRef, header: &[String]) -> Vec<String> {
+    let from_meta = match src {
+        ArchiveRef::Local(p) => p.file_name().and_then(|n| n.to_str()).and_then(|name| {
+            let mp = p.with_file_name(crate::meta::meta_name(name));
+            let len = std::fs::metadata(&mp).ok()?.len();
+            if len > crate::meta::MAX_LEN as u64 {
+                return None;
+            }
+            let bytes = std::fs::read(&mp).ok()?;
+            crate::meta::Meta::parse(&bytes, name, &mp.display().to_string()).ok()
+        }),
+        ArchiveRef::Remote(_) => None,
+    };
+    match from_meta {
+        Some(m) if !m.recipients.is_empty() => m.recipients.into_iter().map(|r| r.id).collect(),
+        _ => header.to_vec(),
+    }
+}
+
 /// The error when an archive needs a key and none opened it.
 fn needs_key(
     src: &ArchiveRef,
@@ -49,6 +71,7 @@ fn needs_key(
     recipients: &[String],
     cause: Option<Error>,
 ) -> Error {
+    let recipients = recipients_of(src, recipients);
     let to = if recipients.is_empty() {
         String::new()
     } else {

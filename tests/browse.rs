@@ -203,7 +203,7 @@ drwx------ 0 2026-11-24 02:00:00 credentials/
         "{}",
         o.stderr
     );
-    assert!(o.stderr.contains("age archive"), "{}", o.stderr);
+    assert!(o.stderr.contains("age archive (encrypted to age1"), "{}", o.stderr);
     assert!(o.stderr.contains("pass -i FILE"), "{}", o.stderr);
     let o = e.run(&["--json", "ls", p(&a)]);
     assert_eq!(o.code, 4);
