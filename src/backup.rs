@@ -1,9 +1,14 @@
 //! The backup engine (README "Archive format"): walk → tar → parallel gzip → encryptor →
 //! owner-only temp file in the destination → finish every layer → fsync →
 //! keyless verification of what is on disk → no-replace rename → fsync the
-//! directory → `.sha256` sidecar. On any error the temp file is removed; no
-//! file with an archive name exists until the archive has been verified.
-//! Plaintext only ever exists in memory.
+//! directory → `.sha256` sidecar → `.meta` description (see [`crate::meta`]).
+//! On any error the temp file is removed; no file with an archive name exists
+//! until the archive has been verified. Plaintext only ever exists in memory.
+//!
+//! Full archives and the archives of an incremental chain (README
+//! "Incremental backups"; [`crate::incremental`] writes their tar stream) go
+//! through the same pipeline; for a chain, the state file is replaced only
+//! after the archive and its companions are committed.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -58,6 +63,22 @@ pub struct BackupReport {
     /// Archives of this type removed by retention afterwards.
     pub pruned: Vec<String>,
     pub seconds: f64,
+    /// The `.meta` description written beside the archive.
+    pub meta: PathBuf,
+    /// The chain id (`backup --incremental`; `None` for a plain full).
+    pub chain: Option<String>,
+    /// The archive's level in its chain (0: the chain's full).
+    pub level: Option<u32>,
+    /// The predecessor's archive file name (a link only).
+    pub previous: Option<String>,
+    /// Why this incremental run started a new chain.
+    pub new_chain_reason: Option<String>,
+    /// Files stored in this archive (a link: those that changed).
+    pub stored: u64,
+    /// Files a link records as unchanged (stored by an earlier link).
+    pub unchanged: u64,
+    /// Bytes of file data stored in this archive.
+    pub stored_bytes: u64,
 }
 
 /// Counts and hashes the ciphertext on its way to the file.
@@ -118,6 +139,47 @@ pub fn run_backup_live(
     live: &LiveOptions,
     events: &dyn Events,
 ) -> Result<BackupReport> {
+    run_backup_chain(opts, live, None, events)
+}
+
+/// `backup --incremental`: how chains are made.
+#[derive(Debug, Clone, Default)]
+pub struct IncrementalOptions {
+    /// `--reread`: hash the files the state calls unchanged.
+    pub reread: bool,
+    /// `--full-every`, `--max-links`.
+    pub policy: crate::incremental::ChainPolicy,
+}
+
+/// What the pipeline writes between the top directory and the manifest.
+enum Content<'a> {
+    /// A plain full (manifest version 2).
+    Full,
+    /// An archive of an incremental chain, as decided under the state lock.
+    Chain(&'a crate::incremental::Prepared),
+}
+
+/// What [`write_archive`] wrote.
+struct Written {
+    hash: String,
+    size: u64,
+    manifest: Manifest,
+    chain: Option<crate::manifest::Chain>,
+    /// The state to commit (a chain archive only).
+    state: Option<crate::incremental::NewState>,
+    stored: u64,
+    unchanged: u64,
+    stored_bytes: u64,
+}
+
+/// [`run_backup_live`], and with `incremental` the next archive of the
+/// chain (a link, or a full that starts a new chain and says why).
+pub fn run_backup_chain(
+    opts: &BackupOptions,
+    live: &LiveOptions,
+    incremental: Option<&IncrementalOptions>,
+    events: &dyn Events,
+) -> Result<BackupReport> {
     let started = Instant::now();
     store::ensure_private_dir(&opts.dest)?;
     let _lock = crate::lock::lock_dir(&opts.dest, "backup destination")?;
@@ -138,16 +200,35 @@ pub fn run_backup_live(
         seq += 1;
     }
     let stem = store::stem(opts.btype, now, seq);
+    // the state file is locked from its reading to its replacement
+    let prepared = match incremental {
+        Some(inc) => Some(crate::incremental::prepare(
+            opts.btype,
+            &opts.source,
+            &opts.dest,
+            &inc.policy,
+            inc.reread,
+            now,
+            events,
+        )?),
+        None => None,
+    };
+    let content = match &prepared {
+        Some(p) => Content::Chain(p),
+        None => Content::Full,
+    };
     let temp = store::temp_name(&opts.dest, "archive");
     crate::capture::sweep_stale_staging(events);
-    let result = write_archive(opts, live, &stem, now, &temp, events);
-    let (hash, size, manifest) = match result {
+    let result = write_archive(opts, live, &stem, now, &temp, content, events);
+    let written = match result {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
         }
     };
+    let hash = written.hash.clone();
+    let (size, manifest) = (written.size, &written.manifest);
     // rename into place without replacing anything
     let final_path = loop {
         let name = format!("{}{}", store::stem(opts.btype, now, seq), format.suffix());
@@ -167,6 +248,31 @@ pub fn run_backup_live(
     };
     store::fsync_dir(&opts.dest)?;
     let sidecar = store::write_sidecar(&final_path, &hash)?;
+    // the companions after the sidecar (README "Incremental backups"): the
+    // description, then, for a chain, the state that names this archive
+    let final_name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = describe(opts, &final_name, manifest, format, written.chain.clone());
+    let meta_path = crate::meta::write_beside(&final_path, &meta).map_err(|e| {
+        e.context(format!(
+            "the archive {final_name} was written, but its description (.meta) was not"
+        ))
+    })?;
+    if let (Some(p), Some(st)) = (&prepared, written.state) {
+        crate::incremental::commit_state(p, st, &final_name).map_err(|e| {
+            e.context(format!(
+                "the archive {final_name} was written, but the incremental state was not \
+                 saved (the next run starts a new chain)"
+            ))
+        })?;
+    }
+    let new_chain_reason = prepared
+        .as_ref()
+        .and_then(|p| p.new_chain())
+        .map(|r| r.to_string());
+    drop(prepared);
     let mut pruned = Vec::new();
     if let Some(policy) = &opts.prune {
         // still under the destination lock
@@ -200,10 +306,42 @@ pub fn run_backup_live(
         bytes: manifest.entries.iter().map(|e| e.size).sum(),
         sha256: hash,
         recipients: manifest.recipients.clone(),
-        warnings: manifest.warnings,
+        warnings: manifest.warnings.clone(),
         pruned,
         seconds: started.elapsed().as_secs_f64(),
+        meta: meta_path,
+        level: written.chain.as_ref().map(|c| c.level),
+        previous: written.chain.as_ref().and_then(|c| c.previous.clone()),
+        chain: written.chain.map(|c| c.id),
+        new_chain_reason,
+        stored: written.stored,
+        unchanged: written.unchanged,
+        stored_bytes: written.stored_bytes,
     })
+}
+
+/// The keyless description of the archive just committed as `name`.
+fn describe(
+    opts: &BackupOptions,
+    name: &str,
+    manifest: &Manifest,
+    format: Format,
+    chain: Option<crate::manifest::Chain>,
+) -> crate::meta::Meta {
+    let mut m = crate::meta::Meta::new(
+        name,
+        opts.btype.as_str(),
+        &manifest.timestamp,
+        &manifest.host,
+        format.family(),
+    );
+    m.recipients = opts
+        .encryptor
+        .as_ref()
+        .map(|e| e.meta_recipients())
+        .unwrap_or_default();
+    m.chain = chain;
+    m
 }
 
 /// Who a new archive is encrypted to: the recipients `recipients()`
@@ -271,15 +409,17 @@ fn trunc(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
 }
 
 /// Streams the archive into `temp`, finishes, fsyncs and verifies it.
-/// Returns (SHA-256 of the file, its size, the manifest).
+/// Returns the SHA-256 of the file, its size, the manifest and, for a chain
+/// archive, its place and the state to commit.
 fn write_archive(
     opts: &BackupOptions,
     live: &LiveOptions,
     stem: &str,
     now: chrono::DateTime<Utc>,
     temp: &Path,
+    content: Content<'_>,
     events: &dyn Events,
-) -> Result<(String, u64, Manifest)> {
+) -> Result<Written> {
     let file = store::create_private(temp)?;
     let sync_handle = file.try_clone().at("opening", temp)?;
     let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
@@ -300,6 +440,100 @@ fn write_archive(
             .hint("check free space and permissions of the destination, then run again")
     };
     let gz = ParGzWriter::new(enc, opts.level, opts.threads).map_err(werr)?;
+    let (gz, manifest, link) = match content {
+        Content::Full => {
+            let (gz, m) = write_full(gz, opts, live, stem, now, events)?;
+            (gz, m, None)
+        }
+        Content::Chain(p) => {
+            let dest_abs = crate::paths::absolute(&opts.dest);
+            let sel = Selection::new(opts.btype, &opts.excludes, Some(dest_abs))?;
+            let lo = crate::incremental::LinkOptions {
+                btype: opts.btype,
+                source: opts.source.clone(),
+                stem: stem.to_owned(),
+                now,
+                host: hostname(),
+                recipients: opts
+                    .encryptor
+                    .as_ref()
+                    .map(|e| e.describe())
+                    .unwrap_or_default(),
+                reread: p.reread,
+                live: live.clone(),
+            };
+            let out =
+                crate::incremental::write_link(gz, &lo, &sel, &p.plan, p.prev.as_ref(), events)?;
+            let rest = (
+                out.manifest.chain,
+                out.state,
+                out.stored,
+                out.unchanged,
+                out.stored_bytes,
+            );
+            (out.out, out.manifest.manifest, Some(rest))
+        }
+    };
+    let enc = gz.finish().map_err(werr)?;
+    enc.finish().map_err(werr)?;
+    sync_handle.sync_all().map_err(werr)?;
+    drop(sync_handle);
+    // verify what is on disk before giving it an archive name
+    match &opts.encryptor {
+        Some(e) => {
+            e.verify_written(temp)
+                .map_err(|e| e.context("verifying the written archive"))?;
+        }
+        None => {
+            let head = crate::crypto::read_head(temp)?;
+            if Format::detect(&head) != Some(Format::Gzip) {
+                return Err(Error::integrity("the written archive is not a gzip stream"));
+            }
+        }
+    }
+    let (hasher, size) = {
+        let st = state.lock().unwrap_or_else(|p| p.into_inner());
+        (st.0.clone(), st.1)
+    };
+    let on_disk = std::fs::metadata(temp)
+        .at("reading metadata of", temp)?
+        .len();
+    if on_disk != size {
+        return Err(Error::integrity(format!(
+            "the written archive has {on_disk} bytes on disk but {size} were written"
+        )));
+    }
+    let files = manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == crate::manifest::EntryKind::File)
+        .count() as u64;
+    let bytes = manifest.entries.iter().map(|e| e.size).sum();
+    let (chain, state, stored, unchanged, stored_bytes) = match link {
+        Some((c, st, s, u, b)) => (Some(c), Some(st), s, u, b),
+        None => (None, None, files, 0, bytes),
+    };
+    Ok(Written {
+        hash: hex::encode(hasher.finalize()),
+        size,
+        manifest,
+        chain,
+        state,
+        stored,
+        unchanged,
+        stored_bytes,
+    })
+}
+
+/// The tar stream of a plain full (manifest version 2) into `gz`.
+fn write_full<W: Write>(
+    gz: W,
+    opts: &BackupOptions,
+    live: &LiveOptions,
+    stem: &str,
+    now: chrono::DateTime<Utc>,
+    events: &dyn Events,
+) -> Result<(W, Manifest)> {
     let mut aw = ArchiveWriter::new(gz, stem);
     let mtime = now.timestamp();
     aw.add_top(mtime)?;
@@ -349,34 +583,5 @@ fn write_archive(
         warnings,
     };
     let gz = aw.finish(&manifest, mtime)?;
-    let enc = gz.finish().map_err(werr)?;
-    enc.finish().map_err(werr)?;
-    sync_handle.sync_all().map_err(werr)?;
-    drop(sync_handle);
-    // verify what is on disk before giving it an archive name
-    match &opts.encryptor {
-        Some(e) => {
-            e.verify_written(temp)
-                .map_err(|e| e.context("verifying the written archive"))?;
-        }
-        None => {
-            let head = crate::crypto::read_head(temp)?;
-            if Format::detect(&head) != Some(Format::Gzip) {
-                return Err(Error::integrity("the written archive is not a gzip stream"));
-            }
-        }
-    }
-    let (hasher, size) = {
-        let st = state.lock().unwrap_or_else(|p| p.into_inner());
-        (st.0.clone(), st.1)
-    };
-    let on_disk = std::fs::metadata(temp)
-        .at("reading metadata of", temp)?
-        .len();
-    if on_disk != size {
-        return Err(Error::integrity(format!(
-            "the written archive has {on_disk} bytes on disk but {size} were written"
-        )));
-    }
-    Ok((hex::encode(hasher.finalize()), size, manifest))
+    Ok((gz, manifest))
 }

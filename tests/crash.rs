@@ -88,6 +88,12 @@ fn is_archive_name(n: &str) -> bool {
         && (n.ends_with(".tar.gz.age") || n.ends_with(".tar.gz.gpg") || n.ends_with(".tar.gz"))
 }
 
+/// An archive's `.meta` description (README "Incremental backups"),
+/// written beside every archive; the stray-sidecar checks cover it too.
+fn is_meta(n: &str) -> bool {
+    n.strip_suffix(".meta").is_some_and(is_archive_name)
+}
+
 fn names(dir: &Path) -> BTreeSet<String> {
     fs::read_dir(dir)
         .map(|rd| {
@@ -231,7 +237,7 @@ fn backup_killed_at_random_points() {
     verify_new_archives(&sb, &dest, &mut checked);
     let left: Vec<_> = names(&dest)
         .into_iter()
-        .filter(|n| !is_archive_name(n) && !n.ends_with(".sha256"))
+        .filter(|n| !is_archive_name(n) && !n.ends_with(".sha256") && !is_meta(n))
         .collect();
     assert!(
         left.is_empty(),
@@ -240,6 +246,9 @@ fn backup_killed_at_random_points() {
     for n in names(&dest) {
         if let Some(a) = n.strip_suffix(".sha256") {
             assert!(is_archive_name(a), "stray sidecar {n}");
+        }
+        if let Some(a) = n.strip_suffix(".meta") {
+            assert!(names(&dest).contains(a), "stray description {n}");
         }
     }
     no_canary(&sb, &["dest", "env", "w", "arch"]);
@@ -513,7 +522,7 @@ fn restore_killed_at_many_points_including_the_swap() {
     verify_new_archives(&rig.sb, &rig.sb.p("w/dest"), &mut checked);
     let stray: Vec<_> = names(&rig.sb.p("w/dest"))
         .into_iter()
-        .filter(|n| !is_archive_name(n) && !n.ends_with(".sha256"))
+        .filter(|n| !is_archive_name(n) && !n.ends_with(".sha256") && !is_meta(n))
         .collect();
     assert!(
         stray.is_empty(),

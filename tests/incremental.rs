@@ -621,3 +621,43 @@ fn a_dumpdir_cannot_delete_what_its_own_archive_stored_before_it() {
     assert_eq!(e.kind, ErrorKind::Refused, "{e}");
     assert!(e.message.contains("precede"), "{e}");
 }
+
+/// The state file is locked from its reading to its replacement: a second
+/// run on the same state (same type, source and destination) is refused
+/// (exit 5) while the first holds it, and goes ahead once it is released.
+#[test]
+fn the_state_file_is_locked_for_the_whole_run() {
+    use std::os::unix::fs::DirBuilderExt;
+    let d = tempfile::tempdir().unwrap();
+    for sub in ["state", "run", "src", "dest"] {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(d.path().join(sub))
+            .unwrap();
+    }
+    // this test binary's only use of the environment
+    std::env::set_var("XDG_STATE_HOME", d.path().join("state"));
+    std::env::set_var("XDG_RUNTIME_DIR", d.path().join("run"));
+    let (src, dest) = (d.path().join("src"), d.path().join("dest"));
+    let prep = || {
+        secureclaw_backup::incremental::prepare(
+            BackupType::Weekly,
+            &src,
+            &dest,
+            &ChainPolicy::default(),
+            false,
+            time(1),
+            &Silent,
+        )
+    };
+    let first = prep().unwrap();
+    assert!(matches!(first.plan, Plan::Full(NewChain::NoState)));
+    assert!(first.path.starts_with(d.path().join("state")));
+    let e = prep()
+        .err()
+        .expect("a second run on the same state is refused");
+    assert_eq!(e.kind, ErrorKind::Refused, "{}", e.message);
+    assert!(e.message.contains("incremental state"), "{}", e.message);
+    drop(first);
+    assert!(prep().is_ok());
+}

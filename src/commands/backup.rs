@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::ui::Ui;
 use secureclaw_backup::backup::{
-    archive_encryptor, compression_threads, run_backup_live, BackupOptions, BackupReport,
+    archive_encryptor, compression_threads, run_backup_chain, BackupOptions, BackupReport,
     DEFAULT_LEVEL,
 };
 use secureclaw_backup::capture::LiveOptions;
@@ -66,6 +66,22 @@ pub struct Args {
     /// before archiving the transcript up to its last complete line
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = secureclaw_backup::capture::parse_wait)]
     pub lock_wait: std::time::Duration,
+    /// Write the next archive of an incremental chain: only what changed
+    /// since the previous one (README "Incremental backups")
+    #[arg(long)]
+    pub incremental: bool,
+    /// With --incremental: hash every file the state calls unchanged instead
+    /// of trusting size, mtime, ctime, inode and device
+    #[arg(long, requires = "incremental")]
+    pub reread: bool,
+    /// With --incremental: start a new chain when its full is this old
+    #[arg(long, value_name = "DURATION", default_value = "24h", requires = "incremental",
+          value_parser = secureclaw_backup::incremental::parse_full_every)]
+    pub full_every: std::time::Duration,
+    /// With --incremental: start a new chain after this many links
+    #[arg(long, value_name = "N", default_value_t = secureclaw_backup::incremental::DEFAULT_MAX_LINKS,
+          requires = "incremental")]
+    pub max_links: u32,
     /// Do not apply retention to this type after the backup
     #[arg(long)]
     pub no_prune: bool,
@@ -113,7 +129,16 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         lock_wait: args.lock_wait,
         ..LiveOptions::default()
     };
-    let r = run_backup_live(&opts, &live, ui)?;
+    let incremental = args
+        .incremental
+        .then(|| secureclaw_backup::backup::IncrementalOptions {
+            reread: args.reread,
+            policy: secureclaw_backup::incremental::ChainPolicy {
+                full_every: args.full_every,
+                max_links: args.max_links,
+            },
+        });
+    let r = run_backup_chain(&opts, &live, incremental.as_ref(), ui)?;
     for w in &r.warnings {
         if w.is_note() {
             ui.info(format!("note: {} [{}] {}", w.path, w.kind, w.detail));
@@ -166,8 +191,22 @@ fn human(r: &BackupReport, serious: usize) -> String {
     } else {
         r.recipients.join(", ")
     };
+    let chain = match (&r.chain, r.level) {
+        (Some(id), Some(0)) => format!(
+            "\nchain:    {id}, a new chain (full): {}",
+            r.new_chain_reason.as_deref().unwrap_or("")
+        ),
+        (Some(id), Some(l)) => format!(
+            "\nchain:    {id}, link {l} after {}\nstored:   {} changed file(s) ({}), {} unchanged",
+            r.previous.as_deref().unwrap_or("?"),
+            r.stored,
+            human_bytes(r.stored_bytes),
+            r.unchanged
+        ),
+        _ => String::new(),
+    };
     format!(
-        "archive:  {}\nsidecar:  {}\nformat:   {} to {to}\nsize:     {} ({} of data)\nfiles:    {} in {} directories\nwarnings: {serious}\nduration: {:.2} s ({mb_s:.0} MB/s)",
+        "archive:  {}\nsidecar:  {}\nformat:   {} to {to}\nsize:     {} ({} of data)\nfiles:    {} in {} directories{chain}\nwarnings: {serious}\nduration: {:.2} s ({mb_s:.0} MB/s)",
         r.archive.display(),
         r.sidecar.display(),
         r.format,
