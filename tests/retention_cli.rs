@@ -797,3 +797,202 @@ fn tier_prune_uses_calendar_keys_and_chains_on_a_nas_tier() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("[[tier]]"), "{}", stderr(&o));
 }
+
+/// A three-node Garage cluster of this test (`scripts/garage-cluster`, see
+/// the header of tests/tiers.rs), stopped when dropped; `None` (with a
+/// notice on stderr) when Garage is not installed.
+struct Garage {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Garage {
+    fn start() -> Option<Garage> {
+        let script = common::repo().join("scripts/garage-cluster");
+        let installed = std::process::Command::new(&script)
+            .args(["install", "--check"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            if std::env::var_os("SECURECLAW_REQUIRE_GARAGE").is_some() {
+                panic!("SECURECLAW_REQUIRE_GARAGE=1 but Garage is not installed");
+            }
+            eprintln!(
+                "SKIPPED status over S3: Garage is not installed (scripts/garage-cluster install)"
+            );
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("secureclaw-garage-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let child = std::process::Command::new(&script)
+            .arg("start")
+            .arg(&dir)
+            .args(["600", "--watch", &std::process::id().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut g = Garage {
+            child,
+            dir,
+            vars: Vec::new(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Ok(t) = fs::read_to_string(g.dir.join("env")) {
+                if t.ends_with("READY\n") {
+                    g.vars = t
+                        .lines()
+                        .filter_map(|l| l.split_once('='))
+                        .filter(|(k, _)| k.starts_with("AWS_"))
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                    return Some(g);
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline && g.child.try_wait().ok().flatten().is_none(),
+                "the Garage cluster did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn run(&self, sb: &Sandbox, args: &[&str]) -> Output {
+        let o = sb
+            .cmd()
+            .envs(self.vars.iter().cloned())
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ secureclaw-backup {}\n{}{}exit {:?}",
+            args.join(" "),
+            stdout(&o),
+            stderr(&o),
+            o.status.code()
+        );
+        o
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn status_tier_over_s3_prefixes_from_a_monitoring_host() {
+    let Some(g) = Garage::start() else {
+        return;
+    };
+    let bucket = "secureclaw-test";
+    // two hosts push to a prefix each; web-2's daily is 3 days old
+    let mut urls = Vec::new();
+    for (host, age_days) in [("web-1", 0i64), ("web-2", 3)] {
+        let sb = Sandbox::new();
+        let src = sb.p("data");
+        common::make_tree(&src);
+        let dest = sb.p("backups");
+        let o = g.run(
+            &sb,
+            &[
+                "backup",
+                "--source",
+                s(&src),
+                "--dest",
+                s(&dest),
+                "-r",
+                &common::age_recipient(),
+                "--no-prune",
+            ],
+        );
+        assert_eq!(code(&o), 0);
+        if age_days > 0 {
+            let name = names(&dest)
+                .into_iter()
+                .find(|n| n.ends_with(".tar.gz.age"))
+                .unwrap();
+            let old = Utc::now() - TimeDelta::days(age_days);
+            let new = format!("daily_{}.tar.gz.age", stamp(old));
+            fs::rename(dest.join(&name), dest.join(&new)).unwrap();
+            let side = fs::read_to_string(dest.join(format!("{name}.sha256"))).unwrap();
+            let digest = side.split_whitespace().next().unwrap().to_owned();
+            fs::write(
+                dest.join(format!("{new}.sha256")),
+                format!("{digest}  {new}\n"),
+            )
+            .unwrap();
+            for suffix in [".sha256", ".meta", ".sig"] {
+                let _ = fs::remove_file(dest.join(format!("{name}{suffix}")));
+            }
+        }
+        let url = format!("s3://{bucket}/fleet/status-{host}");
+        let cfg = sb.p("config.toml");
+        fs::write(
+            &cfg,
+            format!("[[tier]]\nname = \"cloud\"\nurl = \"{url}\"\n"),
+        )
+        .unwrap();
+        let o = g.run(&sb, &["push", "--config", s(&cfg), "--dest", s(&dest)]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        urls.push(url);
+    }
+    // the monitoring host: no configuration, only the bucket's credentials
+    let mon = Sandbox::new();
+    let prom = mon.p("fleet.prom");
+    let o = g.run(
+        &mon,
+        &[
+            "--json",
+            "status",
+            "--tier",
+            &urls[0],
+            "--tier",
+            &urls[1],
+            "--max-age",
+            "daily=25h",
+            "--prometheus",
+            s(&prom),
+        ],
+    );
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["stale_stores"], serde_json::json!([urls[1].clone()]));
+    assert_eq!(j["stores"][0]["ok"], true, "{j:#}");
+    assert_eq!(j["stores"][0]["types"][0]["chain_length"], 1);
+    assert_eq!(j["stores"][1]["stale_types"], serde_json::json!(["daily"]));
+    assert!(stderr(&o).contains("daily (newest 3d"), "{}", stderr(&o));
+    let m = fs::read_to_string(&prom).unwrap();
+    assert!(
+        m.contains(&format!(
+            "secureclaw_backup_type_stale{{tier=\"{}\",type=\"daily\"}} 1\n",
+            urls[1]
+        )),
+        "{m}"
+    );
+    // the fresh one alone: exit 0
+    let o = g.run(
+        &mon,
+        &["status", "--tier", &urls[0], "--max-age", "daily=25h"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
