@@ -534,13 +534,18 @@ fn write_full<W: Write>(
     now: chrono::DateTime<Utc>,
     events: &dyn Events,
 ) -> Result<(W, Manifest)> {
-    let mut aw = ArchiveWriter::new(gz, stem);
-    let mtime = now.timestamp();
-    aw.add_top(mtime)?;
     let dest_abs = crate::paths::absolute(&opts.dest);
     let sel = Selection::new(opts.btype, &opts.excludes, Some(dest_abs))?;
+    // bytes of the tar stream, moved as they are written; on a terminal the
+    // total comes from a walk of the sizes first
+    let pb: Arc<dyn crate::events::Progress> = Arc::from(events.progress(0, "backup"));
+    if events.shows_progress() {
+        pb.set_total(tar_size(&opts.source, &sel)?);
+    }
+    let mut aw = ArchiveWriter::new(crate::events::Counting::new(gz, pb.clone()), stem);
+    let mtime = now.timestamp();
+    aw.add_top(mtime)?;
     let mut walk_warnings: Vec<Warning> = Vec::new();
-    let pb = events.progress(0, "backup");
     // owns the plaintext staging: shredded on every way out of this function
     let mut capturer = Capturer::new(live.clone(), events);
     source::walk(&opts.source, &sel, &mut walk_warnings, &mut |item| {
@@ -554,11 +559,7 @@ fn write_full<W: Write>(
                 use std::os::unix::fs::MetadataExt;
                 aw.add_symlink(rel, target, meta.mtime())
             }
-            Item::File { rel, path, .. } => {
-                capturer.archive_file(&mut aw, rel, path)?;
-                pb.set_position(aw.bytes);
-                Ok(())
-            }
+            Item::File { rel, path, .. } => capturer.archive_file(&mut aw, rel, path),
         }
     })?;
     pb.finish();
@@ -582,6 +583,21 @@ fn write_full<W: Write>(
         entries: std::mem::take(&mut aw.entries),
         warnings,
     };
-    let gz = aw.finish(&manifest, mtime)?;
+    let gz = aw.finish(&manifest, mtime)?.into_inner();
     Ok((gz, manifest))
+}
+
+/// About the bytes of the tar stream of what `sel` takes from `source`
+/// (a header per entry, file data padded to 512 bytes): the total of the
+/// backup's progress, from a walk of the sizes (nothing is read).
+fn tar_size(source: &Path, sel: &Selection) -> Result<u64> {
+    let mut total = 1024u64;
+    source::walk(source, sel, &mut Vec::new(), &mut |item| {
+        total += 512;
+        if let Item::File { meta, .. } = item {
+            total += meta.len().div_ceil(512) * 512;
+        }
+        Ok(())
+    })?;
+    Ok(total)
 }

@@ -73,6 +73,7 @@ impl RecipientArgs {
 /// detection, keyless checks, sidecar digest), which a stream does not allow.
 /// A missing file is left to the reader's own error.
 pub fn require_regular_archive(path: &std::path::Path) -> Result<()> {
+    refuse_companion(path)?;
     match std::fs::metadata(path) {
         Ok(m) if !m.is_file() && !m.is_dir() => Err(secureclaw_backup::error::Error::usage(
             format!(
@@ -99,6 +100,7 @@ pub fn archive_arg(
     dest: Option<&std::path::Path>,
 ) -> Result<secureclaw_backup::tier::ArchiveRef> {
     use secureclaw_backup::tier::reference::{resolve_named, Named};
+    refuse_companion(arg)?;
     let named = match arg.to_str() {
         Some(a) => Named::parse(a)?,
         None => None,
@@ -116,6 +118,41 @@ pub fn archive_arg(
         )),
     };
     resolve_named(store, &named, &|_| true)
+}
+
+/// Refuses a file that sits beside an archive (its `.sha256` sidecar, `.sig`
+/// signature or `.meta` description) given where the archive is meant: a
+/// usage error (exit 2) whose hint names the archive.
+pub fn refuse_companion(path: &std::path::Path) -> Result<()> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    for (suffix, what) in [
+        (".sha256", "its .sha256 checksum sidecar"),
+        (".sig", "its .sig signature"),
+        (secureclaw_backup::meta::SUFFIX, "its .meta description"),
+    ] {
+        let Some(stem) = name.strip_suffix(suffix) else {
+            continue;
+        };
+        if secureclaw_backup::store::parse_name(stem, false).is_none()
+            && !stem.ends_with(".tar.gz")
+            && !stem.ends_with(".age")
+            && !stem.ends_with(".gpg")
+        {
+            continue;
+        }
+        let archive = path.with_file_name(stem);
+        return Err(secureclaw_backup::error::Error::usage(format!(
+            "{} is not an archive but {what}",
+            crate::ui::Safe(path)
+        ))
+        .hint(format!(
+            "name the archive itself: {}",
+            crate::ui::Safe(&archive)
+        )));
+    }
+    Ok(())
 }
 
 /// Identity options shared by restore, verify, rotate and drill.

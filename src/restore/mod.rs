@@ -388,6 +388,9 @@ fn stage(
     match &outcome.manifest {
         Some(m) => {
             extract::check_manifest(&outcome, m)?;
+            if let ArchiveRef::Local(p) = &opts.archive {
+                crate::keymatch::check_meta(p, &m.recipients)?;
+            }
             checked.push("every file's size and SHA-256 against the manifest".to_owned());
             for w in &m.warnings {
                 warnings.push(format!(
@@ -575,6 +578,8 @@ pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<R
     }
     lap("snapshot", &mut p.phases, &mut p.mark);
     crate::process::check_interrupted()?;
+    // what comes from the current tree, not from the archive (validated as such)
+    let mut carried_over: Vec<PathBuf> = Vec::new();
     if fs::symlink_metadata(target).is_ok() {
         for w in link_or_carry(target, staging, p.kept.iter().map(RelPath::as_path))? {
             events.warn(&w);
@@ -595,6 +600,7 @@ pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<R
                 carry.iter().map(PathBuf::as_path),
             )?);
             report.plan.carried = carried;
+            carried_over = carry;
             for w in kept {
                 events.detail(&w);
                 report.plan.warnings.push(w);
@@ -607,12 +613,14 @@ pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<R
     }
     crate::swap::commit(target, staging, &report.plan.archive, events)?;
     lap("swap", &mut p.phases, &mut p.mark);
+    let mut kept: Vec<&Path> = p.kept.iter().map(RelPath::as_path).collect();
+    kept.extend(carried_over.iter().map(PathBuf::as_path));
     // --include into an empty target is an extract of the selection, not a
     // data directory: not validated as one
     let extract = !report.plan.include.is_empty() && p.kept.is_empty();
     let validation = match extract {
         true => None,
-        false => Some(crate::validate::validate(target, false)?),
+        false => Some(crate::validate::validate_restored(target, &kept)?),
     };
     lap("validate", &mut p.phases, &mut p.mark);
     report.phases = std::mem::take(&mut p.phases);
