@@ -374,11 +374,16 @@ pub fn check_meta(archive: &Path, manifest: &[String]) -> Result<()> {
     let Some(meta) = read_meta(archive)? else {
         return Ok(());
     };
-    if meta.recipients.is_empty() && manifest.is_empty() {
+    // a rotated archive: the manifest names the recipients of backup time
+    let named = match meta.backup_recipients.is_empty() {
+        true => &meta.recipients,
+        false => &meta.backup_recipients,
+    };
+    if named.is_empty() && manifest.is_empty() {
         return Ok(());
     }
     let key = |r: &Recipient| r.id.to_ascii_uppercase();
-    let mut claimed: Vec<String> = meta.recipients.iter().map(key).collect();
+    let mut claimed: Vec<String> = named.iter().map(key).collect();
     claimed.sort();
     claimed.dedup();
     let mut inside: Vec<String> = manifest
@@ -405,7 +410,7 @@ pub fn check_meta(archive: &Path, manifest: &[String]) -> Result<()> {
     Err(Error::integrity(format!(
         "{}: its .meta names the recipients [{}], but the archive's authenticated manifest names [{}]",
         archive.display(),
-        meta.recipients.iter().map(line).collect::<Vec<_>>().join(", "),
+        named.iter().map(line).collect::<Vec<_>>().join(", "),
         manifest.join(", ")
     ))
     .hint(format!(

@@ -64,6 +64,11 @@ pub struct Meta {
     /// For a link of an incremental chain (the full has level 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
+    /// Set by `rotate`: the recipients the archive was made for at backup
+    /// time (what its unchanged manifest names), `recipients` being those
+    /// it is encrypted to now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backup_recipients: Vec<Recipient>,
 }
 
 impl Meta {
@@ -86,6 +91,7 @@ impl Meta {
             encryption: encryption.to_owned(),
             recipients: Vec::new(),
             chain: None,
+            backup_recipients: Vec::new(),
         }
     }
 

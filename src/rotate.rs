@@ -367,6 +367,10 @@ fn follow_meta(dest: &Path, old: &str, new: &str, enc: &dyn Encryptor) -> Result
         .map_err(|e| e.context(format!("rotating {old}")))?;
     m.archive = new.to_owned();
     m.encryption = enc.format().family().to_owned();
+    // what the manifest inside still names (checked at restore, verify -i)
+    if m.backup_recipients.is_empty() {
+        m.backup_recipients = std::mem::take(&mut m.recipients);
+    }
     m.recipients = enc.meta_recipients();
     store::write_replace(&new_path, &m.to_bytes(), 0o600)?;
     if old != new {
