@@ -203,7 +203,11 @@ drwx------ 0 2026-11-24 02:00:00 credentials/
         "{}",
         o.stderr
     );
-    assert!(o.stderr.contains("age archive (encrypted to age1"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("age archive (encrypted to age1"),
+        "{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("pass -i FILE"), "{}", o.stderr);
     let o = e.run(&["--json", "ls", p(&a)]);
     assert_eq!(o.code, 4);
@@ -337,8 +341,15 @@ fn restore_include_takes_back_a_file_or_a_glob_and_keeps_the_rest() {
     ]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(
-        o.stdout
-            .contains("  files: 0 added, 1 changed, 0 removed, 0 unchanged, 5 kept\n    ~ credentials/oauth.json\n"),
+        o.stdout.contains(&format!(
+            "restored {} (age) into {}: 1 of 4 files (--include credentials/oauth.json), 43 B\n  \
+             from the archive: credentials/oauth.json\n  \
+             kept as is:       agents, credentials/new.json, credentials/slack.json, secureclaw.json, workspace\n  \
+             files: 0 added, 1 changed, 0 removed, 0 unchanged, 5 kept\n    \
+             ~ credentials/oauth.json\n",
+            p(&a),
+            p(&e.data)
+        )),
         "{}",
         o.stdout
     );

@@ -76,13 +76,26 @@ fn human(r: &RestoreReport) -> String {
 fn plan_lines(r: &RestorePlan, dry_run: bool) -> String {
     let mut s = String::new();
     let verb = if dry_run { "would restore" } else { "restored" };
+    // --include: how many of the archive's files were taken
+    let files = match &r.changes {
+        Some(c) if !r.include.is_empty() => format!(
+            "{} of {} files (--include {})",
+            c.counts.added + c.counts.changed + c.counts.unchanged,
+            r.files,
+            r.include
+                .iter()
+                .map(|i| Safe(i).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => format!("{} files", r.files),
+    };
     s.push_str(&format!(
-        "{verb} {} ({}{}) into {}: {} files, {}\n",
+        "{verb} {} ({}{}) into {}: {files}, {}\n",
         Safe(&r.archive),
         r.format,
         if r.legacy { ", legacy" } else { "" },
         Safe(&r.target),
-        r.files,
         human_bytes(r.bytes)
     ));
     let list = |v: &Vec<String>| {
