@@ -154,8 +154,9 @@ pub struct Holder {
     pub ssh: Vec<String>,
     /// OpenPGP: primary fingerprint and every key id (primary and subkeys).
     pub openpgp: Vec<(String, Vec<String>)>,
-    /// Whether it holds keys whose public part cannot be read without the
-    /// passphrase (a passphrase-protected age identity file).
+    /// Whether it holds keys whose public part cannot be read here (a
+    /// passphrase-protected age identity file, a plugin identity, an ssh key
+    /// in a format not parsed here): such an identity is tried.
     pub opaque: bool,
 }
 
@@ -166,7 +167,7 @@ impl Holder {
         parts.extend(self.ssh.iter().map(|s| crate::text::cut(s, 40)));
         parts.extend(self.openpgp.iter().map(|(f, _)| format!("openpgp {f}")));
         if self.opaque {
-            parts.push("a passphrase-protected age identity".into());
+            parts.push("an age identity whose public key cannot be read (passphrase-protected or a plugin)".into());
         }
         if parts.is_empty() {
             parts.push("no key this tool can read".into());
@@ -191,6 +192,7 @@ impl Holder {
                 }
             }
             "age" => None,
+            "ssh" if self.opaque => None,
             "ssh" => {
                 let mut f = r.id.split_whitespace();
                 let (t, key) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
@@ -227,12 +229,16 @@ pub fn holder(path: &Path, data: &[u8]) -> Holder {
         return h;
     }
     let text = String::from_utf8_lossy(data);
-    if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
-        if let Ok(k) = ssh_key::PrivateKey::from_openssh(text.trim()) {
-            if let Ok(p) = k.public_key().to_openssh() {
-                h.ssh
-                    .push(p.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
-            }
+    if text.contains("PRIVATE KEY-----") {
+        // an ssh key: its public half, when the format tells it
+        match ssh_key::PrivateKey::from_openssh(text.trim())
+            .ok()
+            .and_then(|k| k.public_key().to_openssh().ok())
+        {
+            Some(p) => h
+                .ssh
+                .push(p.split_whitespace().take(2).collect::<Vec<_>>().join(" ")),
+            None => h.opaque = true,
         }
         return h;
     }
@@ -243,6 +249,10 @@ pub fn holder(path: &Path, data: &[u8]) -> Holder {
         return h;
     }
     for l in text.lines().map(str::trim) {
+        if l.starts_with("AGE-PLUGIN-") {
+            // a plugin's identity (a hardware key): its recipient is not derivable here
+            h.opaque = true;
+        }
         if l.starts_with("AGE-SECRET-KEY-") {
             if let Ok(id) = l.parse::<age::x25519::Identity>() {
                 let public = id.to_public().to_string();
