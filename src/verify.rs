@@ -19,6 +19,17 @@ pub struct VerifyReport {
     pub format: crypto::Format,
     pub size: u64,
     pub recipients: Vec<String>,
+    /// The recipients by their keys (README "Which key opens an archive"):
+    /// age/ssh public keys and OpenPGP fingerprints with subkey ids from
+    /// the `.meta` beside the archive, else what `recipients` (the header's
+    /// stanza types, subkey ids) tells.
+    pub keys: Vec<String>,
+    /// Where `keys` were read: `meta` or `header`.
+    pub keys_from: &'static str,
+    /// With identities: which recipient each identity given is (README
+    /// "Which key opens an archive").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub opened_by: Vec<String>,
     pub sidecar: SidecarStatus,
     /// Whether the payload was decrypted and checked entry by entry.
     pub full: bool,
@@ -47,6 +58,9 @@ impl VerifyReport {
             format: info.format,
             size: info.length,
             recipients: info.recipients,
+            keys: Vec::new(),
+            keys_from: "header",
+            opened_by: Vec::new(),
             sidecar,
             full: false,
             files: None,
@@ -81,7 +95,15 @@ pub fn verify_keyless(src: &ArchiveRef) -> Result<VerifyReport> {
             .to_owned(),
         );
     }
-    Ok(VerifyReport::keyless(src.label(), info, sidecar, warnings))
+    let mut report = VerifyReport::keyless(src.label(), info.clone(), sidecar, warnings);
+    // the .meta beside it names the keys (README "Which key opens an archive")
+    let rs = match src {
+        ArchiveRef::Local(p) => crate::keymatch::recipients(p, &info, &[]),
+        ArchiveRef::Remote(_) => crate::keymatch::from_header(&info, &[]),
+    };
+    report.keys = rs.lines();
+    report.keys_from = rs.from;
+    Ok(report)
 }
 
 fn check_sidecar_status(src: &ArchiveRef, s: &SidecarStatus) -> Result<()> {
@@ -130,6 +152,7 @@ fn check_tar_stream(
     match &outcome.manifest {
         Some(m) => {
             extract::check_manifest(&outcome, m)?;
+            crate::keymatch::check_meta(&report.archive, &m.recipients)?;
             report.backup_type = Some(m.backup_type.clone());
             report.created = Some(m.created.clone());
             for w in &m.warnings {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use crate::ui::Ui;
 use secureclaw_backup::error::{Error, ErrorKind, Result};
 use secureclaw_backup::manifest::human_bytes;
+use secureclaw_backup::keymatch;
 use secureclaw_backup::store::SidecarStatus;
+use secureclaw_backup::tier::ArchiveRef;
 use secureclaw_backup::verify::{verify_full, verify_keyless, VerifyReport};
 
 #[derive(Debug, clap::Args)]
@@ -38,14 +40,22 @@ fn sidecar_word(s: &SidecarStatus) -> &'static str {
 
 fn human(r: &VerifyReport) -> String {
     let mut s = format!(
-        "{}: OK ({}, {}, {} recipient(s): {}; sidecar {})",
+        "{}: OK ({}, {}, {} recipient(s){}: {}; sidecar {})",
         crate::ui::Safe(&r.archive),
         r.format.family(),
         human_bytes(r.size),
-        r.recipients.len(),
-        crate::ui::Safe(r.recipients.join(", ")),
+        r.keys.len(),
+        if r.keys_from == "meta" {
+            " by its .meta"
+        } else {
+            " by the header"
+        },
+        crate::ui::Safe(r.keys.join(", ")),
         sidecar_word(&r.sidecar)
     );
+    for o in &r.opened_by {
+        s.push_str(&format!("\n  opened by: {}", crate::ui::Safe(o)));
+    }
     if r.full && r.legacy == Some(true) {
         // a legacy archive has no manifest: nothing was checked against one
         s.push_str(&format!(
@@ -76,8 +86,19 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         let keyless = args.identity.paths().is_empty();
         let r = super::archive_arg(a, args.tier.as_deref(), &args.config, args.dest.as_deref())
             .and_then(|src| match src {
-                src if keyless => verify_keyless(&src),
-                src => verify_full(&src, &ids),
+                src if keyless => verify_keyless(&src)
+                    .map_err(|e| keymatch::name_failure(e, &src.label(), None)),
+                src => verify_full(&src, &ids)
+                    .map(|mut r| {
+                        // which recipient each identity given is
+                        if let ArchiveRef::Local(p) = &src {
+                            if let Ok(info) = secureclaw_backup::crypto::inspect(p) {
+                                r.opened_by = keymatch::opened_by(p, &info, &ids);
+                            }
+                        }
+                        r
+                    })
+                    .map_err(|e| keymatch::name_failure(e, &src.label(), Some(&ids))),
             });
         match r {
             Ok(r) => {
