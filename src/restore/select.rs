@@ -561,6 +561,69 @@ mod tests {
         assert!(!g.selects(b"agents/a/sessions/x.jsonl"));
     }
 
+    /// Records what reaches it.
+    #[derive(Default)]
+    struct Record(Vec<String>);
+
+    impl Sink for Record {
+        fn dir(&mut self, rel: &[u8]) -> Result<()> {
+            self.0.push(format!("dir {}", show(rel)));
+            Ok(())
+        }
+        fn file(&mut self, rel: &[u8], _x: bool, _m: i64, data: &mut dyn Read) -> Result<u64> {
+            self.0.push(format!("file {}", show(rel)));
+            Discard.file(rel, false, 0, data)
+        }
+        fn symlink(&mut self, rel: &[u8], _t: &[u8], _m: i64) -> Result<()> {
+            self.0.push(format!("link {}", show(rel)));
+            Ok(())
+        }
+        fn dir_mtime(&mut self, rel: &[u8], _m: i64) -> Result<()> {
+            self.0.push(format!("mtime {}", show(rel)));
+            Ok(())
+        }
+        fn remove(&mut self, rel: &[u8]) -> Result<()> {
+            self.0.push(format!("remove {}", show(rel)));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_the_selection_reaches_the_staging_sink() {
+        let s = sel(&["credentials"]);
+        let mut rec = Record::default();
+        {
+            let mut f = Filtered::new(&mut rec, &s);
+            f.dir(b"agents").unwrap();
+            let mut data: &[u8] = b"secret";
+            // an unselected file is still read to its end
+            assert_eq!(f.file(b"agents/a.json", false, 0, &mut data).unwrap(), 6);
+            assert!(data.is_empty());
+            f.dir(b"credentials").unwrap();
+            let mut data: &[u8] = b"x";
+            f.file(b"credentials/oauth.json", false, 0, &mut data)
+                .unwrap();
+            f.symlink(b"agents/l", b"a.json", 0).unwrap();
+            f.symlink(b"credentials/l", b"oauth.json", 0).unwrap();
+            f.dir_mtime(b"agents", 0).unwrap();
+            f.dir_mtime(b"credentials", 0).unwrap();
+            // a later link removes: only what was staged is removed
+            f.remove(b"agents").unwrap();
+            f.remove(b"credentials/oauth.json").unwrap();
+            f.remove(b"credentials/oauth.json").unwrap();
+        }
+        assert_eq!(
+            rec.0,
+            [
+                "dir credentials",
+                "file credentials/oauth.json",
+                "link credentials/l",
+                "mtime credentials",
+                "remove credentials/oauth.json"
+            ]
+        );
+    }
+
     #[test]
     fn roots_ancestors_and_what_is_carried() {
         let t = tempfile::tempdir().unwrap();
