@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::ui::Ui;
-use secureclaw_backup::drill::{newest_archive, run_drill};
+use secureclaw_backup::drill::{newest_openable, run_drill};
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::store;
@@ -31,6 +31,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let rto = secureclaw_backup::retention::parse_duration(&args.rto)?
         .to_std()
         .map_err(|_| Error::usage("--rto must be positive"))?;
+    let ids = args.identity.load()?;
     let archive = match &args.archive {
         Some(a) => {
             match super::archive_arg(a, None, &super::push::ConfigArgs::default(), Some(&dest))? {
@@ -47,13 +48,21 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 }
             }
         }
-        None => newest_archive(&dest)?,
+        None => newest_openable(&dest, &ids, ui)?,
     };
     let scratch = args
         .scratch
         .clone()
         .unwrap_or_else(secureclaw_backup::paths::tmp_dir);
-    let r = run_drill(&archive, args.identity.load()?, &scratch, rto, ui)?;
+    let shown = archive.display().to_string();
+    let r = run_drill(&archive, ids, &scratch, rto, ui).map_err(|e| {
+        // the error names the archive drilled
+        if e.message.contains(&shown) {
+            e
+        } else {
+            e.context(format!("drill of {shown}"))
+        }
+    })?;
     let mut s = format!(
         "drill of {}: {} files, {} restored and verified\n",
         r.archive.display(),

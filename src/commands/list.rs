@@ -38,10 +38,11 @@ fn format_label(e: &Entry) -> String {
 }
 
 fn table(entries: &[Entry]) -> String {
-    let rows: Vec<[String; 6]> = entries
+    let rows: Vec<[String; 7]> = entries
         .iter()
         .map(|e| {
             [
+                crate::ui::Safe(&e.name).to_string(),
                 e.btype.as_str().to_owned(),
                 e.time.format("%Y-%m-%d %H:%M:%S").to_string()
                     + &if e.seq > 0 {
@@ -52,7 +53,9 @@ fn table(entries: &[Entry]) -> String {
                 human_bytes(e.size),
                 e.sidecar.to_string(),
                 format_label(e),
-                if e.recipients.is_empty() {
+                if !e.keys.is_empty() {
+                    e.keys.join(", ")
+                } else if e.recipients.is_empty() {
                     "-".into()
                 } else {
                     e.recipients.join(", ")
@@ -61,6 +64,7 @@ fn table(entries: &[Entry]) -> String {
         })
         .collect();
     let head = [
+        "ARCHIVE",
         "TYPE",
         "TIME (UTC)",
         "SIZE",
@@ -74,15 +78,15 @@ fn table(entries: &[Entry]) -> String {
             w[i] = w[i].max(c.chars().count());
         }
     }
-    let line = |r: [&str; 6]| {
+    let line = |r: [&str; 7]| {
         let mut l = String::from(" ");
         for (i, c) in r.iter().enumerate() {
             let pad = w[i].saturating_sub(c.chars().count());
             l.push(' ');
-            if i == 2 {
+            if i == 3 {
                 l.push_str(&" ".repeat(pad));
                 l.push_str(c);
-            } else if i == 5 {
+            } else if i == 6 {
                 l.push_str(c);
             } else {
                 l.push_str(c);
@@ -96,7 +100,7 @@ fn table(entries: &[Entry]) -> String {
     };
     let mut out = line(head);
     for (r, e) in rows.iter().zip(entries) {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]));
         if let Some(p) = &e.problem {
             out.push_str(&format!("      damaged: {p}\n"));
         }
@@ -212,6 +216,9 @@ mod tests {
         assert!(h.contains("DAMAGED") && h.contains("damaged: "), "{h}");
         assert!(h.contains("legacy plaintext dir"), "{h}");
         assert!(h.contains("Pre-restore snapshots"), "{h}");
+        // every row names its file
+        assert!(h.contains(" daily_20260301_020000.tar.gz.age "), "{h}");
+        assert!(h.contains(" pre-restore_20260301_030000.tar.gz.age "), "{h}");
     }
 
     #[test]
