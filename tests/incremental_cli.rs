@@ -203,7 +203,7 @@ fn a_chain_restores_with_stock_age_and_gnu_tar() {
         assert!(l["new_chain_reason"].is_null(), "{what}: {l}");
         let stored = l["stored"].as_u64().unwrap();
         assert!(
-            stored >= 1 && stored <= 3,
+            (1..=3).contains(&stored),
             "{what}: only what changed is stored: {l}"
         );
         chain.push(name_of(&l));

@@ -131,7 +131,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     };
     let incremental = args
         .incremental
-        .then(|| secureclaw_backup::backup::IncrementalOptions {
+        .then_some(secureclaw_backup::backup::IncrementalOptions {
             reread: args.reread,
             policy: secureclaw_backup::incremental::ChainPolicy {
                 full_every: args.full_every,
