@@ -237,7 +237,8 @@ pub enum SigState {
     /// No `.sig` beside it.
     Unsigned,
     /// A `.sig` is there; not checked (no signers configured, or not read).
-    Present,
+    /// `signer`: the key it names (SSH signatures carry it; not trusted).
+    Present { signer: Option<String> },
     /// Verified over all its bytes by a trusted signer.
     Valid {
         fingerprint: String,
@@ -256,7 +257,8 @@ impl SigState {
     pub fn word(&self) -> String {
         match self {
             SigState::Unsigned => "unsigned".into(),
-            SigState::Present => "signed (unchecked)".into(),
+            SigState::Present { signer: Some(s) } => format!("signed by {s} (unchecked)"),
+            SigState::Present { signer: None } => "signed (unchecked)".into(),
             SigState::Valid { principals, .. } => format!("valid ({principals})"),
             SigState::Invalid { .. } => "INVALID".into(),
         }
@@ -274,5 +276,79 @@ impl From<&Result<Provenance>> for SigState {
                 reason: e.message.clone(),
             },
         }
+    }
+}
+
+/// Whether `key` is a trusted signer now: a signature it makes (over
+/// nothing) is checked against `signers` like an archive's. The provenance
+/// says which hosts it may sign for. Refused (exit 5) when it is not
+/// trusted: what it signed would be refused by every reader.
+pub fn probe(
+    key: &super::SigningKey,
+    signers: &TrustedSigners,
+    now: DateTime<Utc>,
+) -> Result<Provenance> {
+    let sig = key.hasher()?.finish()?;
+    let label = key.path().to_owned();
+    SigCheck::new(&label, sig.armored.as_bytes(), signers, now)
+        .and_then(|c| c.finish())
+        .map_err(|e| {
+            Error::refused(format!(
+                "the signing key {} ({}) is not a trusted signer: {}",
+                Safe(key.path()),
+                key.fingerprint(),
+                e.message
+            ))
+            .hint("what it signs would be refused: add its line (secureclaw-backup keygen signing prints it) to the signers file, or sign with a trusted key")
+        })
+}
+
+/// Writes `<archive>.sig`, replacing an older one atomically (0600, fsync,
+/// rename, directory fsync): `rotate` re-signs an archive it re-encrypted.
+pub fn replace_sig(archive: &Path, armored: &str) -> Result<PathBuf> {
+    let p = super::sig_path(archive);
+    crate::store::write_replace(&p, armored.as_bytes(), 0o600)?;
+    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::store::fsync_dir(dir)?;
+    }
+    Ok(p)
+}
+
+/// The key an SSH signature names (`SHA256:…`), untrusted: what `list`
+/// shows without signers. `None` for an OpenPGP signature or garbage.
+pub fn claimed_signer(sig: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(sig).ok()?;
+    let sig = ssh_key::SshSig::from_pem(text.trim()).ok()?;
+    Some(super::ssh::fingerprint(sig.public_key()))
+}
+
+/// The signature state of entry `name` of `store` (listed as `signed` or
+/// not): without signers only whether there is a `.sig` (and the key it
+/// names); with signers, verified over the whole archive.
+pub fn entry_state(
+    store: &dyn crate::store::Store,
+    name: &str,
+    signed: bool,
+    trust: &Trust,
+    now: DateTime<Utc>,
+) -> SigState {
+    if !signed {
+        return SigState::Unsigned;
+    }
+    if trust.is_checked() {
+        let r =
+            crate::tier::reference::check_provenance_entry(store, name, trust, now).and_then(|c| {
+                c.ok_or_else(|| Error::integrity("no signers to check against"))
+                    .map(|c| c.provenance)
+            });
+        return SigState::from(&r);
+    }
+    let sig_name = format!("{name}{}", super::SIG_SUFFIX);
+    SigState::Present {
+        signer: store
+            .read_small(&sig_name)
+            .ok()
+            .flatten()
+            .and_then(|b| claimed_signer(&b)),
     }
 }

@@ -8,14 +8,17 @@
 //! bytes are fetched, the wording of a hint) stays in here. An entry of any
 //! [`Store`] becomes one with [`ArchiveRef::in_store`], and the catalogue
 //! reads entries it only borrows through [`inspect_entry`] and
-//! [`sidecar_status_entry`]. `latest`, `latest:TYPE` and bare archive names
-//! are resolved in a store by [`resolve_named`], the one place for it.
+//! [`sidecar_status_entry`]. With trusted signers configured, every reader
+//! passes the provenance gate here first ([`ArchiveRef::check_provenance`],
+//! then [`ArchiveRef::open_tar_stream_checked`]). `latest`, `latest:TYPE` and
+//! bare archive names are resolved in a store by [`resolve_named`], the one place for it.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, Format, HeaderInfo, Identities};
 use crate::error::{Error, Result};
+use crate::sign::{Checked, StreamGuard, Trust};
 use crate::store::{self, ArchiveName, BackupType, SidecarStatus, Store};
 
 use super::Remote;
@@ -99,6 +102,144 @@ impl ArchiveRef {
         };
         crate::archive::pipeline::open_tar_reader(self.open()?, &self.label(), hint, identities)
     }
+}
+
+impl ArchiveRef {
+    /// The archive's `.sig`: the file beside it, or the object beside it. A
+    /// missing one is refused (exit 5) with the archive named.
+    pub fn read_sig(&self) -> Result<Vec<u8>> {
+        match self {
+            ArchiveRef::Local(p) => crate::sign::read_sig(p),
+            ArchiveRef::Remote(r) => {
+                let sig_name = format!("{}{}", r.name, crate::sign::SIG_SUFFIX);
+                match r.tier.read_small(&sig_name)? {
+                    Some(b) => Ok(b),
+                    None => Err(Error::refused(format!(
+                        "{} has no signature ({} is missing), and trusted signers are configured",
+                        r.url(),
+                        r.tier.label(&sig_name)
+                    ))
+                    .hint("nothing was read or changed; push the archive again from a host that has its .sig, or use a signed archive")),
+                }
+            }
+        }
+    }
+
+    /// The provenance gate (see [`crate::sign::gate`]): with trusted
+    /// signers, the `.sig` is read, its key checked against them and the
+    /// signature verified over the whole archive (one read) — before any
+    /// byte is decrypted. `None` when no signers are configured.
+    pub fn check_provenance(
+        &self,
+        trust: &Trust,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Checked>> {
+        let Trust::Signers(signers) = trust else {
+            return Ok(None);
+        };
+        let label = self.label();
+        if let ArchiveRef::Local(p) = self {
+            if p.is_dir() {
+                return Err(Error::refused(format!(
+                    "{} is a legacy plaintext backup directory: it cannot be signed, and trusted signers are configured",
+                    p.display()
+                ))
+                .hint("nothing was changed; restore a signed archive, or run without --signers (SECURECLAW_BACKUP_SIGNERS) if you trust this directory"));
+            }
+        }
+        let sig = self.read_sig()?;
+        // trust is judged before the archive is opened
+        crate::sign::SigCheck::new(&label, &sig, signers, now)?;
+        let mut r = self.open()?;
+        Checked::verify(&label, sig, signers.clone(), now, &mut r).map(Some)
+    }
+
+    /// [`ArchiveRef::open_tar_stream`] for an archive that passed the gate:
+    /// the bytes are read again through the same signature check; finish
+    /// the guard (and bind the provenance, [`crate::sign::gate::bind`])
+    /// before committing anything. Without `checked`, no guard.
+    pub fn open_tar_stream_checked(
+        &self,
+        identities: &Identities,
+        checked: Option<&Checked>,
+    ) -> Result<(
+        Format,
+        crate::archive::pipeline::StageReader,
+        Option<StreamGuard>,
+    )> {
+        let Some(c) = checked else {
+            let (f, s) = self.open_tar_stream(identities)?;
+            return Ok((f, s, None));
+        };
+        let (reader, guard) = c.guard(self.open()?)?;
+        let (f, s) = crate::archive::pipeline::open_tar_reader(
+            reader,
+            &self.label(),
+            "name the archive itself (not its .sig or .sha256); if it is, it is damaged",
+            identities,
+        )?;
+        Ok((f, s, Some(guard)))
+    }
+
+    /// [`ArchiveRef::open_tar_stream_checked`], moving `pb` by the
+    /// archive's bytes as decryption reads them (its total: the archive's
+    /// size), for the progress of a restore.
+    pub fn open_tar_stream_shown(
+        &self,
+        identities: &Identities,
+        checked: Option<&Checked>,
+        pb: Box<dyn crate::events::Progress>,
+    ) -> Result<(
+        Format,
+        crate::archive::pipeline::StageReader,
+        Option<StreamGuard>,
+    )> {
+        pb.set_total(match self {
+            ArchiveRef::Local(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            ArchiveRef::Remote(r) => r.tier.size(&r.name).ok().flatten().unwrap_or(0),
+        });
+        let raw: Box<dyn Read + Send> = Box::new(crate::events::Reading::new(self.open()?, pb));
+        let (reader, guard) = match checked {
+            Some(c) => {
+                let (r, g) = c.guard(raw)?;
+                (r, Some(g))
+            }
+            None => (raw, None),
+        };
+        let (f, s) = crate::archive::pipeline::open_tar_reader(
+            reader,
+            &self.label(),
+            "name the archive itself (not its .sig or .sha256); if it is, it is damaged",
+            identities,
+        )?;
+        Ok((f, s, guard))
+    }
+}
+
+/// [`ArchiveRef::check_provenance`] of entry `name` of any store (a link of
+/// a chain, an archive `list` checks): its `<name>.sig` from the same store.
+pub fn check_provenance_entry(
+    store: &dyn Store,
+    name: &str,
+    trust: &Trust,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Checked>> {
+    let Trust::Signers(signers) = trust else {
+        return Ok(None);
+    };
+    let label = PathBuf::from(store.label(name));
+    let sig_name = format!("{name}{}", crate::sign::SIG_SUFFIX);
+    let Some(sig) = store.read_small(&sig_name)? else {
+        return Err(Error::refused(format!(
+            "{} has no signature ({} is missing), and trusted signers are configured",
+            label.display(),
+            store.label(&sig_name)
+        ))
+        .hint("nothing was read or changed; copy the .sig along with the archive, or use a signed archive (backup --sign-key)"));
+    };
+    crate::sign::SigCheck::new(&label, &sig, signers, now)?;
+    let mut r = store.open(name)?;
+    Checked::verify(&label, sig, signers.clone(), now, &mut r).map(Some)
 }
 
 /// [`ArchiveRef::inspect`] of entry `name` of any store: read in place when
