@@ -11,7 +11,7 @@ mod cli;
 mod commands;
 mod ui;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::Cli;
 use secureclaw_backup::error::ErrorKind;
 use secureclaw_backup::process;
@@ -25,11 +25,51 @@ fn json_requested() -> bool {
         .any(|a| a == "--json")
 }
 
+/// The `[backup]` section of the configuration file (README "Configuration
+/// file") as defaults: each value becomes the environment variable of its
+/// option when that variable is not set, before anything else runs (one
+/// thread), so flags and the environment win and every command sees the
+/// same defaults. The file is the command's `--config`, else
+/// `$SECURECLAW_BACKUP_CONFIG`, else the default path; commands that use no
+/// setting (completions, man, keygen) do not read it.
+fn apply_config(m: &clap::ArgMatches) -> secureclaw_backup::error::Result<()> {
+    let Some((name, sub)) = m.subcommand() else {
+        return Ok(());
+    };
+    if matches!(name, "completions" | "man" | "keygen") {
+        return Ok(());
+    }
+    let flag = sub
+        .try_get_one::<std::path::PathBuf>("config")
+        .ok()
+        .flatten()
+        .cloned()
+        .or_else(|| {
+            std::env::var_os("SECURECLAW_BACKUP_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        });
+    let (_, cfg) = secureclaw_backup::tier::config::load(flag.as_deref())?;
+    for (var, value) in cfg.backup.environment() {
+        std::env::set_var(var, value);
+    }
+    Ok(())
+}
+
 fn main() {
     process::harden();
     process::install_signal_handlers();
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (m, c)));
+    let cli = match parsed {
+        Ok((m, c)) => {
+            if let Err(e) = apply_config(&m) {
+                ui::print_error(&e, c.json);
+                std::process::exit(e.kind.exit_code());
+            }
+            c
+        }
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();

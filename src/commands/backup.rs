@@ -117,7 +117,9 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         prune: if args.no_prune {
             None
         } else {
-            Some(args.keep.retention()?)
+            // [backup.retention.<type>] of the configuration, under the flags
+            let cfg = args.config.load_optional()?;
+            Some(args.keep.with_config(cfg.as_ref()).retention()?)
         },
     };
     ui.info(format!(
@@ -150,8 +152,13 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let mut human = human(&r, serious);
     let mut json = serde_json::json!({"ok": true, "backup": r});
     let mut push_err = None;
-    if args.push {
-        match super::push::push_all(&args.config, &[], &opts.dest, ui) {
+    // [backup] push = true / tiers = [...] of the configuration
+    let (push, tiers) = match args.config.load_optional()? {
+        Some(c) => (args.push || c.backup.push, c.backup.tiers),
+        None => (args.push, Vec::new()),
+    };
+    if push {
+        match super::push::push_all(&args.config, &tiers, &opts.dest, ui) {
             Ok((reports, err)) => {
                 for p in &reports {
                     human.push_str(&format!("\npush:     {}", p.human()));

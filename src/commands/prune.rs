@@ -15,6 +15,15 @@ use secureclaw_backup::retention::{Candidate, Decision, KeepFlag, Retention};
 use secureclaw_backup::store::{self, BackupType, LocalStore, Store};
 use secureclaw_backup::tier;
 
+/// Whether flag values `given` set a rule for `btype` (`TYPE=…`, or a bare
+/// value when the flag's bare form means `bare_type`, or every type).
+fn self_sets(given: &[String], btype: &str, bare_type: Option<&str>) -> bool {
+    given.iter().any(|v| match v.split_once('=') {
+        Some((t, _)) => t == btype,
+        None => bare_type.is_none_or(|b| b == btype),
+    })
+}
+
 /// The retention flags of `prune` and `backup` (see
 /// [`secureclaw_backup::retention::Retention::from_flags`] and "Retention" in
 /// the README). Every flag is repeatable; `TYPE=` is one of daily, weekly,
@@ -57,6 +66,36 @@ pub struct KeepArgs {
 }
 
 impl KeepArgs {
+    /// These flags over the `[backup.retention.<type>]` defaults of the
+    /// configuration: a default is dropped where a flag sets the same rule
+    /// for the same type (a bare value counts for the type it applies to).
+    pub fn with_config(&self, cfg: Option<&secureclaw_backup::tier::Config>) -> KeepArgs {
+        let mut out = self.clone();
+        let Some(cfg) = cfg else {
+            return out;
+        };
+        for (btype, keep) in &cfg.backup.retention {
+            for (flag, value) in keep.flags(btype) {
+                let (given, bare_type) = match flag {
+                    "keep-last" => (&mut out.keep_last, None),
+                    "keep-hourly" => (&mut out.keep_hourly, None),
+                    "keep-daily" => (&mut out.keep_daily, Some("daily")),
+                    "keep-weekly" => (&mut out.keep_weekly, Some("weekly")),
+                    "keep-monthly" => (&mut out.keep_monthly, None),
+                    "keep-yearly" => (&mut out.keep_yearly, None),
+                    _ => (&mut out.keep_within, None),
+                };
+                let overridden = self_sets(given, btype, bare_type)
+                    || (flag == "keep-last"
+                        && ((btype == "pre-deploy" && self.keep_pre_deploy.is_some())
+                            || (btype == "pre-restore" && self.keep_pre_restore.is_some())));
+                if !overridden {
+                    given.push(value);
+                }
+            }
+        }
+        out
+    }
     /// The rules: the defaults changed by the flags given (usage error, exit
     /// 2, for a bad value or a flag given twice for one type).
     pub fn retention(&self) -> Result<Retention> {
@@ -227,7 +266,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         }
         None => {
             let dest = store::dest_or_default(args.dest.as_deref())?;
-            let policy = args.keep.retention()?;
+            let cfg = args.config.load_optional()?;
+            let policy = args.keep.with_config(cfg.as_ref()).retention()?;
             let doc = json!({"ok": true, "dest": dest, "dry_run": dry_run, "policy": policy});
             let rules = policy.clone();
             let decide = move |a: &[Candidate]| prune::local_decisions(&policy, None, a, now);

@@ -33,6 +33,133 @@ use crate::retention::{self, Candidate, Decision, Retention, Rules};
 pub struct Config {
     #[serde(default)]
     pub tier: Vec<TierConfig>,
+    /// `[backup]`: the host's defaults for every command (README
+    /// "Configuration file"); flags and environment variables win.
+    #[serde(default)]
+    pub backup: BackupConfig,
+}
+
+/// The variables naming the data directory (see `paths::data_dir`).
+const DATA_DIR_VARS: [&str; 4] = [
+    "SECURECLAW_STATE_DIR",
+    "SECURECLAW_DIR",
+    "OPENCLAW_STATE_DIR",
+    "CLAWDBOT_STATE_DIR",
+];
+
+/// The `[backup]` section: the defaults of a host's setup in one place.
+/// Paths relative to the configuration file's directory. Each value is the
+/// default of an existing option, used only when neither the flag nor its
+/// environment variable is given ([`BackupConfig::environment`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The data directory (`--source`/`--target`, `$SECURECLAW_STATE_DIR`).
+    #[serde(default)]
+    pub source: Option<PathBuf>,
+    /// The destination (`--dest`, `$BACKUP_ROOT`).
+    #[serde(default)]
+    pub dest: Option<PathBuf>,
+    /// Recipients (`-r`, `$SECURECLAW_BACKUP_KEY`), as on the command line.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// A recipients file (age recipients or an OpenPGP certificate), the
+    /// same as `-r FILE`.
+    #[serde(default)]
+    pub recipients_file: Option<PathBuf>,
+    /// The signing key, the same as `[signing] key`.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// The trusted signers file, the same as `[signing] signers`.
+    #[serde(default)]
+    pub signers: Option<PathBuf>,
+    /// Push to the tiers after every backup (as `backup --push`).
+    #[serde(default)]
+    pub push: bool,
+    /// The tiers `backup --push` pushes to (default: every `[[tier]]`).
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// Retention per backup type (`[backup.retention.daily]` …), the keys
+    /// of `prune`'s flags: keep_last, keep_hourly, keep_daily, keep_weekly,
+    /// keep_monthly, keep_yearly (a number or "unlimited"), keep_within (a
+    /// duration).
+    #[serde(default)]
+    pub retention: std::collections::BTreeMap<String, KeepConfig>,
+}
+
+/// One type's retention in `[backup.retention.<type>]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepConfig {
+    #[serde(default)]
+    pub keep_last: Option<toml::Value>,
+    #[serde(default)]
+    pub keep_hourly: Option<toml::Value>,
+    #[serde(default)]
+    pub keep_daily: Option<toml::Value>,
+    #[serde(default)]
+    pub keep_weekly: Option<toml::Value>,
+    #[serde(default)]
+    pub keep_monthly: Option<toml::Value>,
+    #[serde(default)]
+    pub keep_yearly: Option<toml::Value>,
+    #[serde(default)]
+    pub keep_within: Option<String>,
+}
+
+impl KeepConfig {
+    /// (flag name without `--`, value) pairs for `btype`, as `prune` takes
+    /// them: `("keep-daily", "daily=7")`.
+    pub fn flags(&self, btype: &str) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (flag, v) in [
+            ("keep-last", &self.keep_last),
+            ("keep-hourly", &self.keep_hourly),
+            ("keep-daily", &self.keep_daily),
+            ("keep-weekly", &self.keep_weekly),
+            ("keep-monthly", &self.keep_monthly),
+            ("keep-yearly", &self.keep_yearly),
+        ] {
+            match v {
+                Some(toml::Value::Integer(n)) => out.push((flag, format!("{btype}={n}"))),
+                Some(toml::Value::String(s)) => out.push((flag, format!("{btype}={s}"))),
+                Some(other) => out.push((flag, format!("{btype}={other}"))),
+                None => {}
+            }
+        }
+        if let Some(w) = &self.keep_within {
+            out.push(("keep-within", format!("{btype}={w}")));
+        }
+        out
+    }
+}
+
+impl BackupConfig {
+    /// The environment variables this section supplies, for those not set:
+    /// (name, value). The data directory only when none of its variables is
+    /// set; the recipients only when `$SECURECLAW_BACKUP_KEY` is unset.
+    pub fn environment(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let unset = |v: &str| std::env::var_os(v).is_none_or(|x| x.is_empty());
+        let mut out = Vec::new();
+        if let Some(s) = &self.source {
+            if DATA_DIR_VARS.iter().all(|v| unset(v)) {
+                out.push((DATA_DIR_VARS[0], s.clone().into_os_string()));
+            }
+        }
+        if let Some(d) = &self.dest {
+            if unset("BACKUP_ROOT") {
+                out.push(("BACKUP_ROOT", d.clone().into_os_string()));
+            }
+        }
+        let mut recipients: Vec<String> = self.recipients.clone();
+        if let Some(f) = &self.recipients_file {
+            recipients.push(f.display().to_string());
+        }
+        if !recipients.is_empty() && unset("SECURECLAW_BACKUP_KEY") {
+            out.push(("SECURECLAW_BACKUP_KEY", recipients.join("\n").into()));
+        }
+        out
+    }
 }
 
 /// One `[[tier]]`.
@@ -187,10 +314,21 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config)> {
         }
         Err(e) => return Err(e).at("reading configuration", &path),
     };
-    let cfg: Config = toml::from_str(&text).map_err(|e| {
-        Error::usage(format!("{}: {}", path.display(), e.message()))
-            .hint("see \"Offsite tiers\" in the README for the [[tier]] format")
+    let mut cfg: Config = toml::from_str(&text).map_err(|e| {
+        // the line (and column) of the offending key or value
+        let at = e
+            .span()
+            .map(|sp| {
+                let before = &text[..sp.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" (line {line}, column {col})")
+            })
+            .unwrap_or_default();
+        Error::usage(format!("{}{at}: {}", path.display(), e.message().trim_end()))
+            .hint("see \"Configuration file\" and \"Offsite tiers\" in the README for [backup], [signing] and [[tier]]")
     })?;
+    check_backup(&path, &mut cfg)?;
     let mut names = std::collections::BTreeSet::new();
     for t in &cfg.tier {
         if !names.insert(t.name.as_str()) {
@@ -215,6 +353,46 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config)> {
         t.policy()?;
     }
     Ok((path, cfg))
+}
+
+/// Checks the `[backup]` section and makes its paths absolute (relative to
+/// the file's directory).
+fn check_backup(path: &Path, cfg: &mut Config) -> Result<()> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let b = &mut cfg.backup;
+    for p in [
+        &mut b.source,
+        &mut b.dest,
+        &mut b.recipients_file,
+        &mut b.signing_key,
+        &mut b.signers,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    for t in b.retention.keys() {
+        if crate::store::BackupType::parse(t).is_none() {
+            return Err(Error::usage(format!(
+                "{}: [backup.retention.{t}]: {t:?} is not a backup type",
+                path.display()
+            ))
+            .hint("the types are daily, weekly, pre-deploy, pre-restore"));
+        }
+    }
+    for t in &b.tiers {
+        if !cfg.tier.iter().any(|c| &c.name == t) {
+            return Err(Error::usage(format!(
+                "{}: [backup] tiers names {t:?}, which is no [[tier]]",
+                path.display()
+            ))
+            .hint("name tiers defined in the same file"));
+        }
+    }
+    Ok(())
 }
 
 impl Config {
