@@ -1178,8 +1178,10 @@ fn s3_listing_during_a_push_never_shows_a_sidecar_without_its_archive() {
         "the lister saw the push"
     );
     // after it: everything, exactly the local bytes
+    // (each archive, its sidecar and its .meta description, which push
+    // carries as a companion)
     let after = client.list(prefix);
-    assert_eq!(after.len(), 2 * names.len(), "{after:?}");
+    assert_eq!(after.len(), 3 * names.len(), "{after:?}");
     assert_exact_copies(&client, prefix, &h, &names);
 }
 
