@@ -31,6 +31,11 @@ pub struct DrillReport {
     pub rto_seconds: f64,
     pub within_rto: bool,
     pub validation_ok: bool,
+    /// How many archives the restore read: 1 for a full, the full and every
+    /// link up to it for a link of an incremental chain.
+    pub chain_length: usize,
+    /// The chain's id, for a link of an incremental chain.
+    pub chain: Option<String>,
 }
 
 /// The newest archive (not a pre-restore snapshot) in `dest`.
@@ -183,5 +188,7 @@ pub fn run_drill(
         rto_seconds: rto.as_secs_f64(),
         within_rto: seconds <= rto.as_secs_f64(),
         validation_ok: r.validation.map(|v| v.ok).unwrap_or(false),
+        chain_length: r.plan.chain.as_ref().map_or(1, |c| c.links.len()),
+        chain: r.plan.chain.map(|c| c.id),
     })
 }

@@ -39,6 +39,8 @@ pub struct VerifyReport {
     pub backup_type: Option<String>,
     pub created: Option<String>,
     pub warnings: Vec<String>,
+    /// A link of an incremental chain: the chain and every archive checked.
+    pub chain: Option<crate::restore::chain::ChainReport>,
 }
 
 impl VerifyReport {
@@ -69,6 +71,7 @@ impl VerifyReport {
             backup_type: None,
             created: None,
             warnings,
+            chain: None,
         }
     }
 }
@@ -103,6 +106,11 @@ pub fn verify_keyless(src: &ArchiveRef) -> Result<VerifyReport> {
     };
     report.keys = rs.lines();
     report.keys_from = rs.from;
+    // a link: every predecessor present, with a good header and sidecar
+    if let Some(c) = crate::restore::chain::find(src)? {
+        report.warnings.extend(c.check_keyless(true)?.1);
+        report.chain = Some(c.report());
+    }
     Ok(report)
 }
 
@@ -140,15 +148,22 @@ fn check_sidecar_status(src: &ArchiveRef, s: &SidecarStatus) -> Result<()> {
 /// gunzip → entry checks as restore. Nothing is written.
 pub fn verify_full(src: &ArchiveRef, identities: &Identities) -> Result<VerifyReport> {
     let report = verify_keyless(src)?;
+    if let Some(c) = crate::restore::chain::find(src)? {
+        let sink = &mut Discard as &mut dyn Sink;
+        let outcome = c.extract(sink, &Limits::default(), identities, &crate::events::Silent)?;
+        return report_outcome(report, outcome);
+    }
     let (_format, stream) = src.open_tar_stream(identities)?;
     check_tar_stream(report, stream)
 }
 
-fn check_tar_stream(
-    mut report: VerifyReport,
-    stream: pipeline::StageReader,
-) -> Result<VerifyReport> {
+fn check_tar_stream(report: VerifyReport, stream: pipeline::StageReader) -> Result<VerifyReport> {
     let outcome = extract::extract(stream, &mut Discard as &mut dyn Sink, &Limits::default())?;
+    report_outcome(report, outcome)
+}
+
+/// The report of a full check from what was read.
+fn report_outcome(mut report: VerifyReport, outcome: extract::Outcome) -> Result<VerifyReport> {
     match &outcome.manifest {
         Some(m) => {
             extract::check_manifest(&outcome, m)?;

@@ -981,7 +981,7 @@ fn a_chain_made_by_backup_incremental_restores_at_each_link() {
             .to_string_lossy()
             .into_owned()
     };
-    let mut step = |h: &mut ChainHost, change: &dyn Fn()| {
+    let step = |h: &mut ChainHost, change: &dyn Fn()| {
         change();
         let n = backup(h);
         h.names.push(n);

@@ -69,6 +69,13 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         r.files,
         human_bytes(r.bytes)
     );
+    if let Some(id) = &r.chain {
+        s.push_str(&format!(
+            "  incremental chain {id}: a chain of {} archives (the full and {} link(s)), each authenticated and applied in order\n",
+            r.chain_length,
+            r.chain_length.saturating_sub(1)
+        ));
+    }
     for (phase, secs) in &r.phases {
         s.push_str(&format!("  {phase:<16} {secs:>8.2} s\n"));
     }

@@ -37,8 +37,18 @@ fn format_label(e: &Entry) -> String {
     }
 }
 
+/// The chain column: `-` for an archive on its own, `full` for a chain's
+/// full, `link N` for its N-th link.
+fn level_label(e: &Entry) -> String {
+    match (&e.chain, e.level) {
+        (None, _) => "-".into(),
+        (Some(_), 0) => "full".into(),
+        (Some(_), n) => format!("link {n}"),
+    }
+}
+
 fn table(entries: &[Entry]) -> String {
-    let rows: Vec<[String; 7]> = entries
+    let rows: Vec<[String; 8]> = entries
         .iter()
         .map(|e| {
             [
@@ -52,6 +62,7 @@ fn table(entries: &[Entry]) -> String {
                     },
                 human_bytes(e.size),
                 e.sidecar.to_string(),
+                level_label(e),
                 format_label(e),
                 if !e.keys.is_empty() {
                     e.keys.join(", ")
@@ -69,6 +80,7 @@ fn table(entries: &[Entry]) -> String {
         "TIME (UTC)",
         "SIZE",
         "SIDECAR",
+        "LEVEL",
         "FORMAT",
         "RECIPIENTS",
     ];
@@ -78,7 +90,7 @@ fn table(entries: &[Entry]) -> String {
             w[i] = w[i].max(c.chars().count());
         }
     }
-    let line = |r: [&str; 7]| {
+    let line = |r: [&str; 8]| {
         let mut l = String::from(" ");
         for (i, c) in r.iter().enumerate() {
             let pad = w[i].saturating_sub(c.chars().count());
@@ -86,7 +98,7 @@ fn table(entries: &[Entry]) -> String {
             if i == 3 {
                 l.push_str(&" ".repeat(pad));
                 l.push_str(c);
-            } else if i == 6 {
+            } else if i == 7 {
                 l.push_str(c);
             } else {
                 l.push_str(c);
@@ -100,7 +112,9 @@ fn table(entries: &[Entry]) -> String {
     };
     let mut out = line(head);
     for (r, e) in rows.iter().zip(entries) {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]));
+        out.push_str(&line([
+            &r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6], &r[7],
+        ]));
         if let Some(p) = &e.problem {
             out.push_str(&format!("      damaged: {p}\n"));
         }

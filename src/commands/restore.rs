@@ -49,6 +49,14 @@ pub struct Args {
 
 fn human(r: &RestoreReport) -> String {
     let mut s = plan_lines(&r.plan, r.dry_run);
+    if let Some(c) = &r.plan.chain {
+        s.push_str(&format!(
+            "  incremental chain {}: level {}, {} archive(s) authenticated and applied in order\n",
+            Safe(&c.id),
+            c.level,
+            c.links.len()
+        ));
+    }
     if let Some(snap) = &r.snapshot {
         s.push_str(&format!(
             "  snapshot of the previous tree: {}\n",

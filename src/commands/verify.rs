@@ -72,6 +72,14 @@ fn human(r: &VerifyReport) -> String {
     } else {
         s.push_str("\n  structure only (pass -i to decrypt and check every file)");
     }
+    if let Some(c) = &r.chain {
+        s.push_str(&format!(
+            "\n  incremental chain {}: level {}, {} archive(s) checked, the full first",
+            crate::ui::Safe(&c.id),
+            c.level,
+            c.links.len()
+        ));
+    }
     for w in &r.warnings {
         s.push_str(&format!("\n  warning: {}", crate::ui::Safe(w)));
     }

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::archive::extract::{self, Discard, Limits, Outcome, Sink, StagingSink};
-use crate::archive::pipeline;
 use crate::backup::{self, BackupOptions, BackupReport};
 use crate::crypto::{Encryptor, Identities};
 use crate::error::{Error, IoContext, Result};
@@ -32,6 +31,7 @@ use crate::store::BackupType;
 use crate::tier::ArchiveRef;
 
 mod carry;
+pub mod chain;
 mod legacy;
 pub mod select;
 mod units;
@@ -108,6 +108,9 @@ pub struct RestorePlan {
     /// File by file, what the restore does to the target (dry runs and
     /// `--include`; a full restore does not read the current tree twice).
     pub changes: Option<select::FileChanges>,
+    /// A link of an incremental chain: the chain and every archive read
+    /// (`restore/chain.rs`); `None` for an archive read on its own.
+    pub chain: Option<chain::ChainReport>,
 }
 
 /// The pre-restore snapshot of the current tree.
@@ -269,18 +272,28 @@ pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Prepar
             )?
         },
     };
-    let (format, stream) = if is_dir {
+    // a link of an incremental chain: its predecessors, from its store
+    let found = if is_dir {
+        None
+    } else {
+        chain::find(&opts.archive)?
+    };
+    let (format, stream) = if let Some(c) = found {
+        (c.check_keyless(false)?.0, chain::Source::Chain(c))
+    } else if is_dir {
         events.warn(format!(
             "{} is an unencrypted legacy backup directory",
             label.display()
         ));
-        (crate::crypto::Format::Gzip, directory_stream(&label)?)
+        let s = directory_stream(&label)?;
+        (crate::crypto::Format::Gzip, chain::Source::One(s))
     } else {
         // the keyless structure check `verify` makes first (age payload
         // length, OpenPGP packet sequence): a truncated file or trailing data
         // after the ciphertext is an integrity failure, as with `verify -i`
         opts.archive.inspect()?;
-        opts.archive.open_tar_stream(&opts.identities)?
+        let (f, s) = opts.archive.open_tar_stream(&opts.identities)?;
+        (f, chain::Source::One(s))
     };
     if !format.is_encrypted() && !is_dir {
         events.warn(format!("{} is not encrypted", label.display()));
@@ -301,6 +314,9 @@ pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Prepar
         checked.push("authenticated decryption to the end".to_owned());
     }
     checked.push("every entry by the restore rules, gzip and tar to the end".to_owned());
+    if let chain::Source::Chain(c) = &stream {
+        checked.push(c.checked());
+    }
     let ctx = Context {
         target,
         format,
@@ -336,7 +352,7 @@ fn stage(
     opts: &RestoreOptions,
     ctx: Context,
     staging: Option<StagingGuard>,
-    stream: pipeline::StageReader,
+    stream: chain::Source<'_>,
     events: &dyn Events,
 ) -> Result<PreparedRestore> {
     let Context {
@@ -365,6 +381,7 @@ fn stage(
     };
     let selection = select::Selection::new(&opts.include)?;
     let mut sink = staging_dir.map(StagingSink::new).transpose()?;
+    let chain = stream.report();
     let mut outcome: Outcome = match (&mut sink, staging_dir) {
         (Some(k), Some(s)) => {
             // keep 64 MiB of headroom on the filesystem
@@ -378,9 +395,14 @@ fn stage(
                 }
                 None => k,
             };
-            extract::extract(stream, k, &limits)?
+            stream.extract(k, &limits, &opts.identities, events)?
         }
-        _ => extract::extract(stream, &mut Discard as &mut dyn Sink, &limits)?,
+        _ => stream.extract(
+            &mut Discard as &mut dyn Sink,
+            &limits,
+            &opts.identities,
+            events,
+        )?,
     };
     lap("decrypt+extract", &mut phases);
     let mut warnings = Vec::new();
@@ -504,6 +526,7 @@ fn stage(
         gateway,
         recovered,
         warnings,
+        chain,
         include: selection
             .as_ref()
             .map(|s| s.patterns().to_vec())
