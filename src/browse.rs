@@ -36,8 +36,7 @@ pub struct ArchiveTree {
     pub backup_type: Option<String>,
     pub created: Option<String>,
     pub host: Option<String>,
-    /// An incremental link's manifest lists the whole tree at that link;
-    /// unchanged files are in the archives before it.
+    /// A link of an incremental chain (read with the links before it).
     pub incremental_link: bool,
     pub entries: Vec<Entry>,
 }
@@ -100,6 +99,9 @@ pub fn read_archive(src: &ArchiveRef, identities: &Identities) -> Result<Archive
             .hint("an old plaintext backup directory can be looked at with `ls -lR`, and compared as a live directory with `diff`"));
         }
     }
+    // a link of an incremental chain is read with the links before it, as
+    // restore reads it (its manifest lists the whole tree at that link)
+    let chain = crate::restore::chain::find(src)?;
     let info = src.inspect()?;
     if info.format.is_encrypted()
         && identities.is_empty()
@@ -107,15 +109,28 @@ pub fn read_archive(src: &ArchiveRef, identities: &Identities) -> Result<Archive
     {
         return Err(needs_key(src, info.format, &info.recipients, None));
     }
-    let (format, stream) = match src.open_tar_stream(identities) {
-        Ok(x) => x,
-        // OpenPGP without -i tried gpg-agent
-        Err(e) if e.kind == ErrorKind::Key && identities.is_empty() => {
-            return Err(needs_key(src, info.format, &info.recipients, Some(e)))
+    // OpenPGP without -i tried gpg-agent
+    let key_error = |e: Error| match e.kind {
+        ErrorKind::Key if identities.is_empty() => {
+            needs_key(src, info.format, &info.recipients, Some(e))
         }
-        Err(e) => return Err(e),
+        _ => e,
     };
-    let outcome = extract::extract(stream, &mut Discard as &mut dyn Sink, &Limits::default())?;
+    let (format, outcome) = match chain {
+        Some(c) => {
+            let (format, _) = c.check_keyless(false)?;
+            let sink = &mut Discard as &mut dyn Sink;
+            let outcome = c
+                .extract(sink, &Limits::default(), identities, &crate::events::Silent)
+                .map_err(key_error)?;
+            (format, outcome)
+        }
+        None => {
+            let (format, stream) = src.open_tar_stream(identities).map_err(key_error)?;
+            let sink = &mut Discard as &mut dyn Sink;
+            (format, extract::extract(stream, sink, &Limits::default())?)
+        }
+    };
     let link = outcome.chain.as_ref().is_some_and(|c| c.level > 0);
     let mut tree = ArchiveTree {
         archive: src.label(),
@@ -129,11 +144,7 @@ pub fn read_archive(src: &ArchiveRef, identities: &Identities) -> Result<Archive
     };
     match &outcome.manifest {
         Some(m) => {
-            // a link alone lacks what its predecessors hold: its manifest is
-            // authenticated by the decryption, its files checked where present
-            if !link {
-                extract::check_manifest(&outcome, m)?;
-            }
+            extract::check_manifest(&outcome, m)?;
             tree.backup_type = Some(m.backup_type.clone());
             tree.created = Some(m.created.clone());
             tree.host = Some(m.host.clone());

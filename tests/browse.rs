@@ -856,3 +856,88 @@ fn latest_in_a_tier() {
         o.text()
     );
 }
+
+#[test]
+fn include_and_ls_on_a_link_of_an_incremental_chain() {
+    let e = Env::new();
+    let backup = |e: &Env| -> PathBuf {
+        let o = e.run(&[
+            "--json",
+            "backup",
+            "--type",
+            "weekly",
+            "--incremental",
+            "--no-prune",
+            "--source",
+            p(&e.data),
+            "--dest",
+            p(&e.dest),
+        ]);
+        assert_eq!(o.code, 0, "{}", o.text());
+        PathBuf::from(o.json()["backup"]["archive"].as_str().unwrap())
+    };
+    backup(&e);
+    // the link: one file changed, one directory gone, one file new
+    write_file(&e.data.join("secureclaw.json"), b"{ port: 5 }\n", 0o600);
+    fs::remove_dir_all(e.data.join("workspace")).unwrap();
+    write_file(&e.data.join("credentials/new.json"), b"n", 0o600);
+    let link = backup(&e);
+    // ls of the link lists the whole tree at that link
+    let o = e.run(&["--json", "ls", p(&link), "-i", e.k(), "credentials"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let paths: Vec<String> = o.json()["ls"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "credentials",
+            "credentials/new.json",
+            "credentials/oauth.json",
+            "credentials/slack.json"
+        ]
+    );
+    // a file from the full and one from the link, out of the whole chain
+    let fresh = e.env.p("fresh");
+    let o = e.run(&[
+        "restore",
+        p(&link),
+        "-i",
+        e.k(),
+        "--target",
+        p(&fresh),
+        "--no-snapshot",
+        "--include",
+        "credentials/oauth.json",
+        "--include",
+        "secureclaw.json",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let files: Vec<String> = common::walk(&fresh)
+        .iter()
+        .filter(|x| x.meta.is_file())
+        .map(|x| x.name())
+        .collect();
+    assert_eq!(files, ["credentials/oauth.json", "secureclaw.json"]);
+    assert_eq!(
+        fs::read(fresh.join("secureclaw.json")).unwrap(),
+        b"{ port: 5 }\n"
+    );
+    // what the link removed is not there, selected or not
+    let o = e.run(&[
+        "restore",
+        p(&link),
+        "-i",
+        e.k(),
+        "--target",
+        p(&e.env.p("fresh2")),
+        "--no-snapshot",
+        "--include",
+        "workspace",
+    ]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("nothing in"), "{}", o.stderr);
+}
