@@ -292,7 +292,12 @@ pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Prepar
         // length, OpenPGP packet sequence): a truncated file or trailing data
         // after the ciphertext is an integrity failure, as with `verify -i`
         opts.archive.inspect()?;
-        let (f, s) = opts.archive.open_tar_stream(&opts.identities)?;
+        // the restore's progress: the archive's bytes as decryption reads them
+        let (f, s, _) = opts.archive.open_tar_stream_shown(
+            &opts.identities,
+            None,
+            events.progress(0, "restore"),
+        )?;
         (f, chain::Source::One(s))
     };
     if !format.is_encrypted() && !is_dir {
