@@ -1,7 +1,9 @@
 //! The backup engine (README "Archive format"): walk → tar → parallel gzip → encryptor →
 //! owner-only temp file in the destination → finish every layer → fsync →
 //! keyless verification of what is on disk → no-replace rename → fsync the
-//! directory → `.sha256` sidecar → `.meta` description (see [`crate::meta`]).
+//! directory → `.sha256` sidecar → `.sig` signature (`--sign-key`, hashed
+//! while the ciphertext streams, see [`crate::sign`]) → `.meta` description
+//! (see [`crate::meta`]).
 //! On any error the temp file is removed; no file with an archive name exists
 //! until the archive has been verified. Plaintext only ever exists in memory.
 //!
@@ -44,6 +46,10 @@ pub struct BackupOptions {
     pub encryptor: Option<Arc<dyn Encryptor>>,
     /// Retention applied to this backup's type after it succeeded (`None`: `--no-prune`).
     pub prune: Option<crate::retention::Retention>,
+    /// Signs the archive while it streams to disk (`--sign-key`): the
+    /// `.sig` is written beside it once it is committed (README "Signed
+    /// archives"). Every archive of this pipeline, full or link, is signed.
+    pub sign: Option<crate::sign::SigningKey>,
 }
 
 /// The result of a backup.
@@ -79,6 +85,10 @@ pub struct BackupReport {
     pub unchanged: u64,
     /// Bytes of file data stored in this archive.
     pub stored_bytes: u64,
+    /// `<archive>.sig` (`--sign-key`).
+    pub signature: Option<PathBuf>,
+    /// The signing key's fingerprint.
+    pub signer: Option<String>,
 }
 
 /// Counts and hashes the ciphertext on its way to the file.
@@ -86,6 +96,8 @@ struct HashingFile {
     file: File,
     state: Arc<Mutex<(Sha256, u64)>>,
     writeback: store::Writeback,
+    /// The signature's hasher (`--sign-key`): the same bytes, no second read.
+    signing: Arc<Mutex<Option<crate::sign::SignHasher>>>,
 }
 
 impl Write for HashingFile {
@@ -95,6 +107,14 @@ impl Write for HashingFile {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.0.update(&buf[..n]);
         st.1 += n as u64;
+        if let Some(h) = self
+            .signing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -161,6 +181,8 @@ enum Content<'a> {
 
 /// What [`write_archive`] wrote.
 struct Written {
+    /// Over the archive's bytes (`--sign-key`).
+    signature: Option<crate::sign::ArchiveSignature>,
     hash: String,
     size: u64,
     manifest: Manifest,
@@ -248,6 +270,16 @@ pub fn run_backup_chain(
     };
     store::fsync_dir(&opts.dest)?;
     let sidecar = store::write_sidecar(&final_path, &hash)?;
+    // the signature, before success is reported (full archives and links alike)
+    let signature = match &written.signature {
+        Some(sig) => Some(crate::sign::write_sig(&final_path, sig).map_err(|e| {
+            e.context(format!(
+                "the archive {} was written, but its signature (.sig) was not",
+                final_path.display()
+            ))
+        })?),
+        None => None,
+    };
     // the companions after the sidecar (README "Incremental backups"): the
     // description, then, for a chain, the state that names this archive
     let final_name = final_path
@@ -317,6 +349,8 @@ pub fn run_backup_chain(
         stored: written.stored,
         unchanged: written.unchanged,
         stored_bytes: written.stored_bytes,
+        signer: written.signature.as_ref().map(|s| s.fingerprint.clone()),
+        signature,
     })
 }
 
@@ -423,12 +457,16 @@ fn write_archive(
     let file = store::create_private(temp)?;
     let sync_handle = file.try_clone().at("opening", temp)?;
     let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+    let signing = Arc::new(Mutex::new(
+        opts.sign.as_ref().map(|k| k.hasher()).transpose()?,
+    ));
     let sink = BufWriter::with_capacity(
         256 * 1024,
         HashingFile {
             file,
             state: state.clone(),
             writeback: store::Writeback::default(),
+            signing: signing.clone(),
         },
     );
     let enc: Box<dyn EncryptWriter> = match &opts.encryptor {
@@ -513,7 +551,19 @@ fn write_archive(
         Some((c, st, s, u, b)) => (Some(c), Some(st), s, u, b),
         None => (None, None, files, 0, bytes),
     };
+    // the signature over exactly the bytes written (and verified above)
+    let signature = match signing.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(h) if h.bytes() == size => Some(h.finish()?),
+        Some(h) => {
+            return Err(Error::integrity(format!(
+                "the signature covers {} bytes but the archive has {size}",
+                h.bytes()
+            )))
+        }
+        None => None,
+    };
     Ok(Written {
+        signature,
         hash: hex::encode(hasher.finalize()),
         size,
         manifest,

@@ -90,6 +90,18 @@ fn needs_key(
 
 /// Reads `src` to its end (see the module doc) and returns its tree.
 pub fn read_archive(src: &ArchiveRef, identities: &Identities) -> Result<ArchiveTree> {
+    read_archive_trusted(src, identities, &crate::sign::Trust::Unchecked)
+}
+
+/// [`read_archive`] behind the provenance gate (README "Signed archives"):
+/// with trusted signers, the signature is verified before anything is
+/// decrypted, the bytes decrypted are checked against it again, and the
+/// manifest is bound to the name.
+pub fn read_archive_trusted(
+    src: &ArchiveRef,
+    identities: &Identities,
+    trust: &crate::sign::Trust,
+) -> Result<ArchiveTree> {
     if let ArchiveRef::Local(p) = src {
         if std::fs::metadata(p).is_ok_and(|m| m.is_dir()) {
             return Err(Error::usage(format!(
@@ -101,7 +113,14 @@ pub fn read_archive(src: &ArchiveRef, identities: &Identities) -> Result<Archive
     }
     // a link of an incremental chain is read with the links before it, as
     // restore reads it (its manifest lists the whole tree at that link)
-    let chain = crate::restore::chain::find(src)?;
+    let mut chain = crate::restore::chain::find(src)?;
+    let checked = match chain.as_mut() {
+        Some(c) => {
+            c.check_provenance(trust, chrono::Utc::now())?;
+            None
+        }
+        None => src.check_provenance(trust, chrono::Utc::now())?,
+    };
     let info = src.inspect()?;
     if info.format.is_encrypted()
         && identities.is_empty()
@@ -126,9 +145,16 @@ pub fn read_archive(src: &ArchiveRef, identities: &Identities) -> Result<Archive
             (format, outcome)
         }
         None => {
-            let (format, stream) = src.open_tar_stream(identities).map_err(key_error)?;
+            let (format, stream, guard) = src
+                .open_tar_stream_checked(identities, checked.as_ref())
+                .map_err(key_error)?;
             let sink = &mut Discard as &mut dyn Sink;
-            (format, extract::extract(stream, sink, &Limits::default())?)
+            let outcome = extract::extract(stream, sink, &Limits::default())?;
+            if let Some(g) = guard {
+                let p = g.finish()?;
+                crate::sign::gate::bind(&src.label(), &p, outcome.manifest.as_ref())?;
+            }
+            (format, outcome)
         }
     };
     let link = outcome.chain.as_ref().is_some_and(|c| c.level > 0);
@@ -208,6 +234,8 @@ fn outcome_entries(o: &Outcome) -> Vec<Entry> {
 pub struct LsOptions {
     pub archive: ArchiveRef,
     pub identities: Identities,
+    /// Trusted signers: the archive must be signed by one of them.
+    pub trust: crate::sign::Trust,
     /// Show only these paths (and what lies below them), matched like
     /// `restore --include`; empty: everything.
     pub paths: Vec<String>,
@@ -229,7 +257,7 @@ pub struct LsReport {
 /// matches nothing is an error (exit 1) after the archive was read.
 pub fn ls(opts: &LsOptions) -> Result<LsReport> {
     let sel = Selection::new(&opts.paths)?;
-    let mut tree = read_archive(&opts.archive, &opts.identities)?;
+    let mut tree = read_archive_trusted(&opts.archive, &opts.identities, &opts.trust)?;
     if let Some(sel) = &sel {
         tree.entries.retain(|e| sel.selects(e.path.as_bytes()));
         if tree.entries.is_empty() {
@@ -278,6 +306,8 @@ pub struct DiffOptions {
     pub a: Side,
     pub b: Side,
     pub identities: Identities,
+    /// Trusted signers: every archive side must be signed by one of them.
+    pub trust: crate::sign::Trust,
     /// The selection compared: this type, else the archive sides' (a daily
     /// or pre-deploy one if there is one), else `weekly` (everything). A
     /// live side is walked with it; what it leaves out of an archive side
@@ -324,7 +354,7 @@ type Tree = BTreeMap<RelPath, Entry>;
 
 fn side_tree(side: &Side, o: &DiffOptions, btype: BackupType) -> Result<Tree> {
     let entries = match side {
-        Side::Archive(a) => read_archive(a, &o.identities)?.entries,
+        Side::Archive(a) => read_archive_trusted(a, &o.identities, &o.trust)?.entries,
         Side::Dir(d) => live_entries(d, btype, &o.excludes, o.dest.clone())?,
     };
     Ok(entries
@@ -456,7 +486,7 @@ pub fn diff(o: &DiffOptions) -> Result<DiffReport> {
     let mut btype = o.btype;
     for (i, side) in [&o.a, &o.b].into_iter().enumerate() {
         if let Side::Archive(a) = side {
-            let t = read_archive(a, &o.identities)?;
+            let t = read_archive_trusted(a, &o.identities, &o.trust)?;
             if o.btype.is_none() {
                 // the narrower selection wins: a daily against a weekly
                 // compares what a daily holds
@@ -559,6 +589,7 @@ mod tests {
             btype: Some(BackupType::Daily),
             excludes: vec!["*.bak".to_owned()],
             dest: None,
+            trust: Default::default(),
         })
         .unwrap();
         assert_eq!(r.added, ["new.txt"]);

@@ -5,7 +5,8 @@
 //! plaintext directories and `.tar.gz` files of the old scripts are described
 //! as such, pre-restore snapshots apart, and anything else as "not
 //! recognised" (never touched by `prune`). What `list` and `status` show;
-//! prints nothing.
+//! prints nothing. Each archive's signature state comes from its `.sig`
+//! ([`scan_trusted`] verifies it against trusted signers).
 
 use std::path::PathBuf;
 
@@ -97,10 +98,10 @@ pub struct Entry {
     pub size: u64,
     /// age stanza types or OpenPGP key ids (public data).
     pub recipients: Vec<String>,
-    /// The sidecar's state.
     /// The recipients by their keys, from the `.meta` beside the archive
     /// (age/ssh public keys, OpenPGP fingerprint and subkey); empty without one.
     pub keys: Vec<String>,
+    /// The sidecar's state.
     pub sidecar: Sidecar,
     /// Why the header could not be read, when `format` is `damaged` (or
     /// why its `.meta` description was not used).
@@ -111,6 +112,9 @@ pub struct Entry {
     pub chain: Option<String>,
     /// Its level in that chain: 0 for a full.
     pub level: u32,
+    /// Its `.sig` (README "Signed archives"): unsigned, present (not
+    /// checked), or, with trusted signers, valid (who signed) or invalid (why).
+    pub signature: crate::sign::SigState,
 }
 
 /// What is in a store.
@@ -171,6 +175,8 @@ pub struct Brief<'a> {
     pub format: &'a str,
     /// `present` or `missing`.
     pub sidecar: Sidecar,
+    /// `unsigned`, or `present` (a `.sig` is there; not checked here).
+    pub signature: &'a crate::sign::SigState,
 }
 
 impl<'a> From<&'a Entry> for Brief<'a> {
@@ -182,6 +188,7 @@ impl<'a> From<&'a Entry> for Brief<'a> {
             size: e.size,
             format: &e.format,
             sidecar: e.sidecar,
+            signature: &e.signature,
         }
     }
 }
@@ -200,11 +207,16 @@ pub fn describe(store: &dyn Store, l: &Listed, depth: Depth) -> Entry {
         legacy: false,
         size: l.size,
         recipients: Vec::new(),
+        keys: Vec::new(),
         sidecar: Sidecar::NotApplicable,
         problem: None,
         chain: None,
         level: 0,
-        keys: Vec::new(),
+        signature: if l.signed() {
+            crate::sign::SigState::Present { signer: None }
+        } else {
+            crate::sign::SigState::Unsigned
+        },
     };
     if a.container == Container::Directory {
         e.format = "legacy-directory".into();
@@ -296,6 +308,32 @@ fn chain_position(store: &dyn Store, l: &Listed, e: &mut Entry) {
 /// Reads the store, to `depth`. With [`Depth::Check`], every archive is read
 /// against its sidecar under one progress counter over their bytes.
 pub fn scan(store: &dyn Store, depth: Depth, events: &dyn Events) -> Result<Listing> {
+    scan_trusted(store, depth, &crate::sign::Trust::Unchecked, events)
+}
+
+/// The signature state of a described entry (beyond [`Depth::Names`]):
+/// with signers, each signed archive is verified over its bytes.
+pub fn sign_state(store: &dyn Store, l: &Listed, trust: &crate::sign::Trust, e: &mut Entry) {
+    if l.archive.container == Container::Directory {
+        return;
+    }
+    e.signature = crate::sign::gate::entry_state(
+        store,
+        &l.archive.name,
+        l.signed(),
+        trust,
+        chrono::Utc::now(),
+    );
+}
+
+/// [`scan`], with the signature of every archive checked against `trust`'s
+/// signers (when configured; else only the key each `.sig` names).
+pub fn scan_trusted(
+    store: &dyn Store,
+    depth: Depth,
+    trust: &crate::sign::Trust,
+    events: &dyn Events,
+) -> Result<Listing> {
     let index = store::index(store)?;
     let check = depth == Depth::Check;
     let pb = if check {
@@ -312,7 +350,10 @@ pub fn scan(store: &dyn Store, depth: Depth, events: &dyn Events) -> Result<List
     let mut main = Vec::new();
     let mut pre = Vec::new();
     for l in index.archives.iter().rev() {
-        let e = describe(store, l, depth);
+        let mut e = describe(store, l, depth);
+        if depth != Depth::Names {
+            sign_state(store, l, trust, &mut e);
+        }
         if e.container != Container::Directory {
             pb.advance(e.size);
         }

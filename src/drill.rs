@@ -50,11 +50,6 @@ pub fn newest_archive(dest: &Path) -> Result<PathBuf> {
         })
 }
 
-/// Overwrites every file with zeros, fsyncs, then removes the tree; walked
-/// relative to directory descriptors, never following a symlink.
-pub fn shred_tree(root: &Path) -> Result<()> {
-    crate::fsx::shred_tree(root).at("securely deleting", root)
-}
 /// The newest archive (not a pre-restore snapshot) in `dest` that the
 /// identities given can open, told without a key ([`crate::keymatch`]: the
 /// `.meta` recipients, else the header; an archive whose header cannot tell
@@ -99,6 +94,11 @@ pub fn newest_openable(dest: &Path, ids: &Identities, events: &dyn Events) -> Re
     })
 }
 
+/// Overwrites every file with zeros, fsyncs, then removes the tree; walked
+/// relative to directory descriptors, never following a symlink.
+pub fn shred_tree(root: &Path) -> Result<()> {
+    crate::fsx::shred_tree(root).at("securely deleting", root)
+}
 
 /// Prefix of scratch directory names: `secureclaw-drill-<pid>-<random>`.
 const SCRATCH_PREFIX: &str = "secureclaw-drill-";
@@ -139,6 +139,7 @@ fn sweep_scratch(pfd: &OwnedFd, parent: &Path, events: &dyn Events) -> Result<()
 pub fn run_drill(
     archive: &Path,
     identities: Identities,
+    trust: crate::sign::Trust,
     scratch_parent: &Path,
     rto: Duration,
     events: &dyn Events,
@@ -172,6 +173,9 @@ pub fn run_drill(
             stop_gateway: false,
             identities,
             include: vec![],
+            // the provenance gate of restore (README "Signed archives")
+            trust,
+            sign: None,
         },
         events,
     );

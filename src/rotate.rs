@@ -26,6 +26,13 @@ pub struct RotateOptions {
     pub new: Arc<dyn Encryptor>,
     pub dry_run: bool,
     pub keep_old: bool,
+    /// Trusted signers (README "Signed archives"): with them, each archive's
+    /// signature and binding are checked before it is decrypted, and the
+    /// real run needs a signing key that is itself a trusted signer.
+    pub trust: crate::sign::Trust,
+    /// Signs each re-encrypted archive (the rotating operator's key); without
+    /// it an old signature, which no longer matches, is removed.
+    pub sign: Option<crate::sign::SigningKey>,
 }
 
 /// What a rotation will do with one archive (decided without a key).
@@ -89,6 +96,9 @@ pub struct RotateReport {
     pub not_opened: Vec<String>,
     pub skipped_plaintext: Vec<String>,
     pub recovered: Vec<String>,
+    /// Archives refused by the provenance gate (no valid signature by a
+    /// trusted signer, or not bound to their name): not rotated.
+    pub refused: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,6 +106,9 @@ struct Journal {
     old: String,
     new: String,
     sha256: String,
+    /// The new archive's signature (`.sig` content), written with it.
+    #[serde(default)]
+    sig: Option<String>,
 }
 
 fn journal_path(dest: &Path, old: &str) -> PathBuf {
@@ -121,6 +134,7 @@ fn recover(dest: &Path, new: &dyn Encryptor) -> Result<Vec<String>> {
             let new_path = dest.join(&j.new);
             if new_path.exists() && store::sha256_file(&new_path)? == j.sha256 {
                 store::write_sidecar(&new_path, &j.sha256)?;
+                follow_sig(dest, &j.old, &j.new, j.sig.as_deref())?;
                 follow_meta(dest, &j.old, &j.new, new)?;
                 if j.old != j.new {
                     let old = dest.join(&j.old);
@@ -157,6 +171,8 @@ pub fn run_rotate(opts: &RotateOptions, events: &dyn Events) -> Result<RotateRep
 /// temp files (real run only), lists the archives and reads each one's
 /// header without a key. The caller holds the destination lock.
 pub fn plan(opts: &RotateOptions, events: &dyn Events) -> Result<RotatePlan> {
+    // with signers, the real run signs with a trusted key (or not at all)
+    rotating_signer(opts, chrono::Utc::now())?;
     let recovered = if opts.dry_run {
         vec![]
     } else {
@@ -226,16 +242,37 @@ pub fn execute(
         not_opened: vec![],
         skipped_plaintext: plan.skipped_plaintext.clone(),
         recovered: plan.recovered.clone(),
+        refused: vec![],
     };
+    let now = chrono::Utc::now();
+    let signer = rotating_signer(opts, now)?;
     for p in &plan.archives {
         let path = opts.dest.join(&p.archive);
         events.info(format!("{}: checking…", p.archive));
-        let res = match p.step {
-            Step::Prove => crate::verify::verify_full(
-                &crate::tier::ArchiveRef::Local(path.clone()),
-                &opts.identities,
-            )
-            .map(|_| ()),
+        // with signers: the signature and its binding, before re-encrypting
+        let proved = match (p.step, &opts.trust) {
+            (Step::Prove, _) | (_, crate::sign::Trust::Signers(_)) => {
+                crate::verify::verify_full_trusted(
+                    &crate::tier::ArchiveRef::Local(path.clone()),
+                    &opts.identities,
+                    &opts.trust,
+                )
+                .and_then(|r| match (&signer, &r.host) {
+                    (Some(s), Some(h)) if !s.trusts_host(h) => Err(Error::refused(format!(
+                        "{}: the signing key {} is not trusted for its host {:?} ({})",
+                        p.archive,
+                        s.fingerprint,
+                        crate::text::cut(h, 80),
+                        crate::text::cut(&s.principals_text(), 200)
+                    ))
+                    .hint("nothing was changed; sign with that host's key, or add the host to the key's principals in the signers file")),
+                    _ => Ok(()),
+                })
+            }
+            _ => Ok(()),
+        };
+        let res = proved.and_then(|()| match p.step {
+            Step::Prove => Ok(()),
             Step::Reencrypt | Step::ReencryptKeepOld => rotate_one(
                 opts,
                 &p.archive,
@@ -243,7 +280,7 @@ pub fn execute(
                 &p.new_name,
                 p.step == Step::ReencryptKeepOld,
             ),
-        };
+        });
         let mut entry = ArchiveRotation {
             plan: p.clone(),
             opens: false,
@@ -259,7 +296,11 @@ pub fn execute(
             Err(e) => {
                 events.warn(format!("{}: {}", p.archive, e.message));
                 entry.error = Some(e.message.clone());
-                report.not_opened.push(p.archive.clone());
+                if e.kind == crate::error::ErrorKind::Refused {
+                    report.refused.push(p.archive.clone());
+                } else {
+                    report.not_opened.push(p.archive.clone());
+                }
             }
         }
         report.archives.push(entry);
@@ -276,14 +317,21 @@ fn rotate_one(
     keep_old: bool,
 ) -> Result<()> {
     crate::process::check_interrupted()?;
-    let (_format, mut plain) = pipeline::open_payload(path, &opts.identities)?;
+    let (mut plain, guard) = open_checked(opts, path)?;
     let temp = store::temp_name(&opts.dest, "rotate");
+    let hasher = Arc::new(std::sync::Mutex::new(
+        opts.sign.as_ref().map(|k| k.hasher()).transpose()?,
+    ));
     let res = (|| -> Result<String> {
         let file = store::create_private(&temp)?;
         let sync = file.try_clone().at("opening", &temp)?;
+        let tee = SignTee {
+            file,
+            hasher: hasher.clone(),
+        };
         let mut enc = opts
             .new
-            .wrap_output(Box::new(io::BufWriter::with_capacity(1 << 20, file)))?;
+            .wrap_output(Box::new(io::BufWriter::with_capacity(1 << 20, tee)))?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             crate::process::check_interrupted()?;
@@ -295,12 +343,31 @@ fn rotate_one(
             };
             enc.write_all(&buf[..n]).at("writing", &temp)?;
         }
+        // the old archive's signature over exactly the bytes decrypted
+        if let Some(g) = guard {
+            g.finish()?;
+        }
         enc.finish().at("writing", &temp)?;
         sync.sync_all().at("syncing", &temp)?;
         opts.new.verify_written(&temp)?;
         store::sha256_file(&temp)
     })();
-    let sha = match res {
+    // the new signature, over the new archive's bytes (the rotating key)
+    let res = res.and_then(|sha| {
+        let size = fs::metadata(&temp).at("reading metadata of", &temp)?.len();
+        let sig = match hasher.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(h) if h.bytes() == size => Some(h.finish()?.armored),
+            Some(h) => {
+                return Err(Error::integrity(format!(
+                    "the signature covers {} bytes but the re-encrypted archive has {size}",
+                    h.bytes()
+                )))
+            }
+            None => None,
+        };
+        Ok((sha, sig))
+    });
+    let (sha, sig) = match res {
         Ok(s) => s,
         Err(e) => {
             let _ = fs::remove_file(&temp);
@@ -314,6 +381,7 @@ fn rotate_one(
             old: name.to_owned(),
             new: new_name.to_owned(),
             sha256: sha.clone(),
+            sig: sig.clone(),
         };
         f.write_all(&serde_json::to_vec(&j).unwrap_or_default())
             .at("writing", &jpath)?;
@@ -337,6 +405,7 @@ fn rotate_one(
     }
     store::fsync_dir(&opts.dest)?;
     store::write_sidecar(&final_path, &sha)?;
+    follow_sig(&opts.dest, name, new_name, sig.as_deref())?;
     follow_meta(&opts.dest, name, new_name, opts.new.as_ref())?;
     if new_name != name {
         let _ = fs::remove_file(store::sidecar_path(path));
@@ -344,6 +413,106 @@ fn rotate_one(
     }
     fs::remove_file(&jpath).at("removing", &jpath)?;
     store::fsync_dir(&opts.dest)?;
+    Ok(())
+}
+
+/// With trusted signers, the rotating operator's signing key (a real run
+/// needs one) and who it is trusted as; refused (exit 5) when it is missing
+/// or not itself a trusted signer. `None` without signers or in a dry run.
+fn rotating_signer(
+    opts: &RotateOptions,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<crate::sign::Provenance>> {
+    let crate::sign::Trust::Signers(signers) = &opts.trust else {
+        return Ok(None);
+    };
+    if opts.dry_run {
+        return Ok(None);
+    }
+    match &opts.sign {
+        None => Err(Error::refused(
+            "trusted signers are configured, but no signing key was given: the re-encrypted archives would be unsigned, and refused",
+        )
+        .hint("nothing was changed; pass --sign-key FILE (or SECURECLAW_BACKUP_SIGNING_KEY) with a key the signers file trusts")),
+        Some(k) => crate::sign::gate::probe(k, signers, now).map(Some),
+    }
+}
+
+/// The old archive's payload; with trusted signers read through the check of
+/// its signature (the guard, finished before the new archive is kept).
+fn open_checked(
+    opts: &RotateOptions,
+    path: &Path,
+) -> Result<(Box<dyn Read + Send>, Option<crate::sign::StreamGuard>)> {
+    let crate::sign::Trust::Signers(signers) = &opts.trust else {
+        return Ok((pipeline::open_payload(path, &opts.identities)?.1, None));
+    };
+    let sig = crate::sign::read_sig(path)?;
+    let check = crate::sign::SigCheck::new(path, &sig, signers, chrono::Utc::now())?;
+    let format = crate::crypto::Format::detect(&crate::crypto::read_head(path)?)
+        .filter(|f| f.is_encrypted())
+        .ok_or_else(|| {
+            Error::integrity(format!("{} is not an encrypted archive", path.display()))
+        })?;
+    let file = fs::File::open(path).at("opening archive", path)?;
+    let src: Box<dyn Read + Send> = Box::new(store::SourceFile::new(
+        io::BufReader::with_capacity(256 * 1024, file),
+        path,
+    ));
+    let (src, guard) = crate::sign::gate::guarded(src, check);
+    let dec = opts.identities.decryptor(format)?;
+    let plain = pipeline::spawn_stage(dec.decrypt(format, src)?);
+    Ok((Box::new(plain), Some(guard)))
+}
+
+/// The new archive's file, its bytes hashed for the signature on the way.
+struct SignTee {
+    file: fs::File,
+    hasher: Arc<std::sync::Mutex<Option<crate::sign::SignHasher>>>,
+}
+
+impl Write for SignTee {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(h) = self
+            .hasher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The `.sig` of archive `old`, now re-encrypted as `new`: `sig` (the new
+/// signature) written as `new`'s, replacing any; without one, a signature
+/// that no longer matches is removed. The old name's `.sig` goes when the
+/// name changed. Idempotent (a resumed rotation calls it again).
+fn follow_sig(dest: &Path, old: &str, new: &str, sig: Option<&str>) -> Result<()> {
+    let new_path = dest.join(new);
+    match sig {
+        Some(s) => {
+            crate::sign::gate::replace_sig(&new_path, s)?;
+        }
+        None => match fs::remove_file(crate::sign::sig_path(&new_path)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing the stale signature of", &new_path, e)),
+        },
+    }
+    if old != new {
+        let old_sig = crate::sign::sig_path(&dest.join(old));
+        match fs::remove_file(&old_sig) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", &old_sig, e)),
+        }
+    }
     Ok(())
 }
 
@@ -401,6 +570,8 @@ mod tests {
             new: enc,
             dry_run: true,
             keep_old: false,
+            trust: Default::default(),
+            sign: None,
         };
 
         let planned = plan(&opts, &Silent).unwrap();
@@ -447,6 +618,8 @@ mod tests {
             new: enc,
             dry_run: true,
             keep_old: false,
+            trust: Default::default(),
+            sign: None,
         };
         let e = plan(&opts, &Silent).unwrap_err();
         assert!(e.message.contains("no archives"), "{}", e.message);

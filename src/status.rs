@@ -266,6 +266,28 @@ pub fn report(
     now: DateTime<Utc>,
     events: &dyn Events,
 ) -> Result<Report> {
+    report_trusted(
+        store,
+        max_age,
+        depth,
+        &crate::sign::Trust::Unchecked,
+        now,
+        events,
+    )
+}
+
+/// [`report`] with trusted signers (README "Signed archives"): the newest
+/// archive of each type must carry a valid signature by one of them
+/// (verified over its bytes, beyond [`Depth::Names`]); an unsigned or badly
+/// signed one is a problem.
+pub fn report_trusted(
+    store: &dyn Store,
+    max_age: &MaxAge,
+    depth: Depth,
+    trust: &crate::sign::Trust,
+    now: DateTime<Utc>,
+    events: &dyn Events,
+) -> Result<Report> {
     let index = store::index(store)?;
     let archives = &index.archives;
     let mut types = Vec::new();
@@ -292,7 +314,11 @@ pub fn report(
             if depth == Depth::Check {
                 events.detail(format!("checking {}", l.archive.name));
             }
-            catalog::describe(store, l, depth)
+            let mut e = catalog::describe(store, l, depth);
+            if depth != Depth::Names {
+                catalog::sign_state(store, l, trust, &mut e);
+            }
+            e
         });
         let chain_length = newest.and_then(|l| match crate::prune::chain_of(store, l) {
             Ok(c) => Some(c.map_or(1, |c| c.level.saturating_add(1))),
@@ -310,6 +336,18 @@ pub fn report(
             s if s.is_bad() => Some(false),
             _ => None,
         });
+        if let Some(e) = entry.as_ref().filter(|_| trust.is_checked()) {
+            match &e.signature {
+                crate::sign::SigState::Valid { .. } => {}
+                crate::sign::SigState::Invalid { reason } => {
+                    problems.push(format!("{}: bad signature: {reason}", e.name))
+                }
+                _ => problems.push(format!(
+                    "{}: not signed by a trusted signer (no valid .sig; restore refuses it)",
+                    e.name
+                )),
+            }
+        }
         if let Some(e) = &entry {
             if sidecar_ok == Some(false) {
                 problems.push(format!("{}: sidecar {}", e.name, e.sidecar));

@@ -3,6 +3,13 @@
 //! With identities: additionally a full authenticated decrypt to the end, gzip
 //! to the end, every tar entry judged by the restore rules and compared with
 //! the manifest — the same code path as restore, writing nothing.
+//!
+//! With trusted signers ([`verify_keyless_trusted`], [`verify_full_trusted`]),
+//! the provenance gate comes first (README "Signed archives"): the archive's
+//! signature (every link's, for a chain) by a trusted signer, verified over
+//! its bytes before anything is decrypted; with a key, the signed manifest's
+//! host, type and time are then compared with the name. Without a key the
+//! signature is checked but cannot be bound to the name (said in a warning).
 
 use std::path::PathBuf;
 
@@ -41,6 +48,11 @@ pub struct VerifyReport {
     pub warnings: Vec<String>,
     /// A link of an incremental chain: the chain and every archive checked.
     pub chain: Option<crate::restore::chain::ChainReport>,
+    /// With trusted signers: who signed it (README "Signed archives"); for
+    /// a chain, its last link.
+    pub signature: Option<crate::sign::Provenance>,
+    /// With a key: the host the (authenticated) manifest names.
+    pub host: Option<String>,
 }
 
 impl VerifyReport {
@@ -72,6 +84,8 @@ impl VerifyReport {
             created: None,
             warnings,
             chain: None,
+            signature: None,
+            host: None,
         }
     }
 }
@@ -170,6 +184,7 @@ fn report_outcome(mut report: VerifyReport, outcome: extract::Outcome) -> Result
             crate::keymatch::check_meta(&report.archive, &m.recipients)?;
             report.backup_type = Some(m.backup_type.clone());
             report.created = Some(m.created.clone());
+            report.host = Some(m.host.clone());
             for w in &m.warnings {
                 report.warnings.push(format!(
                     "at backup time: {} [{}] {}",
@@ -186,4 +201,77 @@ fn report_outcome(mut report: VerifyReport, outcome: extract::Outcome) -> Result
     report.bytes = Some(outcome.bytes);
     report.legacy = Some(outcome.manifest.is_none());
     Ok(report)
+}
+
+/// The gate of a chain or of one archive: the provenance of the archive
+/// itself (of its last link, for a chain), and, for one archive, what was
+/// verified (for the in-stream re-check of a full verification).
+fn gate(
+    src: &ArchiveRef,
+    trust: &crate::sign::Trust,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(
+    Option<crate::sign::Provenance>,
+    Option<crate::sign::Checked>,
+)> {
+    if !trust.is_checked() {
+        return Ok((None, None));
+    }
+    if let Some(mut c) = crate::restore::chain::find(src)? {
+        c.check_provenance(trust, now)?;
+        return Ok((c.provenance().cloned(), None));
+    }
+    let checked = src.check_provenance(trust, now)?;
+    Ok((checked.as_ref().map(|c| c.provenance.clone()), checked))
+}
+
+/// [`verify_keyless`] behind the provenance gate: with trusted signers, the
+/// signature (every link's, for a chain) is verified first; without a key it
+/// cannot be bound to the archive's name, which a warning says.
+pub fn verify_keyless_trusted(
+    src: &ArchiveRef,
+    trust: &crate::sign::Trust,
+) -> Result<VerifyReport> {
+    let (provenance, _) = gate(src, trust, chrono::Utc::now())?;
+    let mut report = verify_keyless(src)?;
+    if provenance.is_some() {
+        report.warnings.push(
+            "signature valid; without a key its signed host, type and time were not compared with the name (pass -i for that)".to_owned(),
+        );
+    }
+    report.signature = provenance;
+    Ok(report)
+}
+
+/// [`verify_full`] behind the provenance gate: the signature verified before
+/// anything is decrypted, the bytes decrypted checked against it again, and
+/// the manifest's host, type and time bound to the name (every link's, for
+/// a chain).
+pub fn verify_full_trusted(
+    src: &ArchiveRef,
+    identities: &Identities,
+    trust: &crate::sign::Trust,
+) -> Result<VerifyReport> {
+    if !trust.is_checked() {
+        return verify_full(src, identities);
+    }
+    let now = chrono::Utc::now();
+    if let Some(mut c) = crate::restore::chain::find(src)? {
+        c.check_provenance(trust, now)?;
+        let mut report = verify_keyless(src)?;
+        report.signature = c.provenance().cloned();
+        let sink = &mut Discard as &mut dyn Sink;
+        let outcome = c.extract(sink, &Limits::default(), identities, &crate::events::Silent)?;
+        return report_outcome(report, outcome);
+    }
+    let checked = src.check_provenance(trust, now)?;
+    let mut report = verify_keyless(src)?;
+    let (_format, stream, guard) = src.open_tar_stream_checked(identities, checked.as_ref())?;
+    let outcome = extract::extract(stream, &mut Discard as &mut dyn Sink, &Limits::default())?;
+    if let Some(g) = guard {
+        let p = g.finish()?;
+        crate::sign::gate::bind(&src.label(), &p, outcome.manifest.as_ref())?;
+        report.signature = Some(p);
+    }
+    report_outcome(report, outcome)
 }

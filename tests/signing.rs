@@ -733,3 +733,842 @@ fn principal_decisions_match_ssh_keygen() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// End to end through the binary: backup --sign-key, and every reader with
+// --signers (restore, verify, drill, rotate, list, status, push + tier
+// verify, prune), the refusals leaving the target exactly as it was.
+
+mod common;
+
+/// A sandbox with a data directory, this host's signing key (made by
+/// `keygen signing`), an `allowed_signers` file trusting it, the example
+/// age key pair (an owner-only copy of the identity) and a destination.
+struct E2e {
+    sb: common::Sandbox,
+    host: String,
+    key: PathBuf,
+    signers: PathBuf,
+    line: String,
+    identity: PathBuf,
+    recipient: String,
+    dest: PathBuf,
+}
+
+impl E2e {
+    fn new() -> E2e {
+        let sb = common::Sandbox::new();
+        let host = secureclaw_backup::keygen::host_name();
+        common::make_tree(&sb.p("src"));
+        let identity = sb.p("age.key");
+        std::fs::copy(common::example_key("age-example.key"), &identity).unwrap();
+        std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (key, line) = keygen(&sb, &host, "keys");
+        let signers = write_file(&sb.p("allowed_signers"), &format!("{line}\n"));
+        E2e {
+            host,
+            key,
+            signers,
+            line,
+            identity,
+            recipient: common::age_recipient(),
+            dest: sb.p("dest"),
+            sb,
+        }
+    }
+    fn run(&self, args: &[&str]) -> common::Out {
+        let o = self.sb.run(args);
+        eprintln!("$ {}\n{}exit {}", args.join(" "), o.text(), o.code);
+        o
+    }
+    fn s<'a>(&self, p: &'a Path) -> &'a str {
+        common::s(p)
+    }
+    /// A signed daily backup (no retention: the tests keep several per day).
+    fn backup_with(&self, key: &Path) -> PathBuf {
+        let o = self.run(&[
+            "--json",
+            "backup",
+            "--source",
+            self.s(&self.sb.p("src")),
+            "--dest",
+            self.s(&self.dest),
+            "-r",
+            &self.recipient,
+            "--sign-key",
+            self.s(key),
+            "--no-prune",
+        ]);
+        assert_eq!(o.code, 0, "{}", o.text());
+        let doc = o.json();
+        let archive = PathBuf::from(doc["backup"]["archive"].as_str().unwrap());
+        assert_eq!(
+            doc["backup"]["signature"].as_str().unwrap(),
+            sign::sig_path(&archive).to_str().unwrap()
+        );
+        archive
+    }
+    fn backup(&self) -> PathBuf {
+        self.backup_with(&self.key)
+    }
+    /// `restore ARCHIVE --signers` into the watched target (with a
+    /// pre-restore snapshot into the destination).
+    fn restore(&self, archive: &str, extra: &[&str]) -> common::Out {
+        let target = self.sb.target();
+        let mut args = vec![
+            "restore",
+            archive,
+            "--target",
+            self.s(&target),
+            "--dest",
+            self.s(&self.dest),
+            "-i",
+            self.s(&self.identity),
+            "-r",
+            &self.recipient,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+}
+
+/// `keygen signing --principal P --out DIR`: the secret key and the
+/// `allowed_signers` line.
+fn keygen(sb: &common::Sandbox, principal: &str, dir: &str) -> (PathBuf, String) {
+    let o = sb.run(&[
+        "--json",
+        "keygen",
+        "signing",
+        "--principal",
+        principal,
+        "--out",
+        common::s(&sb.p(dir)),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    let doc = o.json();
+    (
+        PathBuf::from(doc["secret_file"].as_str().unwrap()),
+        doc["allowed_signers"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A forged archive, made the way anyone who knows the public recipient
+/// can: `tar czf - DIR | age -r RECIPIENT > FILE`, with an executable hook.
+fn forge(e: &E2e, name: &str) -> PathBuf {
+    let parent = e.sb.p("forged");
+    let dir = parent.join(".secureclaw");
+    common::make_tree(&dir);
+    common::write_file(
+        &dir.join("hooks/evil.sh"),
+        b"#!/bin/sh\ntouch /tmp/pwned\n",
+        0o755,
+    );
+    std::fs::create_dir_all(&e.dest).unwrap();
+    let out = e.dest.join(name);
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar czf - -C '{}' .secureclaw | age -r '{}' > '{}'",
+            parent.display(),
+            e.recipient,
+            out.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Copies an archive and its `.sig` under another name in the same directory.
+fn copy_as(archive: &Path, name: &str) -> PathBuf {
+    let to = archive.with_file_name(name);
+    std::fs::copy(archive, &to).unwrap();
+    std::fs::copy(sign::sig_path(archive), sign::sig_path(&to)).unwrap();
+    to
+}
+
+#[test]
+fn backup_sign_key_makes_a_sig_stock_ssh_keygen_accepts() {
+    let e = E2e::new();
+    let a = e.backup();
+    let sig = sign::sig_path(&a);
+    assert_eq!(
+        std::fs::metadata(&sig).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let v = ssh_keygen_verify(&e.signers, &e.host, NS, &a);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    // ours agrees, over the archive as written (one pass while streaming)
+    let ok = e.run(&[
+        "verify",
+        e.s(&a),
+        "--signers",
+        e.s(&e.signers),
+        "-i",
+        e.s(&e.identity),
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.text());
+    assert!(ok.stderr.contains("signed by SHA256:"), "{}", ok.text());
+    // the environment variable names the key as well
+    let o = run_cmd_env(
+        &e,
+        &[
+            "--json",
+            "backup",
+            "--source",
+            e.s(&e.sb.p("src")),
+            "--dest",
+            e.s(&e.dest),
+            "-r",
+            &e.recipient,
+            "--no-prune",
+        ],
+        &[("SECURECLAW_BACKUP_SIGNING_KEY", e.s(&e.key))],
+    );
+    assert_eq!(o.code, 0, "{}", o.text());
+    let b = PathBuf::from(o.json()["backup"]["archive"].as_str().unwrap());
+    assert!(ssh_keygen_verify(&e.signers, &e.host, NS, &b)
+        .status
+        .success());
+    // a wrong key file stops the run before anything is written
+    let before = std::fs::read_dir(&e.dest).unwrap().count();
+    let bad = e.run(&[
+        "backup",
+        "--source",
+        e.s(&e.sb.p("src")),
+        "--dest",
+        e.s(&e.dest),
+        "-r",
+        &e.recipient,
+        "--sign-key",
+        e.s(&e.signers),
+    ]);
+    assert_eq!(bad.code, 4, "{}", bad.text());
+    assert_eq!(std::fs::read_dir(&e.dest).unwrap().count(), before);
+}
+
+fn run_cmd_env(e: &E2e, args: &[&str], env: &[(&str, &str)]) -> common::Out {
+    let mut c = e.sb.cmd();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = common::run_cmd(&mut c);
+    eprintln!("$ {}\n{}exit {}", args.join(" "), o.text(), o.code);
+    o
+}
+
+#[test]
+fn restore_with_signers_refuses_forged_renamed_foreign_tampered_and_unsigned_archives() {
+    let e = E2e::new();
+    let good = e.backup();
+    let target = e.sb.target();
+    common::populate_target(&target);
+    let before = common::snapshot(&target);
+    let signers = e.s(&e.signers).to_owned();
+    // another key, trusted only for another host, signing an archive of ours
+    let (other_key, other_line) = keygen(&e.sb, "other-host", "keys2");
+    let both = write_file(
+        &e.sb.p("both_signers"),
+        &format!("{}\n{other_line}\n", e.line),
+    );
+    let foreign = e.backup_with(&other_key);
+    // a key nobody trusts, signing a forged archive
+    let (untrusted, _) = ssh_keygen_new_key(&e.sb.p(""), "untrusted");
+    let forged_signed = forge(&e, "daily_20261201_030000.tar.gz.age");
+    ssh_keygen_sign(&untrusted, NS, &forged_signed, &[]);
+    let forged = forge(&e, "daily_20261201_040000.tar.gz.age");
+    // an old archive renamed to a newer name, with its (valid) signature
+    let renamed = copy_as(&good, "daily_20991231_235959.tar.gz.age");
+    // one byte changed after signing
+    let tampered = copy_as(&good, "daily_20261201_050000.tar.gz.age");
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&tampered, &bytes).unwrap();
+    // the .sig missing
+    let unsigned = copy_as(&good, "daily_20261201_060000.tar.gz.age");
+    std::fs::remove_file(sign::sig_path(&unsigned)).unwrap();
+
+    let cases: Vec<(&str, &Path, &str, i32, &str)> = vec![
+        ("forged, no .sig", &forged, &signers, 5, "has no signature"),
+        (
+            "forged, signed by an untrusted key",
+            &forged_signed,
+            &signers,
+            5,
+            "not a trusted signer",
+        ),
+        ("renamed old archive", &renamed, &signers, 5, "renamed"),
+        (
+            "signed by another host's key",
+            &foreign,
+            e.s(&both),
+            5,
+            "was made on host",
+        ),
+        ("a tampered byte", &tampered, &signers, 3, "does not match"),
+        ("a missing .sig", &unsigned, &signers, 5, ".sig is missing"),
+    ];
+    let snapshots = |d: &Path| -> usize {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|x| x.file_name().to_string_lossy().starts_with("pre-restore_"))
+            .count()
+    };
+    for (what, archive, signers, code, msg) in &cases {
+        for dry in [false, true] {
+            let mut extra = vec!["--signers", signers];
+            if dry {
+                extra.push("--dry-run");
+            }
+            let o = e.restore(e.s(archive), &extra);
+            assert_eq!(o.code, *code, "{what}: {}", o.text());
+            assert!(o.stderr.contains(msg), "{what}: {}", o.text());
+            assert!(
+                o.stderr.contains(&name_of(archive)),
+                "{what}: the archive is named: {}",
+                o.text()
+            );
+            let after = common::snapshot(&target);
+            assert!(
+                before == after,
+                "{what}: the target changed:\n{}",
+                common::diff(&before, &after)
+            );
+            assert_eq!(snapshots(&e.dest), 0, "{what}: no snapshot was taken");
+        }
+    }
+    // the real archive restores, and its signature is named in the plan
+    let o = e.restore(e.s(&good), &["--signers", &signers, "--json"]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    let checked = o.json()["restore"]["checked"].to_string();
+    assert!(
+        checked.contains("signature by a trusted signer"),
+        "{checked}"
+    );
+    assert!(common::snapshot(&target) != before);
+    // SECURECLAW_BACKUP_SIGNERS: the same refusal
+    let mut c = e.sb.cmd();
+    c.args([
+        "restore",
+        e.s(&forged),
+        "--target",
+        e.s(&target),
+        "-i",
+        e.s(&e.identity),
+        "--no-snapshot",
+    ])
+    .env("SECURECLAW_BACKUP_SIGNERS", &signers);
+    let o = common::run_cmd(&mut c);
+    assert_eq!(o.code, 5, "{}", o.text());
+}
+
+#[test]
+fn verify_and_drill_with_signers_refuse_before_decrypting() {
+    let e = E2e::new();
+    let good = e.backup();
+    let forged = forge(&e, "daily_20991231_120000.tar.gz.age");
+    let renamed = copy_as(&good, "daily_20991231_235959.tar.gz.age");
+    let signers = e.s(&e.signers).to_owned();
+    let id = e.s(&e.identity).to_owned();
+    // keyless: a machine with no secret at all checks provenance
+    let o = e.run(&["verify", e.s(&forged), "--signers", &signers]);
+    assert_eq!(o.code, 5, "{}", o.text());
+    assert!(o.stderr.contains(&name_of(&forged)), "{}", o.text());
+    let o = e.run(&["--json", "verify", e.s(&good), "--signers", &signers]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    let doc = o.json();
+    assert_eq!(doc["verified"][0]["signature"]["principals"][0][0], e.host);
+    // without a key the renamed one cannot be bound: it passes, and says so
+    let o = e.run(&["verify", e.s(&renamed), "--signers", &signers]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(
+        o.stderr.contains("were not compared with the name"),
+        "{}",
+        o.text()
+    );
+    // with a key it is refused
+    for a in [&forged, &renamed] {
+        let o = e.run(&["verify", e.s(a), "--signers", &signers, "-i", &id]);
+        assert_eq!(o.code, 5, "{}", o.text());
+    }
+    // drill: the forged archive is refused, nothing is left in the scratch
+    let scratch = e.sb.p("scratch");
+    for a in [&forged, &renamed] {
+        let o = e.run(&[
+            "drill",
+            "--dest",
+            e.s(&e.dest),
+            "--archive",
+            e.s(a),
+            "-i",
+            &id,
+            "--scratch",
+            e.s(&scratch),
+            "--signers",
+            &signers,
+        ]);
+        assert_eq!(o.code, 5, "{}", o.text());
+        assert_eq!(
+            std::fs::read_dir(&scratch).map(|r| r.count()).unwrap_or(0),
+            0
+        );
+    }
+    // drill's default with signers: the newest archive with a valid
+    // signature (the renamed one would be it, and be refused: see
+    // restore_latest_…)
+    std::fs::remove_file(&renamed).unwrap();
+    let o = e.run(&[
+        "drill",
+        "--dest",
+        e.s(&e.dest),
+        "-i",
+        &id,
+        "--scratch",
+        e.s(&scratch),
+        "--signers",
+        &signers,
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(
+        o.stdout.contains(&name_of(&good)) || o.stderr.contains(&name_of(&good)),
+        "{}",
+        o.text()
+    );
+    assert!(o.stderr.contains("passed over"), "{}", o.text());
+}
+
+#[test]
+fn without_signers_a_notice_says_provenance_was_not_checked() {
+    let e = E2e::new();
+    let forged = forge(&e, "daily_20261201_040000.tar.gz.age");
+    let o = e.run(&["verify", e.s(&forged)]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(o.stderr.contains("provenance not checked"), "{}", o.text());
+    let o = e.restore(e.s(&forged), &["--dry-run"]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert_eq!(
+        o.stderr.matches("provenance not checked").count(),
+        1,
+        "{}",
+        o.text()
+    );
+    // an informational line: -q hides it
+    let o = e.run(&["-q", "verify", e.s(&forged)]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(!o.text().contains("provenance not checked"), "{}", o.text());
+}
+
+#[test]
+fn restore_latest_with_signers_takes_the_newest_validly_signed_archive() {
+    let e = E2e::new();
+    let good = e.backup();
+    // newer, but forged (no .sig) and renamed (valid .sig, wrong name)
+    let forged = forge(&e, "daily_20991231_120000.tar.gz.age");
+    let renamed = copy_as(&good, "daily_20991231_000000.tar.gz.age");
+    let o = e.restore("latest", &["--signers", e.s(&e.signers), "--dry-run"]);
+    // a renamed archive's signature is valid (its bytes are unchanged), so
+    // latest picks it, and the binding refuses it before anything changes
+    assert_eq!(o.code, 5, "{}", o.text());
+    assert!(o.stderr.contains(&name_of(&renamed)), "{}", o.text());
+    assert!(
+        o.stderr
+            .contains(&format!("{}: passed over", name_of(&forged))),
+        "{}",
+        o.text()
+    );
+    std::fs::remove_file(&renamed).unwrap();
+    let o = e.restore("latest", &["--signers", e.s(&e.signers), "--dry-run"]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(o.stdout.contains(&name_of(&good)), "{}", o.text());
+    // without signers, latest is the newest by name: the forged one
+    let o = e.restore("latest", &["--dry-run"]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(o.stdout.contains(&name_of(&forged)), "{}", o.text());
+}
+
+#[test]
+fn rotate_with_signers_resigns_with_a_trusted_key_and_refuses_forgeries() {
+    let e = E2e::new();
+    let a = e.backup();
+    let forged = forge(&e, "daily_20261201_040000.tar.gz.age");
+    let signers = e.s(&e.signers).to_owned();
+    let new_recipient = common::example_key("ssh-example.pub");
+    let new_r = std::fs::read_to_string(&new_recipient)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let base = [
+        "rotate",
+        "--dest",
+        e.s(&e.dest),
+        "-i",
+        e.s(&e.identity),
+        "-r",
+        &new_r,
+        "--signers",
+        &signers,
+    ];
+    let listing = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|x| {
+                (
+                    x.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(x.path()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&e.dest);
+    // with signers, no signing key: refused before anything changes
+    let o = e.run(&base);
+    assert_eq!(o.code, 5, "{}", o.text());
+    assert!(o.stderr.contains("no signing key"), "{}", o.text());
+    assert!(listing(&e.dest) == before);
+    // a signing key that is no trusted signer: refused too
+    let (other, _) = keygen(&e.sb, &e.host, "keys3");
+    let mut args = base.to_vec();
+    args.extend(["--sign-key", e.s(&other)]);
+    let o = e.run(&args);
+    assert_eq!(o.code, 5, "{}", o.text());
+    assert!(o.stderr.contains("is not a trusted signer"), "{}", o.text());
+    assert!(listing(&e.dest) == before);
+    // the trusted key: the real archive is re-encrypted and re-signed, the
+    // forged one is refused and left as it was
+    let forged_bytes = std::fs::read(&forged).unwrap();
+    let old_sig = std::fs::read(sign::sig_path(&a)).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--sign-key", e.s(&e.key)]);
+    let o = e.run(&args);
+    assert_eq!(o.code, 5, "{}", o.text());
+    assert!(o.stdout.contains("REFUSED"), "{}", o.text());
+    assert_eq!(std::fs::read(&forged).unwrap(), forged_bytes);
+    let new_sig = std::fs::read(sign::sig_path(&a)).unwrap();
+    assert_ne!(new_sig, old_sig, "a new signature over the new bytes");
+    let v = ssh_keygen_verify(&e.signers, &e.host, NS, &a);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    // and ours accepts it too
+    let o = e.run(&["verify", e.s(&a), "--signers", &signers]);
+    assert_eq!(o.code, 0, "{}", o.text());
+}
+
+#[test]
+fn rotate_without_a_signing_key_removes_the_stale_signature() {
+    let e = E2e::new();
+    let a = e.backup();
+    let new_r = std::fs::read_to_string(common::example_key("ssh-example.pub"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let o = e.run(&[
+        "rotate",
+        "--dest",
+        e.s(&e.dest),
+        "-i",
+        e.s(&e.identity),
+        "-r",
+        &new_r,
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(
+        !sign::sig_path(&a).exists(),
+        "a .sig over the old bytes would be refused as tampering"
+    );
+}
+
+#[test]
+fn list_and_status_show_signatures() {
+    let e = E2e::new();
+    let good = e.backup();
+    let signers = e.s(&e.signers).to_owned();
+    let o = e.run(&[
+        "--json",
+        "list",
+        "--dest",
+        e.s(&e.dest),
+        "--signers",
+        &signers,
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    let doc = o.json();
+    assert_eq!(doc["archives"][0]["signature"]["state"], "valid");
+    assert_eq!(
+        doc["archives"][0]["signature"]["principals"],
+        e.host.as_str()
+    );
+    // without signers: present, with the key it names (not trusted)
+    let o = e.run(&["--json", "list", "--dest", e.s(&e.dest)]);
+    let doc = o.json();
+    assert_eq!(doc["archives"][0]["signature"]["state"], "present");
+    assert!(doc["archives"][0]["signature"]["signer"]
+        .as_str()
+        .unwrap()
+        .starts_with("SHA256:"));
+    let o = e.run(&["status", "--dest", e.s(&e.dest), "--signers", &signers]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    // a newer unsigned archive: listed as such, a problem for status
+    let forged = forge(&e, "daily_20991231_000000.tar.gz.age");
+    let o = e.run(&["list", "--dest", e.s(&e.dest), "--signers", &signers]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(
+        o.stderr.contains("no valid signature by a trusted signer"),
+        "{}",
+        o.text()
+    );
+    assert!(o.stderr.contains(&name_of(&forged)), "{}", o.text());
+    let o = e.run(&[
+        "--json",
+        "status",
+        "--dest",
+        e.s(&e.dest),
+        "--signers",
+        &signers,
+    ]);
+    assert_ne!(o.code, 0, "{}", o.text());
+    let problems = o.json()["problems"].to_string();
+    assert!(
+        problems.contains("not signed by a trusted signer"),
+        "{problems}"
+    );
+    // a signature over other bytes is invalid
+    std::fs::copy(sign::sig_path(&good), sign::sig_path(&forged)).unwrap();
+    let o = e.run(&[
+        "--json",
+        "list",
+        "--dest",
+        e.s(&e.dest),
+        "--signers",
+        &signers,
+    ]);
+    let doc = o.json();
+    assert_eq!(doc["archives"][0]["signature"]["state"], "invalid");
+}
+
+#[test]
+fn push_carries_sig_and_meta_and_tier_verify_checks_the_sig() {
+    let e = E2e::new();
+    let a = e.backup();
+    let name = name_of(&a);
+    let nas = e.sb.p("nas");
+    std::fs::create_dir(&nas).unwrap();
+    let cfg = write_file(
+        &e.sb.p("config.toml"),
+        &format!("[[tier]]\nname = \"nas\"\nurl = \"{}\"\n", nas.display()),
+    );
+    let o = e.run(&["push", "--dest", e.s(&e.dest), "--config", e.s(&cfg)]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    for c in [".sha256", ".sig", ".meta"] {
+        assert_eq!(
+            std::fs::read(nas.join(format!("{name}{c}"))).unwrap(),
+            std::fs::read(e.dest.join(format!("{name}{c}"))).unwrap(),
+            "{c}"
+        );
+    }
+    let verify_tier = || {
+        e.run(&[
+            "verify",
+            "--tier",
+            "nas",
+            &name,
+            "--config",
+            e.s(&cfg),
+            "--signers",
+            e.s(&e.signers),
+        ])
+    };
+    let o = verify_tier();
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(o.stderr.contains("signed by"), "{}", o.text());
+    // the tier's listing says the copy is signed (names only: not checked)
+    let doc = e
+        .run(&["--json", "list", "--tier", "nas", "--config", e.s(&cfg)])
+        .json();
+    assert_eq!(doc["archives"][0]["signature"]["state"], "present", "{doc}");
+    // the tier's .sig replaced by an untrusted key's: refused
+    let (untrusted, _) = ssh_keygen_new_key(&e.sb.p(""), "untrusted");
+    let copy = e.sb.p("copy").join(&name);
+    std::fs::create_dir(e.sb.p("copy")).unwrap();
+    std::fs::copy(&a, &copy).unwrap();
+    ssh_keygen_sign(&untrusted, NS, &copy, &[]);
+    std::fs::copy(sign::sig_path(&copy), nas.join(format!("{name}.sig"))).unwrap();
+    let o = verify_tier();
+    assert_eq!(o.code, 5, "{}", o.text());
+    // the next push repairs it from the local copy
+    let o = e.run(&["push", "--dest", e.s(&e.dest), "--config", e.s(&cfg)]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert_eq!(verify_tier().code, 0);
+    // the tier's .sig removed: refused as unsigned
+    std::fs::remove_file(nas.join(format!("{name}.sig"))).unwrap();
+    let o = verify_tier();
+    assert_eq!(o.code, 5, "{}", o.text());
+    assert!(o.stderr.contains("has no signature"), "{}", o.text());
+}
+
+#[test]
+fn prune_removes_the_companions_with_their_archive() {
+    let e = E2e::new();
+    let old = e.backup();
+    e.backup();
+    // the newest one kept: the older goes with its .sha256, .sig and .meta
+    let o = e.run(&["prune", "--dest", e.s(&e.dest), "--keep-last", "1"]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    for c in ["", ".sha256", ".sig", ".meta"] {
+        let p = PathBuf::from(format!("{}{c}", old.display()));
+        assert!(!p.exists(), "{} is gone", p.display());
+    }
+    let left: Vec<String> = std::fs::read_dir(&e.dest)
+        .unwrap()
+        .flatten()
+        .map(|x| x.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        left.len(),
+        4,
+        "one archive and its three companions: {left:?}"
+    );
+    // listed with it, not as unrecognised
+    let doc = e.run(&["--json", "list", "--dest", e.s(&e.dest)]).json();
+    assert_eq!(doc["unrecognised"].as_array().unwrap().len(), 0, "{doc}");
+    assert_eq!(doc["orphan_sidecars"].as_array().unwrap().len(), 0, "{doc}");
+}
+
+#[test]
+fn the_configuration_names_the_signing_key_and_the_signers() {
+    let e = E2e::new();
+    // relative to the configuration file's directory
+    let dir = e.sb.p("cfg");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&e.signers, dir.join("allowed_signers")).unwrap();
+    let cfg = write_file(
+        &dir.join("config.toml"),
+        &format!(
+            "[signing]\nkey = \"{}\"\nsigners = \"allowed_signers\"\n",
+            e.key.display()
+        ),
+    );
+    let o = e.run(&[
+        "--json",
+        "backup",
+        "--source",
+        e.s(&e.sb.p("src")),
+        "--dest",
+        e.s(&e.dest),
+        "-r",
+        &e.recipient,
+        "--config",
+        e.s(&cfg),
+        "--no-prune",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    let a = PathBuf::from(o.json()["backup"]["archive"].as_str().unwrap());
+    assert!(sign::sig_path(&a).exists());
+    let forged = forge(&e, "daily_20261201_040000.tar.gz.age");
+    let o = e.run(&["verify", e.s(&forged), "--config", e.s(&cfg)]);
+    assert_eq!(o.code, 5, "{}", o.text());
+    let o = e.run(&["verify", e.s(&a), "--config", e.s(&cfg)]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(!o.stderr.contains("provenance not checked"), "{}", o.text());
+    // an unknown key in [signing] is a usage error
+    let bad = write_file(&dir.join("bad.toml"), "[signing]\nsigner = \"x\"\n");
+    let o = e.run(&["verify", e.s(&a), "--config", e.s(&bad)]);
+    assert_eq!(o.code, 2, "{}", o.text());
+}
+
+#[test]
+fn ls_and_diff_with_signers_refuse_unsigned_archives() {
+    let e = E2e::new();
+    let good = e.backup();
+    let forged = forge(&e, "daily_20261201_040000.tar.gz.age");
+    let renamed = copy_as(&good, "daily_20991231_235959.tar.gz.age");
+    let signers = e.s(&e.signers).to_owned();
+    let id = e.s(&e.identity).to_owned();
+    for a in [&forged, &renamed] {
+        let o = e.run(&["ls", e.s(a), "-i", &id, "--signers", &signers]);
+        assert_eq!(o.code, 5, "{}", o.text());
+        assert!(o.stderr.contains(&name_of(a)), "{}", o.text());
+        let o = e.run(&["diff", e.s(&good), e.s(a), "-i", &id, "--signers", &signers]);
+        assert_eq!(o.code, 5, "{}", o.text());
+    }
+    let o = e.run(&["ls", e.s(&good), "-i", &id, "--signers", &signers]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(o.stdout.contains("secureclaw.json"), "{}", o.text());
+    // without signers: as before, with the notice
+    let o = e.run(&["ls", e.s(&forged), "-i", &id]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    assert!(o.stderr.contains("provenance not checked"), "{}", o.text());
+}
+
+#[test]
+fn incremental_links_are_signed_and_a_chain_is_trusted_only_if_every_link_is() {
+    let e = E2e::new();
+    let inc = |e: &E2e| -> PathBuf {
+        let o = e.run(&[
+            "--json",
+            "backup",
+            "--incremental",
+            "--source",
+            e.s(&e.sb.p("src")),
+            "--dest",
+            e.s(&e.dest),
+            "-r",
+            &e.recipient,
+            "--sign-key",
+            e.s(&e.key),
+            "--no-prune",
+        ]);
+        assert_eq!(o.code, 0, "{}", o.text());
+        PathBuf::from(o.json()["backup"]["archive"].as_str().unwrap())
+    };
+    let full = inc(&e);
+    common::write_file(&e.sb.p("src/credentials/new.json"), b"{\"n\":1}", 0o600);
+    let link = inc(&e);
+    assert_ne!(full, link);
+    for a in [&full, &link] {
+        let v = ssh_keygen_verify(&e.signers, &e.host, NS, a);
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    }
+    let signers = e.s(&e.signers).to_owned();
+    let o = e.restore(e.s(&link), &["--signers", &signers, "--dry-run"]);
+    assert_eq!(o.code, 0, "{}", o.text());
+    // the full's signature gone: the chain is refused, before decrypting
+    let target = e.sb.target();
+    common::populate_target(&target);
+    let before = common::snapshot(&target);
+    let sig = sign::sig_path(&full);
+    let saved = std::fs::read(&sig).unwrap();
+    std::fs::remove_file(&sig).unwrap();
+    let o = e.restore(e.s(&link), &["--signers", &signers]);
+    assert_eq!(o.code, 5, "{}", o.text());
+    assert!(o.stderr.contains(&name_of(&full)), "{}", o.text());
+    assert!(common::snapshot(&target) == before);
+    // the full signed by an untrusted key: refused too
+    let (untrusted, _) = ssh_keygen_new_key(&e.sb.p(""), "untrusted");
+    ssh_keygen_sign(&untrusted, NS, &full, &[]);
+    let o = e.restore(e.s(&link), &["--signers", &signers]);
+    assert_eq!(o.code, 5, "{}", o.text());
+    assert!(common::snapshot(&target) == before);
+    let o = e.run(&["verify", e.s(&link), "--signers", &signers]);
+    assert_eq!(o.code, 5, "{}", o.text());
+    // restored: the chain restores, and restore --sign-key signs the
+    // pre-restore snapshot of the tree it replaces
+    std::fs::write(&sig, saved).unwrap();
+    let o = e.restore(
+        e.s(&link),
+        &["--signers", &signers, "--sign-key", e.s(&e.key), "--json"],
+    );
+    assert_eq!(o.code, 0, "{}", o.text());
+    let snap = PathBuf::from(o.json()["restore"]["snapshot"]["archive"].as_str().unwrap());
+    let v = ssh_keygen_verify(&e.signers, &e.host, NS, &snap);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}

@@ -94,6 +94,8 @@ pub struct Args {
     pub push: bool,
     #[command(flatten)]
     pub config: super::push::ConfigArgs,
+    #[command(flatten)]
+    pub sign_key: super::signing::SignKeyArgs,
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
@@ -105,8 +107,15 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         || args.recipients.encryptor(),
         ui,
     )?;
+    // read before anything is written: a wrong passphrase stops the run here
+    let sign = args.sign_key.load(
+        Some(&args.config),
+        &secureclaw_backup::crypto::PassphraseSource::from_flag_or_env(None),
+        ui,
+    )?;
     let _source_lock = secureclaw_backup::lock::lock_dir(&source, "backup source")?;
     let opts = BackupOptions {
+        sign,
         btype: args.btype.into(),
         source: source.clone(),
         dest,
@@ -150,6 +159,9 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     }
     let serious = r.warnings.iter().filter(|w| !w.is_note()).count();
     let mut human = human(&r, serious);
+    if let (Some(sig), Some(fpr)) = (&r.signature, &r.signer) {
+        human.push_str(&format!("\nsignature: {} (key {fpr})", sig.display()));
+    }
     let mut json = serde_json::json!({"ok": true, "backup": r});
     let mut push_err = None;
     // [backup] push = true / tiers = [...] of the configuration

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::ui::{Safe, Ui};
 use secureclaw_backup::browse::{diff, DiffOptions, DiffReport, Side};
 use secureclaw_backup::error::{Error, Result};
+use secureclaw_backup::sign::Trust;
 use secureclaw_backup::store::{self, BackupType};
 
 #[derive(Debug, clap::Args)]
@@ -34,17 +35,21 @@ pub struct Args {
     pub tier: Option<String>,
     #[command(flatten)]
     pub config: super::push::ConfigArgs,
+    #[command(flatten)]
+    pub signers: super::signing::SignerArgs,
 }
 
-fn side(arg: &Path, args: &Args) -> Result<Side> {
+fn side(arg: &Path, args: &Args, trust: &Trust, ui: &Ui) -> Result<Side> {
     if args.tier.is_none() && std::fs::metadata(arg).is_ok_and(|m| m.is_dir()) {
         return Ok(Side::Dir(arg.to_owned()));
     }
-    super::archive_arg(
+    super::signing::archive_arg(
         arg,
         args.tier.as_deref(),
         &args.config,
         args.dest.as_deref(),
+        trust,
+        ui,
     )
     .map(Side::Archive)
 }
@@ -71,9 +76,18 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         })?),
         None => None,
     };
+    let trust = args.signers.trust(Some(&args.config))?;
+    let (a, b) = (
+        side(&args.a, &args, &trust, ui)?,
+        side(&args.b, &args, &trust, ui)?,
+    );
+    if [&a, &b].iter().any(|s| matches!(s, Side::Archive(_))) {
+        super::signing::notice_unchecked(&trust, ui);
+    }
     let opts = DiffOptions {
-        a: side(&args.a, &args)?,
-        b: side(&args.b, &args)?,
+        a,
+        b,
+        trust: trust.clone(),
         identities: args.identity.load()?,
         btype,
         excludes: args.exclude.clone(),

@@ -24,6 +24,10 @@ pub struct Args {
     /// Where the scratch directory is made (default $TMPDIR or /tmp)
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+    #[command(flatten)]
+    pub signers: super::signing::SignerArgs,
+    #[command(flatten)]
+    pub config: super::push::ConfigArgs,
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
@@ -31,10 +35,17 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let rto = secureclaw_backup::retention::parse_duration(&args.rto)?
         .to_std()
         .map_err(|_| Error::usage("--rto must be positive"))?;
+    let trust = args.signers.trust(Some(&args.config))?;
+    super::signing::notice_unchecked(&trust, ui);
     let ids = args.identity.load()?;
-    let archive = match &args.archive {
+    let latest = PathBuf::from("latest");
+    let archive = match args
+        .archive
+        .as_ref()
+        .or(trust.is_checked().then_some(&latest))
+    {
         Some(a) => {
-            match super::archive_arg(a, None, &super::push::ConfigArgs::default(), Some(&dest))? {
+            match super::signing::archive_arg(a, None, &args.config, Some(&dest), &trust, ui)? {
                 super::push::ArchiveRef::Local(p) => {
                     super::require_regular_archive(&p)?;
                     p
@@ -55,7 +66,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         .clone()
         .unwrap_or_else(secureclaw_backup::paths::tmp_dir);
     let shown = archive.display().to_string();
-    let r = run_drill(&archive, ids, &scratch, rto, ui).map_err(|e| {
+    let r = run_drill(&archive, ids, trust, &scratch, rto, ui).map_err(|e| {
         // the error names the archive drilled
         if e.message.contains(&shown) {
             e

@@ -25,6 +25,9 @@ pub struct Args {
     pub tier: Option<String>,
     #[command(flatten)]
     pub config: super::push::ConfigArgs,
+    /// Verify each archive's signature against these trusted signers (reads all archives)
+    #[command(flatten)]
+    pub signers: super::signing::SignerArgs,
 }
 
 fn format_label(e: &Entry) -> String {
@@ -118,6 +121,14 @@ fn table(entries: &[Entry]) -> String {
         if let Some(p) = &e.problem {
             out.push_str(&format!("      damaged: {p}\n"));
         }
+        match &e.signature {
+            secureclaw_backup::sign::SigState::Unsigned => {}
+            secureclaw_backup::sign::SigState::Invalid { reason } => out.push_str(&format!(
+                "      signature: INVALID: {}\n",
+                crate::ui::Safe(reason)
+            )),
+            s => out.push_str(&format!("      signature: {}\n", crate::ui::Safe(s.word()))),
+        }
     }
     out
 }
@@ -197,7 +208,23 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     } else {
         Depth::Headers
     };
-    let l = catalog::scan(&LocalStore::new(&dest), depth, ui)?;
+    let trust = args.signers.trust(Some(&args.config))?;
+    let l = catalog::scan_trusted(&LocalStore::new(&dest), depth, &trust, ui)?;
+    if trust.is_checked() {
+        let bad: Vec<&str> = l
+            .newest_first()
+            .into_iter()
+            .filter(|e| !e.signature.is_valid())
+            .map(|e| e.name.as_str())
+            .collect();
+        if !bad.is_empty() {
+            ui.warn(format!(
+                "{} archive(s) have no valid signature by a trusted signer (restore refuses them): {}",
+                bad.len(),
+                crate::ui::Safe(bad.join(", "))
+            ));
+        }
+    }
     let bad = l.bad_sidecars();
     if bad > 0 {
         ui.warn(format!(
@@ -232,7 +259,10 @@ mod tests {
         assert!(h.contains("Pre-restore snapshots"), "{h}");
         // every row names its file
         assert!(h.contains(" daily_20260301_020000.tar.gz.age "), "{h}");
-        assert!(h.contains(" pre-restore_20260301_030000.tar.gz.age "), "{h}");
+        assert!(
+            h.contains(" pre-restore_20260301_030000.tar.gz.age "),
+            "{h}"
+        );
     }
 
     #[test]

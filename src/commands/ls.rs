@@ -28,6 +28,8 @@ pub struct Args {
     pub tier: Option<String>,
     #[command(flatten)]
     pub config: super::push::ConfigArgs,
+    #[command(flatten)]
+    pub signers: super::signing::SignerArgs,
 }
 
 /// `drwx------`, `-rw-------`, `lrwxrwxrwx`.
@@ -98,13 +100,18 @@ pub fn changes_lines(c: &FileChanges) -> String {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let archive = super::archive_arg(
+    let trust = args.signers.trust(Some(&args.config))?;
+    super::signing::notice_unchecked(&trust, ui);
+    let archive = super::signing::archive_arg(
         &args.archive,
         args.tier.as_deref(),
         &args.config,
         args.dest.as_deref(),
+        &trust,
+        ui,
     )?;
     let r = ls(&LsOptions {
+        trust,
         archive,
         identities: args.identity.load()?,
         paths: args.paths.clone(),

@@ -15,6 +15,7 @@ pub mod push;
 pub mod restore;
 pub mod rotate;
 pub mod schedule;
+pub mod signing;
 pub mod status;
 pub mod validate;
 pub mod verify;

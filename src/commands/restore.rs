@@ -45,6 +45,11 @@ pub struct Args {
     /// (repeatable; everything is still read and checked)
     #[arg(long, value_name = "PATH|GLOB")]
     pub include: Vec<String>,
+    #[command(flatten)]
+    pub signers: super::signing::SignerArgs,
+    /// Sign the pre-restore snapshot with this key (as backup --sign-key)
+    #[command(flatten)]
+    pub sign_key: super::signing::SignKeyArgs,
 }
 
 fn human(r: &RestoreReport) -> String {
@@ -182,12 +187,24 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     } else {
         args.recipients.encryptor()?
     };
-    let src = super::archive_arg(
+    let trust = args.signers.trust(Some(&args.config))?;
+    super::signing::notice_unchecked(&trust, ui);
+    let src = super::signing::archive_arg(
         &args.archive,
         args.tier.as_deref(),
         &args.config,
         args.dest.as_deref(),
+        &trust,
+        ui,
     )?;
+    let pass = secureclaw_backup::crypto::PassphraseSource::from_flag_or_env(
+        args.identity.passphrase_file.clone(),
+    );
+    let sign = if args.no_snapshot || args.dry_run {
+        None
+    } else {
+        args.sign_key.load(Some(&args.config), &pass, ui)?
+    };
     let opts = RestoreOptions {
         archive: src,
         target,
@@ -198,6 +215,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         stop_gateway: args.stop_gateway,
         identities: args.identity.load()?,
         include: args.include.clone(),
+        trust,
+        sign,
     };
     let r = run_restore(&opts, ui).map_err(|e| {
         secureclaw_backup::keymatch::name_failure(e, &opts.archive.label(), Some(&opts.identities))

@@ -26,12 +26,21 @@ pub struct Args {
     /// Keep each old archive as <name>.pre-rotate
     #[arg(long)]
     pub keep_old: bool,
+    #[command(flatten)]
+    pub signers: super::signing::SignerArgs,
+    /// Sign each re-encrypted archive with this key (required with trusted signers;
+    /// it must be one of them)
+    #[command(flatten)]
+    pub sign_key: super::signing::SignKeyArgs,
+    #[command(flatten)]
+    pub config: super::push::ConfigArgs,
 }
 
 fn human(r: &RotateReport) -> String {
     let mut s = String::new();
     for a in &r.archives {
         let verdict = match (&a.error, r.dry_run, a.rotated) {
+            (Some(e), _, _) if r.refused.contains(&a.plan.archive) => format!("REFUSED: {e}"),
             (Some(e), _, _) => format!("NOT OPENED: {e}"),
             (None, true, _) => format!("opens; would become {}", a.plan.new_name),
             (None, false, true) => format!("rotated → {}", a.plan.new_name),
@@ -78,7 +87,22 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         return Err(Error::usage("rotate needs the OLD identities: -i FILE")
             .hint("pass every identity that may open the existing archives"));
     }
+    let trust = args.signers.trust(Some(&args.config))?;
+    super::signing::notice_unchecked(&trust, ui);
+    let sign = if args.dry_run {
+        None
+    } else {
+        args.sign_key.load(
+            Some(&args.config),
+            &secureclaw_backup::crypto::PassphraseSource::from_flag_or_env(
+                args.identity.passphrase_file.clone(),
+            ),
+            ui,
+        )?
+    };
     let opts = RotateOptions {
+        trust,
+        sign,
         dest,
         identities: args.identity.load()?,
         new,
@@ -88,8 +112,16 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let r = run_rotate(&opts, ui)?;
     ui.result(
         human(&r),
-        serde_json::json!({"ok": r.not_opened.is_empty(), "rotate": r}),
+        serde_json::json!({"ok": r.not_opened.is_empty() && r.refused.is_empty(), "rotate": r}),
     );
+    if !r.refused.is_empty() {
+        return Err(Error::refused(format!(
+            "{} archive(s) refused by the provenance check, not rotated: {}",
+            r.refused.len(),
+            r.refused.join(", ")
+        ))
+        .hint("see the messages above: each one has no valid signature by a trusted signer, or is not bound to its name"));
+    }
     if r.not_opened.is_empty() {
         Ok(())
     } else {

@@ -47,6 +47,10 @@ pub struct Args {
     pub tiers: Vec<String>,
     #[command(flatten)]
     pub config: super::push::ConfigArgs,
+    /// Judge the newest archives' signatures against these trusted signers:
+    /// an unsigned or badly signed one is a problem
+    #[command(flatten)]
+    pub signers: super::signing::SignerArgs,
 }
 
 /// The human rendering.
@@ -197,7 +201,15 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let now = Utc::now();
     if args.tiers.is_empty() {
         let dest = store::dest_or_default(args.dest.as_deref())?;
-        let r = status::report(&LocalStore::new(&dest), &max_age, Depth::Check, now, ui)?;
+        let trust = args.signers.trust(Some(&args.config))?;
+        let r = status::report_trusted(
+            &LocalStore::new(&dest),
+            &max_age,
+            Depth::Check,
+            &trust,
+            now,
+            ui,
+        )?;
         if let Some(p) = &args.prometheus {
             // mode 0644 so that the metrics collector can read it
             store::write_replace(p, status::prometheus(&r).as_bytes(), 0o644)?;
@@ -217,10 +229,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         )
         .hint("run status once for the destination and once with every --tier"));
     }
+    let trust = args.signers.trust(Some(&args.config))?;
     let mut watched = Vec::new();
     for name in &args.tiers {
-        let outcome = open_tier(name, &args.config)
-            .and_then(|s| status::report(s.as_ref(), &max_age, Depth::Headers, now, ui));
+        let outcome = open_tier(name, &args.config).and_then(|s| {
+            status::report_trusted(s.as_ref(), &max_age, Depth::Headers, &trust, now, ui)
+        });
         watched.push(Watched {
             name: name.clone(),
             outcome,

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use crate::ui::Ui;
 use secureclaw_backup::error::{Error, ErrorKind, Result};
-use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::keymatch;
+use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::store::SidecarStatus;
 use secureclaw_backup::tier::ArchiveRef;
-use secureclaw_backup::verify::{verify_full, verify_keyless, VerifyReport};
+use secureclaw_backup::verify::{verify_full_trusted, verify_keyless_trusted, VerifyReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,6 +26,8 @@ pub struct Args {
     /// Where `latest` and bare archive names are looked up (default $BACKUP_ROOT, ~/backups/secureclaw)
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
+    #[command(flatten)]
+    pub signers: super::signing::SignerArgs,
 }
 
 /// The sidecar state in the words of the rest of the output (and of `list`).
@@ -80,6 +82,14 @@ fn human(r: &VerifyReport) -> String {
             c.links.len()
         ));
     }
+    if let Some(p) = &r.signature {
+        s.push_str(&format!(
+            "\n  signed by {} (trusted for {} by {})",
+            p.fingerprint,
+            crate::ui::Safe(p.principals_text()),
+            crate::ui::Safe(&p.signers_file)
+        ));
+    }
     for w in &r.warnings {
         s.push_str(&format!("\n  warning: {}", crate::ui::Safe(w)));
     }
@@ -88,26 +98,35 @@ fn human(r: &VerifyReport) -> String {
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let ids = args.identity.load()?;
+    let trust = args.signers.trust(Some(&args.config))?;
+    super::signing::notice_unchecked(&trust, ui);
     let mut reports = Vec::new();
     let mut failures: Vec<(PathBuf, secureclaw_backup::Error)> = Vec::new();
     for a in &args.archives {
         let keyless = args.identity.paths().is_empty();
-        let r = super::archive_arg(a, args.tier.as_deref(), &args.config, args.dest.as_deref())
-            .and_then(|src| match src {
-                src if keyless => verify_keyless(&src)
-                    .map_err(|e| keymatch::name_failure(e, &src.label(), None)),
-                src => verify_full(&src, &ids)
-                    .map(|mut r| {
-                        // which recipient each identity given is
-                        if let ArchiveRef::Local(p) = &src {
-                            if let Ok(info) = secureclaw_backup::crypto::inspect(p) {
-                                r.opened_by = keymatch::opened_by(p, &info, &ids);
-                            }
+        let r = super::signing::archive_arg(
+            a,
+            args.tier.as_deref(),
+            &args.config,
+            args.dest.as_deref(),
+            &trust,
+            ui,
+        )
+        .and_then(|src| match src {
+            src if keyless => verify_keyless_trusted(&src, &trust)
+                .map_err(|e| keymatch::name_failure(e, &src.label(), None)),
+            src => verify_full_trusted(&src, &ids, &trust)
+                .map(|mut r| {
+                    // which recipient each identity given is
+                    if let ArchiveRef::Local(p) = &src {
+                        if let Ok(info) = secureclaw_backup::crypto::inspect(p) {
+                            r.opened_by = keymatch::opened_by(p, &info, &ids);
                         }
-                        r
-                    })
-                    .map_err(|e| keymatch::name_failure(e, &src.label(), Some(&ids))),
-            });
+                    }
+                    r
+                })
+                .map_err(|e| keymatch::name_failure(e, &src.label(), Some(&ids))),
+        });
         match r {
             Ok(r) => {
                 ui.info(human(&r));

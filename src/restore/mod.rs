@@ -54,6 +54,12 @@ pub struct RestoreOptions {
     pub no_snapshot: bool,
     pub stop_gateway: bool,
     pub identities: Identities,
+    /// Trusted signers (README "Signed archives"): with them, the archive
+    /// must carry a valid signature by one of them, bound to its name,
+    /// before anything is decrypted or changed.
+    pub trust: crate::sign::Trust,
+    /// Signs the pre-restore snapshot (`--sign-key`).
+    pub sign: Option<crate::sign::SigningKey>,
     /// `--include PATH|GLOB`: only these entries are swapped in, the rest of
     /// the target is kept (empty: the whole archive; see `select`).
     pub include: Vec<String>,
@@ -159,6 +165,7 @@ pub struct PreparedRestore {
     outcome: Outcome,
     kept: Vec<RelPath>,
     snapshot_to: Option<Arc<dyn Encryptor>>,
+    snapshot_sign: Option<crate::sign::SigningKey>,
     phases: Vec<(String, f64)>,
     mark: Instant,
     started: Instant,
@@ -234,6 +241,23 @@ pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Prepar
         }
         _ => crate::paths::absolute(&opts.target),
     };
+    // a link of an incremental chain: its predecessors, from its store
+    let mut found = if is_dir {
+        None
+    } else {
+        chain::find(&opts.archive)?
+    };
+    // the provenance gate (README "Signed archives"): the signature of the
+    // archive, or of every link of its chain, verified before any byte is
+    // decrypted and before anything happens to the target
+    let now = chrono::Utc::now();
+    let provenance = match found.as_mut() {
+        Some(c) => {
+            c.check_provenance(&opts.trust, now)?;
+            None
+        }
+        None => opts.archive.check_provenance(&opts.trust, now)?,
+    };
     let lock = crate::lock::lock_dir(&target, "restore target")?;
     let mut recovered = Vec::new();
     let gateway = GatewayPlan {
@@ -272,12 +296,7 @@ pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Prepar
             )?
         },
     };
-    // a link of an incremental chain: its predecessors, from its store
-    let found = if is_dir {
-        None
-    } else {
-        chain::find(&opts.archive)?
-    };
+    let mut guard = None;
     let (format, stream) = if let Some(c) = found {
         (c.check_keyless(false)?.0, chain::Source::Chain(c))
     } else if is_dir {
@@ -292,12 +311,12 @@ pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Prepar
         // length, OpenPGP packet sequence): a truncated file or trailing data
         // after the ciphertext is an integrity failure, as with `verify -i`
         opts.archive.inspect()?;
-        // the restore's progress: the archive's bytes as decryption reads them
-        let (f, s, _) = opts.archive.open_tar_stream_shown(
+        let (f, s, g) = opts.archive.open_tar_stream_shown(
             &opts.identities,
-            None,
+            provenance.as_ref(),
             events.progress(0, "restore"),
         )?;
+        guard = g;
         (f, chain::Source::One(s))
     };
     if !format.is_encrypted() && !is_dir {
@@ -323,6 +342,7 @@ pub fn plan_restore(opts: &RestoreOptions, events: &dyn Events) -> Result<Prepar
         checked.push(c.checked());
     }
     let ctx = Context {
+        guard,
         target,
         format,
         recovered,
@@ -344,6 +364,8 @@ fn swap_pending(target: &Path) -> bool {
 
 /// What [`plan_restore`] knows before it reads the archive.
 struct Context {
+    /// The signature check of the bytes read (one archive, signers configured).
+    guard: Option<crate::sign::StreamGuard>,
     target: PathBuf,
     format: crate::crypto::Format,
     recovered: Vec<String>,
@@ -361,6 +383,7 @@ fn stage(
     events: &dyn Events,
 ) -> Result<PreparedRestore> {
     let Context {
+        guard,
         target,
         format,
         recovered,
@@ -410,6 +433,16 @@ fn stage(
         )?,
     };
     lap("decrypt+extract", &mut phases);
+    // the signature over exactly the bytes read, bound to the name
+    if let Some(g) = guard {
+        let p = g.finish()?;
+        crate::sign::gate::bind(&opts.archive.label(), &p, outcome.manifest.as_ref())?;
+    }
+    if opts.trust.is_checked() {
+        checked.push(
+            "the signature by a trusted signer over every byte, and the signed host, type and time against the name, before decrypting".to_owned(),
+        );
+    }
     let mut warnings = Vec::new();
     let legacy = outcome.manifest.is_none();
     match &outcome.manifest {
@@ -545,6 +578,7 @@ fn stage(
         outcome,
         kept,
         snapshot_to: opts.snapshot_to.clone(),
+        snapshot_sign: opts.sign.clone(),
         phases,
         mark,
         started,
@@ -597,6 +631,7 @@ pub fn apply_restore(prepared: PreparedRestore, events: &dyn Events) -> Result<R
                     .unwrap_or(1),
                 encryptor: Some(enc.clone()),
                 prune: None,
+                sign: p.snapshot_sign.clone(),
             },
             events,
         )
@@ -713,6 +748,7 @@ pub(crate) mod tests {
             threads: 1,
             encryptor: enc,
             prune: None,
+            sign: None,
         };
         backup::run_backup(&opts, &Silent).unwrap().archive
     }
@@ -745,6 +781,8 @@ pub(crate) mod tests {
             no_snapshot: false,
             stop_gateway: false,
             identities: ids,
+            trust: Default::default(),
+            sign: None,
             include: vec![],
         };
 
@@ -812,6 +850,8 @@ pub(crate) mod tests {
             no_snapshot: false,
             stop_gateway: true,
             identities: ids,
+            trust: Default::default(),
+            sign: None,
             include: vec![],
         };
         let plan = plan_restore(&opts, &Silent).unwrap().plan;

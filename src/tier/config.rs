@@ -14,6 +14,10 @@
 //! keep_yearly = "forever"
 //! endpoint = "https://minio.example:9000"   # optional; else $AWS_ENDPOINT_URL
 //! region = "eu-central-1"                   # optional; else $AWS_REGION
+//!
+//! [signing]                                 # optional, see SigningConfig
+//! key = "/etc/secureclaw-backup/signing-key"
+//! signers = "/etc/secureclaw-backup/allowed_signers"
 //! ```
 //!
 //! Credentials never live here: S3 tiers read the standard AWS environment
@@ -33,6 +37,10 @@ use crate::retention::{self, Candidate, Decision, Retention, Rules};
 pub struct Config {
     #[serde(default)]
     pub tier: Vec<TierConfig>,
+    /// `[signing]`: the signing key `backup` and `rotate` sign with, and the
+    /// trusted signers every reader checks (README.md, "Signed archives").
+    #[serde(default)]
+    pub signing: SigningConfig,
     /// `[backup]`: the host's defaults for every command (README
     /// "Configuration file"); flags and environment variables win.
     #[serde(default)]
@@ -160,6 +168,20 @@ impl BackupConfig {
         }
         out
     }
+}
+
+/// The `[signing]` section: `key = "/path/to/signing-key"`,
+/// `signers = "/path/to/allowed_signers"`. A relative path is taken
+/// relative to the configuration file's directory. `--sign-key` /
+/// `--signers` and `SECURECLAW_BACKUP_SIGNING_KEY` /
+/// `SECURECLAW_BACKUP_SIGNERS` take precedence.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub signers: Option<PathBuf>,
 }
 
 /// One `[[tier]]`.
@@ -356,7 +378,7 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config)> {
 }
 
 /// Checks the `[backup]` section and makes its paths absolute (relative to
-/// the file's directory).
+/// the file's directory); its signing keys become `[signing]`'s.
 fn check_backup(path: &Path, cfg: &mut Config) -> Result<()> {
     let base = path.parent().unwrap_or(Path::new("."));
     let b = &mut cfg.backup;
@@ -390,6 +412,23 @@ fn check_backup(path: &Path, cfg: &mut Config) -> Result<()> {
                 path.display()
             ))
             .hint("name tiers defined in the same file"));
+        }
+    }
+    for (mine, theirs, key) in [
+        (&b.signing_key, &mut cfg.signing.key, "signing_key"),
+        (&b.signers, &mut cfg.signing.signers, "signers"),
+    ] {
+        match (mine, &theirs) {
+            (Some(_), Some(_)) => {
+                return Err(Error::usage(format!(
+                    "{}: [backup] {key} and [signing] {} both set",
+                    path.display(),
+                    if key == "signers" { "signers" } else { "key" }
+                ))
+                .hint("set it in one place"))
+            }
+            (Some(m), None) => *theirs = Some(m.clone()),
+            _ => {}
         }
     }
     Ok(())
