@@ -96,6 +96,7 @@ impl KeepArgs {
         }
         out
     }
+
     /// The rules: the defaults changed by the flags given (usage error, exit
     /// 2, for a bad value or a flag given twice for one type).
     pub fn retention(&self) -> Result<Retention> {
