@@ -753,7 +753,7 @@ fn bars_on_a_terminal_only() {
     assert_eq!(o.code, 0, "{}", o.text());
     let screen = o.stdout.clone();
     assert!(screen.contains("backup ["), "no bar: {screen:?}");
-    assert!(screen.contains("iB/s"), "no rate: {screen:?}");
+    assert!(screen.contains("B/s eta "), "no rate: {screen:?}");
     assert!(screen.contains("eta "), "no ETA: {screen:?}");
     // the total is the walk's (about 48 MiB), never "0 B"
     assert!(
