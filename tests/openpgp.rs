@@ -890,13 +890,14 @@ fn rotation_across_formats_and_back() {
             "{n}: the suffix follows the format"
         );
         want_names.push(n.clone());
+        want_names.push(format!("{n}.meta"));
         want_names.push(format!("{n}.sha256"));
     }
     want_names.sort();
     assert_eq!(
         names(&dest),
         want_names,
-        "old .age files and their sidecars gone"
+        "old .age files and their sidecars gone, each .meta renamed with its archive"
     );
     for t in ["daily", "weekly", "pre-deploy"] {
         assert!(all.iter().any(|a| a
@@ -950,6 +951,7 @@ fn rotation_across_formats_and_back() {
         let n = a.file_name().unwrap().to_string_lossy().into_owned();
         assert!(n.ends_with(".tar.gz.age"), "{n}");
         want_names.push(n.clone());
+        want_names.push(format!("{n}.meta"));
         want_names.push(format!("{n}.sha256"));
     }
     want_names.sort();
