@@ -133,6 +133,29 @@ pub struct Listing {
     pub unrecognised: Vec<String>,
 }
 
+impl Entry {
+    /// The FORMAT column of `list`: legacy and damaged archives said so.
+    pub fn format_label(&self) -> String {
+        match self.format.as_str() {
+            "legacy-directory" => "legacy plaintext dir".into(),
+            "plaintext" if self.legacy => "legacy plaintext".into(),
+            "plaintext" => "PLAINTEXT".into(),
+            "damaged" => "DAMAGED".into(),
+            f => f.to_owned(),
+        }
+    }
+
+    /// The LEVEL column of `list`: `-` for an archive on its own, `full` for
+    /// a chain's full, `link N` for its N-th link.
+    pub fn level_label(&self) -> String {
+        match (&self.chain, self.level) {
+            (None, _) => "-".into(),
+            (Some(_), 0) => "full".into(),
+            (Some(_), n) => format!("link {n}"),
+        }
+    }
+}
+
 impl Listing {
     /// Every archive, pre-restore snapshots too, newest first.
     pub fn newest_first(&self) -> Vec<&Entry> {
@@ -151,6 +174,16 @@ impl Listing {
             .collect();
         v.sort();
         v
+    }
+
+    /// Names of the archives, newest first, without a valid signature by a
+    /// trusted signer (restore refuses them).
+    pub fn unsigned(&self) -> Vec<&str> {
+        self.newest_first()
+            .into_iter()
+            .filter(|e| !e.signature.is_valid())
+            .map(|e| e.name.as_str())
+            .collect()
     }
 
     /// Archives whose sidecar check failed.

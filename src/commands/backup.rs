@@ -10,24 +10,9 @@ use secureclaw_backup::backup::{
 use secureclaw_backup::capture::LiveOptions;
 use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::manifest::human_bytes;
-use secureclaw_backup::store::{self, BackupType};
+use secureclaw_backup::store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TypeArg {
-    Daily,
-    Weekly,
-    PreDeploy,
-}
-
-impl From<TypeArg> for BackupType {
-    fn from(t: TypeArg) -> Self {
-        match t {
-            TypeArg::Daily => BackupType::Daily,
-            TypeArg::Weekly => BackupType::Weekly,
-            TypeArg::PreDeploy => BackupType::PreDeploy,
-        }
-    }
-}
+use super::TypeArg;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -30,26 +30,6 @@ pub struct Args {
     pub signers: super::signing::SignerArgs,
 }
 
-fn format_label(e: &Entry) -> String {
-    match e.format.as_str() {
-        "legacy-directory" => "legacy plaintext dir".into(),
-        "plaintext" if e.legacy => "legacy plaintext".into(),
-        "plaintext" => "PLAINTEXT".into(),
-        "damaged" => "DAMAGED".into(),
-        f => f.to_owned(),
-    }
-}
-
-/// The chain column: `-` for an archive on its own, `full` for a chain's
-/// full, `link N` for its N-th link.
-fn level_label(e: &Entry) -> String {
-    match (&e.chain, e.level) {
-        (None, _) => "-".into(),
-        (Some(_), 0) => "full".into(),
-        (Some(_), n) => format!("link {n}"),
-    }
-}
-
 fn table(entries: &[Entry]) -> String {
     let rows: Vec<[String; 8]> = entries
         .iter()
@@ -65,8 +45,8 @@ fn table(entries: &[Entry]) -> String {
                     },
                 human_bytes(e.size),
                 e.sidecar.to_string(),
-                level_label(e),
-                format_label(e),
+                e.level_label(),
+                e.format_label(),
                 if !e.keys.is_empty() {
                     e.keys.join(", ")
                 } else if e.recipients.is_empty() {
@@ -211,12 +191,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let trust = args.signers.trust(Some(&args.config))?;
     let l = catalog::scan_trusted(&LocalStore::new(&dest), depth, &trust, ui)?;
     if trust.is_checked() {
-        let bad: Vec<&str> = l
-            .newest_first()
-            .into_iter()
-            .filter(|e| !e.signature.is_valid())
-            .map(|e| e.name.as_str())
-            .collect();
+        let bad = l.unsigned();
         if !bad.is_empty() {
             ui.warn(format!(
                 "{} archive(s) have no valid signature by a trusted signer (restore refuses them): {}",
@@ -238,42 +213,5 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use secureclaw_backup::events::Silent;
-    use std::fs;
-
-    #[test]
-    fn renders_damaged_legacy_and_snapshots() {
-        let t = tempfile::tempdir().unwrap();
-        let d = t.path();
-        fs::write(d.join("daily_20260301_020000.tar.gz.age"), b"garbage").unwrap();
-        fs::write(d.join("daily_20260227_020000.tar.gz"), [0x1f, 0x8b, 8, 0]).unwrap();
-        fs::create_dir(d.join("daily_20260227_020000")).unwrap();
-        fs::write(d.join("daily_20260227_020000/a"), "abc").unwrap();
-        fs::write(d.join("pre-restore_20260301_030000.tar.gz.age"), b"x").unwrap();
-        let l = catalog::scan(&LocalStore::new(d), Depth::Headers, &Silent).unwrap();
-        let h = human(&l);
-        assert!(h.contains("DAMAGED") && h.contains("damaged: "), "{h}");
-        assert!(h.contains("legacy plaintext dir"), "{h}");
-        assert!(h.contains("Pre-restore snapshots"), "{h}");
-        // every row names its file
-        assert!(h.contains(" daily_20260301_020000.tar.gz.age "), "{h}");
-        assert!(
-            h.contains(" pre-restore_20260301_030000.tar.gz.age "),
-            "{h}"
-        );
-    }
-
-    #[test]
-    fn missing_dest_is_said() {
-        let t = tempfile::tempdir().unwrap();
-        let l = catalog::scan(
-            &LocalStore::new(t.path().join("none")),
-            Depth::Headers,
-            &Silent,
-        )
-        .unwrap();
-        assert!(human(&l).contains("does not exist"));
-    }
-}
+#[path = "list_tests.rs"]
+mod tests;

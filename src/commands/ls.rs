@@ -100,14 +100,12 @@ pub fn changes_lines(c: &FileChanges) -> String {
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
-    let trust = args.signers.trust(Some(&args.config))?;
-    super::signing::notice_unchecked(&trust, ui);
-    let archive = super::signing::archive_arg(
+    let (trust, archive) = super::trusted_archive(
         &args.archive,
         args.tier.as_deref(),
         &args.config,
         args.dest.as_deref(),
-        &trust,
+        &args.signers,
         ui,
     )?;
     let r = ls(&LsOptions {

@@ -68,6 +68,44 @@ impl RecipientArgs {
     }
 }
 
+/// `--type` of backup and schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TypeArg {
+    Daily,
+    Weekly,
+    PreDeploy,
+}
+
+impl From<TypeArg> for secureclaw_backup::store::BackupType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::Daily => secureclaw_backup::store::BackupType::Daily,
+            TypeArg::Weekly => secureclaw_backup::store::BackupType::Weekly,
+            TypeArg::PreDeploy => secureclaw_backup::store::BackupType::PreDeploy,
+        }
+    }
+}
+
+/// `--signers` read (with the one-line notice when no signer is trusted) and
+/// the ARCHIVE argument resolved under that trust
+/// ([`signing::archive_arg`]): the first steps of restore and ls.
+pub fn trusted_archive(
+    arg: &std::path::Path,
+    tier: Option<&str>,
+    config: &push::ConfigArgs,
+    dest: Option<&std::path::Path>,
+    signers: &signing::SignerArgs,
+    ui: &crate::ui::Ui,
+) -> Result<(
+    secureclaw_backup::sign::Trust,
+    secureclaw_backup::tier::ArchiveRef,
+)> {
+    let trust = signers.trust(Some(config))?;
+    signing::notice_unchecked(&trust, ui);
+    let archive = signing::archive_arg(arg, tier, config, dest, &trust, ui)?;
+    Ok((trust, archive))
+}
+
 /// Refuses an ARCHIVE that exists but is neither a regular file nor a
 /// directory (an old plain-directory backup): a pipe such as `/dev/stdin` or
 /// a FIFO, a socket, a device. Archives are read more than once (format

@@ -187,14 +187,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     } else {
         args.recipients.encryptor()?
     };
-    let trust = args.signers.trust(Some(&args.config))?;
-    super::signing::notice_unchecked(&trust, ui);
-    let src = super::signing::archive_arg(
+    let (trust, src) = super::trusted_archive(
         &args.archive,
         args.tier.as_deref(),
         &args.config,
         args.dest.as_deref(),
-        &trust,
+        &args.signers,
         ui,
     )?;
     let pass = secureclaw_backup::crypto::PassphraseSource::from_flag_or_env(
@@ -223,15 +221,5 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     })?;
     let valid = r.validation.as_ref().is_none_or(|v| v.ok);
     ui.result(human(&r), serde_json::json!({"ok": valid, "restore": r}));
-    match &r.validation {
-        Some(v) if !v.ok => Err(secureclaw_backup::error::Error::validation(format!(
-            "the restore into {} is complete, but its validation failed: {} check(s)",
-            r.plan.target.display(),
-            v.failed()
-        ))
-        .hint(
-            "see the validation table above; the restored tree is in place (undo with the pre-restore snapshot named above)",
-        )),
-        _ => Ok(()),
-    }
+    r.validation_failure().map_or(Ok(()), Err)
 }

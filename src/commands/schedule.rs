@@ -12,7 +12,7 @@ use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::schedule::{self, Scheduler};
 use secureclaw_backup::store::{self, BackupType};
 
-use super::backup::TypeArg;
+use super::TypeArg;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SchedulerArg {

@@ -80,6 +80,26 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
+impl RestoreReport {
+    /// The error of a restore that completed but whose validation failed
+    /// (exit 3), or `None` when it passed or did not run.
+    pub fn validation_failure(&self) -> Option<Error> {
+        match &self.validation {
+            Some(v) if !v.ok => Some(
+                Error::validation(format!(
+                    "the restore into {} is complete, but its validation failed: {} check(s)",
+                    self.plan.target.display(),
+                    v.failed()
+                ))
+                .hint(
+                    "see the validation table above; the restored tree is in place (undo with the pre-restore snapshot named above)",
+                ),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// A restore decided (README "Restore safety"): built after the archive was
 /// read to its end and compared with its manifest, before anything in the
 /// target changes. `--dry-run` renders it; the real run applies it
