@@ -252,10 +252,11 @@ pub fn execute(
         // with signers: the signature and its binding, before re-encrypting
         let proved = match (p.step, &opts.trust) {
             (Step::Prove, _) | (_, crate::sign::Trust::Signers(_)) => {
-                crate::verify::verify_full_trusted(
+                crate::verify::verify_full(
                     &crate::tier::ArchiveRef::Local(path.clone()),
                     &opts.identities,
                     &opts.trust,
+                    events,
                 )
                 .and_then(|r| match (&signer, &r.host) {
                     (Some(s), Some(h)) if !s.trusts_host(h) => Err(Error::refused(format!(
@@ -275,6 +276,7 @@ pub fn execute(
             Step::Prove => Ok(()),
             Step::Reencrypt | Step::ReencryptKeepOld => rotate_one(
                 opts,
+                events,
                 &p.archive,
                 &path,
                 &p.new_name,
@@ -311,13 +313,14 @@ pub fn execute(
 /// Re-encrypts one archive; the old one stays until the new one is verified.
 fn rotate_one(
     opts: &RotateOptions,
+    events: &dyn Events,
     name: &str,
     path: &Path,
     new_name: &str,
     keep_old: bool,
 ) -> Result<()> {
     crate::process::check_interrupted()?;
-    let (mut plain, guard) = open_checked(opts, path)?;
+    let (mut plain, guard) = open_checked(opts, path, events.progress(0, name))?;
     let temp = store::temp_name(&opts.dest, "rotate");
     let hasher = Arc::new(std::sync::Mutex::new(
         opts.sign.as_ref().map(|k| k.hasher()).transpose()?,
@@ -443,9 +446,10 @@ fn rotating_signer(
 fn open_checked(
     opts: &RotateOptions,
     path: &Path,
+    pb: Box<dyn crate::events::Progress>,
 ) -> Result<(Box<dyn Read + Send>, Option<crate::sign::StreamGuard>)> {
     let crate::sign::Trust::Signers(signers) = &opts.trust else {
-        return Ok((pipeline::open_payload(path, &opts.identities)?.1, None));
+        return Ok((pipeline::open_payload(path, &opts.identities, pb)?.1, None));
     };
     let sig = crate::sign::read_sig(path)?;
     let check = crate::sign::SigCheck::new(path, &sig, signers, chrono::Utc::now())?;
@@ -455,9 +459,10 @@ fn open_checked(
             Error::integrity(format!("{} is not an encrypted archive", path.display()))
         })?;
     let file = fs::File::open(path).at("opening archive", path)?;
-    let src: Box<dyn Read + Send> = Box::new(store::SourceFile::new(
-        io::BufReader::with_capacity(256 * 1024, file),
-        path,
+    pb.set_total(file.metadata().map(|m| m.len()).unwrap_or(0));
+    let src: Box<dyn Read + Send> = Box::new(crate::events::Reading::new(
+        store::SourceFile::new(io::BufReader::with_capacity(256 * 1024, file), path),
+        pb,
     ));
     let (src, guard) = crate::sign::gate::guarded(src, check);
     let dec = opts.identities.decryptor(format)?;
@@ -606,6 +611,60 @@ mod tests {
         assert_ne!(fs::read(&encrypted).unwrap(), before, "re-encrypted");
         let kept = dest.join(format!("{}.pre-rotate", name(&encrypted)));
         assert_eq!(fs::read(kept).unwrap(), before);
+    }
+
+    /// Both phases of a rotation move a counter over each archive's bytes:
+    /// the proving pass (the same full verification as `verify -i`) and the
+    /// re-encryption; the total is the archive's size, and all of it is read.
+    #[test]
+    fn proving_and_re_encrypting_report_byte_progress() {
+        use crate::events::{Collect, ProgressCall};
+        let t = tempfile::tempdir().unwrap();
+        let (src, dest) = (t.path().join("src"), t.path().join("b"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("secureclaw.json"), "{}\n").unwrap();
+        fs::write(src.join("big.bin"), vec![7u8; 3 << 20]).unwrap();
+        let (enc, ids) = example_age();
+        let archive = backup_of(&src, &dest, Some(enc.clone()));
+        let size = fs::metadata(&archive).unwrap().len();
+        let mut opts = RotateOptions {
+            dest: dest.clone(),
+            identities: ids,
+            new: enc,
+            dry_run: true,
+            keep_old: false,
+            trust: Default::default(),
+            sign: None,
+        };
+        let moved = |calls: &[ProgressCall]| {
+            let totals: Vec<u64> = calls
+                .iter()
+                .filter_map(|c| match c {
+                    ProgressCall::SetTotal(t) => Some(*t),
+                    _ => None,
+                })
+                .collect();
+            let adv: u64 = calls
+                .iter()
+                .map(|c| match c {
+                    ProgressCall::Advance(n) => *n,
+                    _ => 0,
+                })
+                .sum();
+            (totals, adv, calls.contains(&ProgressCall::Finish))
+        };
+        for dry_run in [true, false] {
+            opts.dry_run = dry_run;
+            let events = Collect::default();
+            let planned = plan(&opts, &events).unwrap();
+            execute(&planned, &opts, &events).unwrap();
+            assert_eq!(
+                moved(&events.progress_calls()),
+                (vec![size], size, true),
+                "dry run {dry_run}: {:?}",
+                events.progress_calls()
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! to the end, every tar entry judged by the restore rules and compared with
 //! the manifest — the same code path as restore, writing nothing.
 //!
-//! With trusted signers ([`verify_keyless_trusted`], [`verify_full_trusted`]),
+//! With trusted signers ([`verify_keyless_trusted`], [`verify_full`]),
 //! the provenance gate comes first (README "Signed archives"): the archive's
 //! signature (every link's, for a chain) by a trusted signer, verified over
 //! its bytes before anything is decrypted; with a key, the signed manifest's
@@ -14,7 +14,6 @@
 use std::path::PathBuf;
 
 use crate::archive::extract::{self, Discard, Limits, Sink};
-use crate::archive::pipeline;
 use crate::crypto::{self, Identities};
 use crate::error::{Error, Result};
 use crate::store::{self, SidecarStatus};
@@ -157,25 +156,6 @@ fn check_sidecar_status(src: &ArchiveRef, s: &SidecarStatus) -> Result<()> {
     }
 }
 
-/// Full verification with identities, of a local file or a stored object:
-/// the keyless checks, then the archive streamed through the same decrypt →
-/// gunzip → entry checks as restore. Nothing is written.
-pub fn verify_full(src: &ArchiveRef, identities: &Identities) -> Result<VerifyReport> {
-    let report = verify_keyless(src)?;
-    if let Some(c) = crate::restore::chain::find(src)? {
-        let sink = &mut Discard as &mut dyn Sink;
-        let outcome = c.extract(sink, &Limits::default(), identities, &crate::events::Silent)?;
-        return report_outcome(report, outcome);
-    }
-    let (_format, stream) = src.open_tar_stream(identities)?;
-    check_tar_stream(report, stream)
-}
-
-fn check_tar_stream(report: VerifyReport, stream: pipeline::StageReader) -> Result<VerifyReport> {
-    let outcome = extract::extract(stream, &mut Discard as &mut dyn Sink, &Limits::default())?;
-    report_outcome(report, outcome)
-}
-
 /// The report of a full check from what was read.
 fn report_outcome(mut report: VerifyReport, outcome: extract::Outcome) -> Result<VerifyReport> {
     match &outcome.manifest {
@@ -243,30 +223,38 @@ pub fn verify_keyless_trusted(
     Ok(report)
 }
 
-/// [`verify_full`] behind the provenance gate: the signature verified before
-/// anything is decrypted, the bytes decrypted checked against it again, and
-/// the manifest's host, type and time bound to the name (every link's, for
-/// a chain).
-pub fn verify_full_trusted(
+/// Full verification with identities, of a local file or a stored object:
+/// the keyless checks, then the archive (every link, for a chain) streamed
+/// through the same decrypt → gunzip → entry checks as restore, moving a
+/// progress counter by its bytes. Nothing is written. Behind the provenance
+/// gate when signers are configured: the signature verified before anything
+/// is decrypted, the bytes decrypted checked against it again, and the
+/// manifest's host, type and time bound to the name (every link's).
+pub fn verify_full(
     src: &ArchiveRef,
     identities: &Identities,
     trust: &crate::sign::Trust,
+    events: &dyn crate::events::Events,
 ) -> Result<VerifyReport> {
-    if !trust.is_checked() {
-        return verify_full(src, identities);
-    }
     let now = chrono::Utc::now();
     if let Some(mut c) = crate::restore::chain::find(src)? {
-        c.check_provenance(trust, now)?;
+        if trust.is_checked() {
+            c.check_provenance(trust, now)?;
+        }
         let mut report = verify_keyless(src)?;
         report.signature = c.provenance().cloned();
         let sink = &mut Discard as &mut dyn Sink;
-        let outcome = c.extract(sink, &Limits::default(), identities, &crate::events::Silent)?;
+        let outcome = c.extract(sink, &Limits::default(), identities, events)?;
         return report_outcome(report, outcome);
     }
-    let checked = src.check_provenance(trust, now)?;
+    let checked = if trust.is_checked() {
+        src.check_provenance(trust, now)?
+    } else {
+        None
+    };
     let mut report = verify_keyless(src)?;
-    let (_format, stream, guard) = src.open_tar_stream_checked(identities, checked.as_ref())?;
+    let (_format, stream, guard) =
+        src.open_tar_stream_shown(identities, checked.as_ref(), events.progress(0, "verify"))?;
     let outcome = extract::extract(stream, &mut Discard as &mut dyn Sink, &Limits::default())?;
     if let Some(g) = guard {
         let p = g.finish()?;

@@ -117,10 +117,12 @@ pub use crate::store::SourceFile;
 
 /// Opens an archive file and returns its decrypted payload (the gzip stream):
 /// detects the format by its magic bytes and starts decryption on its own
-/// thread. Key errors surface here, before any data is read.
+/// thread. Key errors surface here, before any data is read. `pb` moves by
+/// the archive's bytes as they are read (its total: the file's size).
 pub fn open_payload(
     path: &Path,
     identities: &crate::crypto::Identities,
+    pb: Box<dyn crate::events::Progress>,
 ) -> crate::error::Result<(crate::crypto::Format, Box<dyn Read + Send>)> {
     use crate::crypto::Format;
     use crate::error::{Error, IoContext};
@@ -133,9 +135,10 @@ pub fn open_payload(
         .hint("name the archive file itself (not its .sha256 sidecar); if it is, it is damaged")
     })?;
     let file = std::fs::File::open(path).at("opening archive", path)?;
-    let src: Box<dyn Read + Send> = Box::new(SourceFile::new(
-        io::BufReader::with_capacity(256 * 1024, file),
-        path,
+    pb.set_total(file.metadata().map(|m| m.len()).unwrap_or(0));
+    let src: Box<dyn Read + Send> = Box::new(crate::events::Reading::new(
+        SourceFile::new(io::BufReader::with_capacity(256 * 1024, file), path),
+        pb,
     ));
     if !format.is_encrypted() {
         return Ok((format, src));

@@ -8,7 +8,7 @@ use secureclaw_backup::keymatch;
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::store::SidecarStatus;
 use secureclaw_backup::tier::ArchiveRef;
-use secureclaw_backup::verify::{verify_full_trusted, verify_keyless_trusted, VerifyReport};
+use secureclaw_backup::verify::{verify_full, verify_keyless_trusted, VerifyReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -115,7 +115,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         .and_then(|src| match src {
             src if keyless => verify_keyless_trusted(&src, &trust)
                 .map_err(|e| keymatch::name_failure(e, &src.label(), None)),
-            src => verify_full_trusted(&src, &ids, &trust)
+            src => verify_full(&src, &ids, &trust, ui)
                 .map(|mut r| {
                     // which recipient each identity given is
                     if let ArchiveRef::Local(p) = &src {
