@@ -661,14 +661,28 @@ pub fn write_link<W: Write>(
         }
         dumpdir(list)
     };
-    // pass 2: write
-    let mut aw = ArchiveWriter::new(out, &chain.id);
+    // pass 2: write. The progress moves by the bytes of the tar stream; its
+    // total is what pass 1 decided to store (a header per entry, the data of
+    // the files stored, padded to 512 bytes), known before the first byte.
+    let pb: std::sync::Arc<dyn crate::events::Progress> =
+        std::sync::Arc::from(events.progress(0, "backup"));
+    pb.set_total(
+        nodes
+            .iter()
+            .zip(&store_it)
+            .map(|(n, &stored)| match n.kind {
+                Kind::File if stored => 512 + n.stat.size.div_ceil(512) * 512,
+                _ => 512,
+            })
+            .sum::<u64>()
+            + 1024,
+    );
+    let mut aw = ArchiveWriter::new(crate::events::Counting::new(out, pb.clone()), &chain.id);
     let mtime = opts.now.timestamp();
     let top_dd = decide_dir(b"", &mut store_it);
     aw.add_top_dumpdir(mtime, &top_dd)?;
     let mut files: BTreeMap<RelPath, FileState> = BTreeMap::new();
     let (mut stored, mut unchanged) = (0u64, 0u64);
-    let pb = events.progress(0, "backup");
     let mut capturer = Capturer::new(opts.live.clone(), events);
     for i in 0..nodes.len() {
         crate::process::check_interrupted()?;
@@ -693,7 +707,6 @@ pub fn write_link<W: Write>(
                 let before = aw.entries.len();
                 let warned = aw.warnings.len();
                 capturer.archive_file(&mut aw, &n.rel, &path_of(&n.rel))?;
-                pb.set_position(aw.bytes);
                 let added = aw
                     .entries
                     .get(before)
@@ -759,7 +772,7 @@ pub fn write_link<W: Write>(
         chain: chain.clone(),
     };
     let stored_bytes = aw.bytes;
-    let out = aw.finish_link(&manifest, mtime)?;
+    let out = aw.finish_link(&manifest, mtime)?.into_inner();
     let state = NewState {
         state: State {
             btype: opts.btype,

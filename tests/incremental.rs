@@ -17,7 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use secureclaw_backup::archive::extract::{self, Discard, Limits, Outcome, StagingSink};
 use secureclaw_backup::archive::writer::{dumpdir, ArchiveWriter, Dump};
 use secureclaw_backup::capture::LiveOptions;
-use secureclaw_backup::events::Silent;
+use secureclaw_backup::events::{Collect, ProgressCall, Silent};
 use secureclaw_backup::incremental::{
     decide, load_state, save_state, write_link, ChainPolicy, LinkOptions, LinkOutput, Loaded,
     NewChain, Plan, State,
@@ -104,7 +104,36 @@ fn link(
     };
     let sel = Selection::new(BackupType::Weekly, &[], None).unwrap();
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let out = write_link(gz, &opts, &sel, &plan, prev, &Silent).unwrap();
+    let events = Collect::default();
+    let out = write_link(gz, &opts, &sel, &plan, prev, &events).unwrap();
+    // progress: a total known before the first byte, covering what is
+    // stored, and movement by every byte of the tar stream
+    let calls = events.progress_calls();
+    let start = calls
+        .iter()
+        .position(|c| matches!(c, ProgressCall::Start(_, w) if w == "backup"))
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    let ProgressCall::SetTotal(total) = calls[start + 1] else {
+        panic!("no total first: {calls:?}");
+    };
+    let moved: u64 = calls
+        .iter()
+        .map(|c| match c {
+            ProgressCall::Advance(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    assert!(
+        total >= out.stored_bytes,
+        "total {total} < {}",
+        out.stored_bytes
+    );
+    assert!(
+        moved >= out.stored_bytes,
+        "moved {moved} < {}",
+        out.stored_bytes
+    );
+    assert!(calls.contains(&ProgressCall::Finish), "{calls:?}");
     let bytes = out.out.finish().unwrap();
     let name = format!("{stem}.tar.gz");
     let state = out.state.clone().committed(&name);
