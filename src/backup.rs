@@ -171,6 +171,38 @@ pub struct IncrementalOptions {
     pub policy: crate::incremental::ChainPolicy,
 }
 
+impl IncrementalOptions {
+    /// From `--reread`, `--full-every` and `--max-links`.
+    pub fn new(reread: bool, full_every: std::time::Duration, max_links: u32) -> Self {
+        IncrementalOptions {
+            reread,
+            policy: crate::incremental::ChainPolicy {
+                full_every,
+                max_links,
+            },
+        }
+    }
+}
+
+impl BackupReport {
+    /// The warnings that are not notes (what `--strict` counts).
+    pub fn serious(&self) -> usize {
+        self.warnings.iter().filter(|w| !w.is_note()).count()
+    }
+
+    /// `--strict` with serious warnings: exit 1 although the archive was
+    /// written; `None` when there are none.
+    pub fn strict_failure(&self) -> Option<Error> {
+        let serious = self.serious();
+        (serious > 0).then(|| {
+            Error::operational(format!(
+                "--strict: the backup has {serious} warning(s) (the archive was written and is valid)"
+            ))
+            .hint("run again later, or drop --strict to accept warnings")
+        })
+    }
+}
+
 /// What the pipeline writes between the top directory and the manifest.
 enum Content<'a> {
     /// A plain full (manifest version 2).

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use crate::ui::Ui;
 use secureclaw_backup::backup::{
     archive_encryptor, compression_threads, run_backup_chain, BackupOptions, BackupReport,
-    DEFAULT_LEVEL,
+    IncrementalOptions, DEFAULT_LEVEL,
 };
 use secureclaw_backup::capture::LiveOptions;
-use secureclaw_backup::error::{Error, Result};
+use secureclaw_backup::error::Result;
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::store;
 
@@ -127,13 +127,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     };
     let incremental = args
         .incremental
-        .then_some(secureclaw_backup::backup::IncrementalOptions {
-            reread: args.reread,
-            policy: secureclaw_backup::incremental::ChainPolicy {
-                full_every: args.full_every,
-                max_links: args.max_links,
-            },
-        });
+        .then(|| IncrementalOptions::new(args.reread, args.full_every, args.max_links));
     let r = run_backup_chain(&opts, &live, incremental.as_ref(), ui)?;
     for w in &r.warnings {
         if w.is_note() {
@@ -142,7 +136,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             ui.warn(format!("{} [{}] {}", w.path, w.kind, w.detail));
         }
     }
-    let serious = r.warnings.iter().filter(|w| !w.is_note()).count();
+    let serious = r.serious();
     let mut human = human(&r, serious);
     if let (Some(sig), Some(fpr)) = (&r.signature, &r.signer) {
         human.push_str(&format!("\nsignature: {} (key {fpr})", sig.display()));
@@ -178,13 +172,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     if let Some(e) = push_err {
         return Err(e.context("the backup was written, but the push failed"));
     }
-    if args.strict && serious > 0 {
-        return Err(Error::operational(format!(
-            "--strict: the backup has {serious} warning(s) (the archive was written and is valid)"
-        ))
-        .hint("run again later, or drop --strict to accept warnings"));
+    match r.strict_failure() {
+        Some(e) if args.strict => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The human summary of a backup.
