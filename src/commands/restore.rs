@@ -95,11 +95,7 @@ fn plan_lines(r: &RestorePlan, dry_run: bool) -> String {
             "{} of {} files (--include {})",
             c.counts.added + c.counts.changed + c.counts.unchanged,
             r.files,
-            r.include
-                .iter()
-                .map(|i| Safe(i).to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            safe_join(&r.include)
         ),
         _ => format!("{} files", r.files),
     };
@@ -111,16 +107,10 @@ fn plan_lines(r: &RestorePlan, dry_run: bool) -> String {
         Safe(&r.target),
         human_bytes(r.bytes)
     ));
-    let list = |v: &Vec<String>| {
-        if v.is_empty() {
-            "-".to_owned()
-        } else {
-            // top-level names from the archive: one line each, escaped
-            v.iter()
-                .map(|n| Safe(n).to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+    // top-level names from the archive: one line each, escaped
+    let list = |v: &Vec<String>| match v.is_empty() {
+        true => "-".to_owned(),
+        false => safe_join(v),
     };
     match &r.changes {
         // per file: which components come from the archive says nothing
@@ -145,15 +135,20 @@ fn plan_lines(r: &RestorePlan, dry_run: bool) -> String {
     s
 }
 
+/// Names escaped for the terminal, comma-separated.
+fn safe_join(v: &[String]) -> String {
+    let v: Vec<String> = v.iter().map(|n| Safe(n).to_string()).collect();
+    v.join(", ")
+}
+
 /// What only a dry run shows: the checks made, what the real run will do
 /// with the current tree and with a running gateway.
 fn dry_run_lines(p: &RestorePlan) -> String {
     let mut s = format!("  checked:  {}\n", p.checked.join("; "));
     if !p.carried.is_empty() {
-        let carried: Vec<String> = p.carried.iter().map(|c| Safe(c).to_string()).collect();
         s.push_str(&format!(
             "  also kept (seen but not archived at backup time): {}\n",
-            carried.join(", ")
+            safe_join(&p.carried)
         ));
     }
     s.push_str(&match &p.pre_restore_snapshot {
@@ -182,10 +177,11 @@ fn dry_run_lines(p: &RestorePlan) -> String {
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let target = secureclaw_backup::paths::data_dir(args.target.clone())?;
     let dest = store::dest_or_default(args.dest.as_deref())?;
-    let snapshot_to = if args.no_snapshot || args.dry_run {
-        None
-    } else {
-        args.recipients.encryptor()?
+    // neither --no-snapshot nor --dry-run: a snapshot is made, encrypted and signed
+    let snapshots = !(args.no_snapshot || args.dry_run);
+    let snapshot_to = match snapshots {
+        true => args.recipients.encryptor()?,
+        false => None,
     };
     let (trust, src) = super::trusted_archive(
         &args.archive,
@@ -198,10 +194,9 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let pass = secureclaw_backup::crypto::PassphraseSource::from_flag_or_env(
         args.identity.passphrase_file.clone(),
     );
-    let sign = if args.no_snapshot || args.dry_run {
-        None
-    } else {
-        args.sign_key.load(Some(&args.config), &pass, ui)?
+    let sign = match snapshots {
+        true => args.sign_key.load(Some(&args.config), &pass, ui)?,
+        false => None,
     };
     let opts = RestoreOptions {
         archive: src,
