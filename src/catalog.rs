@@ -145,6 +145,27 @@ impl Entry {
         }
     }
 
+    /// The TIME (UTC) column of `list`: the time, and ` #N` for the N-th
+    /// archive of the same second.
+    pub fn time_label(&self) -> String {
+        let time = self.time.format("%Y-%m-%d %H:%M:%S").to_string();
+        match self.seq {
+            0 => time,
+            n => format!("{time} #{n}"),
+        }
+    }
+
+    /// The RECIPIENTS column of `list`: the keys, else the recipients, else `-`.
+    pub fn recipients_label(&self) -> String {
+        if !self.keys.is_empty() {
+            self.keys.join(", ")
+        } else if self.recipients.is_empty() {
+            "-".into()
+        } else {
+            self.recipients.join(", ")
+        }
+    }
+
     /// The LEVEL column of `list`: `-` for an archive on its own, `full` for
     /// a chain's full, `link N` for its N-th link.
     pub fn level_label(&self) -> String {

@@ -37,23 +37,12 @@ fn table(entries: &[Entry]) -> String {
             [
                 crate::ui::Safe(&e.name).to_string(),
                 e.btype.as_str().to_owned(),
-                e.time.format("%Y-%m-%d %H:%M:%S").to_string()
-                    + &if e.seq > 0 {
-                        format!(" #{}", e.seq)
-                    } else {
-                        String::new()
-                    },
+                e.time_label(),
                 human_bytes(e.size),
                 e.sidecar.to_string(),
                 e.level_label(),
                 e.format_label(),
-                if !e.keys.is_empty() {
-                    e.keys.join(", ")
-                } else if e.recipients.is_empty() {
-                    "-".into()
-                } else {
-                    e.recipients.join(", ")
-                },
+                e.recipients_label(),
             ]
         })
         .collect();
