@@ -13,7 +13,9 @@
 //! names it does not recognise are never touched. Used by the `prune`
 //! command, by `push` for a tier's retention and by `backup` after a
 //! successful run; prints nothing (each removed name is reported to the
-//! caller's `on_removed`).
+//! caller's `on_removed`). Also owns the retention flag values of `prune`
+//! and `backup` ([`KeepFlags`]: over the configuration's defaults, into
+//! [`Retention`]).
 
 use std::path::Path;
 
@@ -21,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::retention::{self, Candidate, ChainPos, Decision, Retention};
+use crate::retention::{self, Candidate, ChainPos, Decision, KeepFlag, Retention};
 use crate::store::{self, BackupType, Container, Index, Listed, LocalStore, Store};
 
 /// One entry of a dropped backup, and its sidecar and companions (`.sig`,
@@ -193,6 +195,38 @@ pub fn apply(
     Ok(removed)
 }
 
+/// What a prune of one store did: its plan, the names removed (none in a
+/// dry run) and, in a dry run, the names that would be.
+#[derive(Debug, Clone)]
+pub struct Pruned {
+    pub plan: Plan,
+    pub removed: Vec<String>,
+    pub would_remove: Vec<String>,
+}
+
+/// Locks `store` (as `role`), plans with `decide` and, unless `dry_run`,
+/// applies the plan (each removed name passed to `on_removed`).
+pub fn prune_store(
+    store: &dyn Store,
+    role: &str,
+    decide: &dyn Fn(&[Candidate]) -> Vec<Decision>,
+    dry_run: bool,
+    on_removed: &mut dyn FnMut(&str),
+) -> Result<Pruned> {
+    let _lock = crate::lock::lock_dir(&store.lock_key(), role)?;
+    let plan = plan(store, decide)?;
+    let (removed, would_remove) = if dry_run {
+        (Vec::new(), plan.would_remove())
+    } else {
+        (apply(store, &plan, on_removed)?, Vec::new())
+    };
+    Ok(Pruned {
+        plan,
+        removed,
+        would_remove,
+    })
+}
+
 /// The local retention's decisions for the backups of `only` (all types
 /// when `None`).
 pub fn local_decisions(
@@ -261,10 +295,144 @@ pub fn dropped_lines(decisions: &[Decision], dry_run: bool) -> Vec<String> {
         .collect()
 }
 
+/// Whether flag values `given` set a rule for `btype` (`TYPE=…`, or a bare
+/// value when the flag's bare form means `bare_type`, or every type).
+fn self_sets(given: &[String], btype: &str, bare_type: Option<&str>) -> bool {
+    given.iter().any(|v| match v.split_once('=') {
+        Some((t, _)) => t == btype,
+        None => bare_type.is_none_or(|b| b == btype),
+    })
+}
+
+/// The values of the retention flags of `prune` and `backup`, as given
+/// (see "Retention" in the README): `[TYPE=]VALUE` each, `TYPE=` one of
+/// daily, weekly, pre-deploy, pre-restore; the two legacy counts a number.
+#[derive(Debug, Clone, Default)]
+pub struct KeepFlags {
+    pub keep_last: Vec<String>,
+    pub keep_hourly: Vec<String>,
+    pub keep_daily: Vec<String>,
+    pub keep_weekly: Vec<String>,
+    pub keep_monthly: Vec<String>,
+    pub keep_yearly: Vec<String>,
+    pub keep_within: Vec<String>,
+    pub keep_pre_deploy: Option<String>,
+    pub keep_pre_restore: Option<String>,
+}
+
+impl KeepFlags {
+    /// These flags over the `[backup.retention.<type>]` defaults of the
+    /// configuration: a default is dropped where a flag sets the same rule
+    /// for the same type (a bare value counts for the type it applies to).
+    pub fn with_config(&self, cfg: Option<&crate::tier::Config>) -> KeepFlags {
+        let mut out = self.clone();
+        let Some(cfg) = cfg else {
+            return out;
+        };
+        for (btype, keep) in &cfg.backup.retention {
+            for (flag, value) in keep.flags(btype) {
+                let (given, bare_type) = match flag {
+                    "keep-last" => (&mut out.keep_last, None),
+                    "keep-hourly" => (&mut out.keep_hourly, None),
+                    "keep-daily" => (&mut out.keep_daily, Some("daily")),
+                    "keep-weekly" => (&mut out.keep_weekly, Some("weekly")),
+                    "keep-monthly" => (&mut out.keep_monthly, None),
+                    "keep-yearly" => (&mut out.keep_yearly, None),
+                    _ => (&mut out.keep_within, None),
+                };
+                let overridden = self_sets(given, btype, bare_type)
+                    || (flag == "keep-last"
+                        && ((btype == "pre-deploy" && self.keep_pre_deploy.is_some())
+                            || (btype == "pre-restore" && self.keep_pre_restore.is_some())));
+                if !overridden {
+                    given.push(value);
+                }
+            }
+        }
+        out
+    }
+
+    /// The rules: the defaults changed by the flags given (usage error, exit
+    /// 2, for a bad value or a flag given twice for one type).
+    pub fn retention(&self) -> Result<Retention> {
+        let mut flags: Vec<(KeepFlag, String)> = Vec::new();
+        for (flag, values) in [
+            (KeepFlag::Last, &self.keep_last),
+            (KeepFlag::Hourly, &self.keep_hourly),
+            (KeepFlag::Daily, &self.keep_daily),
+            (KeepFlag::Weekly, &self.keep_weekly),
+            (KeepFlag::Monthly, &self.keep_monthly),
+            (KeepFlag::Yearly, &self.keep_yearly),
+            (KeepFlag::Within, &self.keep_within),
+        ] {
+            flags.extend(values.iter().map(|v| (flag, v.clone())));
+        }
+        for (legacy, t, value) in [
+            ("--keep-pre-deploy", "pre-deploy", &self.keep_pre_deploy),
+            ("--keep-pre-restore", "pre-restore", &self.keep_pre_restore),
+        ] {
+            if let Some(v) = value {
+                if v.contains('=') {
+                    return Err(Error::usage(format!("{legacy} {v:?}: takes a number only"))
+                        .hint(format!("write {legacy} N, or --keep-last {t}=N")));
+                }
+                flags.push((KeepFlag::Last, format!("{t}={v}")));
+            }
+        }
+        let mut r = Retention::from_flags(flags.iter().map(|(f, v)| (*f, v.as_str())))?;
+        // The old count as a floor: N days of daily backups also keep the N
+        // newest daily backups (N weeks of weekly ones the N newest weekly),
+        // what `--keep-daily N` / `--keep-weekly N` counted before, so that
+        // no schedule keeps fewer backups than it did (a second run on the
+        // same day does not remove the first). An explicit --keep-last for
+        // the type replaces the floor.
+        for t in [BackupType::Daily, BackupType::Weekly] {
+            let explicit = self.keep_last.iter().any(|v| match v.split_once('=') {
+                Some((ty, _)) => BackupType::parse(ty.trim()) == Some(t),
+                None => true,
+            });
+            if !explicit {
+                let rules = r.rules_mut(t);
+                rules.keep_last = if t == BackupType::Daily {
+                    rules.keep_daily
+                } else {
+                    rules.keep_weekly
+                };
+            }
+        }
+        Ok(r)
+    }
+
+    /// Whether any retention flag was given.
+    pub fn any(&self) -> bool {
+        [
+            &self.keep_last,
+            &self.keep_hourly,
+            &self.keep_daily,
+            &self.keep_weekly,
+            &self.keep_monthly,
+            &self.keep_yearly,
+            &self.keep_within,
+        ]
+        .iter()
+        .any(|v| !v.is_empty())
+            || self.keep_pre_deploy.is_some()
+            || self.keep_pre_restore.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+
+    /// The local store and a NAS directory store over the same `d`.
+    fn both_stores(d: &Path) -> [Box<dyn Store>; 2] {
+        [
+            Box::new(LocalStore::new(d)),
+            Box::new(store::DirStore::new(d.to_owned())),
+        ]
+    }
 
     fn touch(p: &Path) {
         fs::write(p, "x").unwrap();
@@ -395,12 +563,7 @@ mod tests {
         touch(&d.join("daily_20260220_020000.tar.gz.age.sig"));
         touch(&d.join("daily_20260220_020000.tar.gz.age.meta"));
         touch(&d.join("notes.sig"));
-        for local in [true, false] {
-            let s: Box<dyn Store> = if local {
-                Box::new(LocalStore::new(d))
-            } else {
-                Box::new(store::DirStore::new(d.to_owned()))
-            };
+        for s in both_stores(d) {
             let index = store::index(s.as_ref()).unwrap();
             assert_eq!(index.archives.len(), 3);
             assert_eq!(
@@ -479,12 +642,7 @@ mod tests {
         fs::write(d.join(format!("{}.meta", n(7, 0))), "{not json").unwrap();
         let mut r = Retention::default();
         r.daily.keep_daily = 1;
-        for local in [true, false] {
-            let s: Box<dyn Store> = if local {
-                Box::new(LocalStore::new(d))
-            } else {
-                Box::new(store::DirStore::new(d.to_owned()))
-            };
+        for s in both_stores(d) {
             let index = store::index(s.as_ref()).unwrap();
             let c = candidates(s.as_ref(), &index);
             assert_eq!(c.len(), 6);

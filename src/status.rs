@@ -6,8 +6,9 @@
 //! listing and headers —, the free space where the store lives) and its
 //! Prometheus text rendering, for monitoring from cron, systemd or
 //! node_exporter's textfile collector, and the error a run ends with
-//! ([`Report::error`]). Prints nothing; the `status` command renders the
-//! report.
+//! ([`Report::error`]); a fleet of stores judged at once by `--tier`
+//! ([`Fleet`]: one metrics file, one JSON document, one error). Prints
+//! nothing; the `status` command renders the reports.
 //!
 //! Freshness ([`MaxAge`], `--max-age [TYPE=]DURATION`, repeatable):
 //! - a bare DURATION judges the newest backup of *any* type but pre-restore
@@ -532,6 +533,194 @@ pub fn prometheus_all(reports: &[(Option<&str>, &Report)]) -> String {
     out
 }
 
+/// Whether `status --tier` names a store by URL (`s3://`, `file://` or an
+/// absolute directory) rather than a configured tier.
+pub fn is_store_url(name: &str) -> bool {
+    name.starts_with("s3://") || name.starts_with('/') || name.starts_with("file://")
+}
+
+/// Opens the store a URL names: endpoint and region of an `s3://` URL from a
+/// configured tier on the same bucket (`load` reads the configuration, if
+/// any), else the environment.
+pub fn open_url(
+    name: &str,
+    load: impl FnOnce() -> Result<Option<crate::tier::Config>>,
+) -> Result<Box<dyn Store>> {
+    use crate::tier::{self, Location};
+    let loc = Location::parse(name)?;
+    let cfg = load()?;
+    let same = cfg.as_ref().and_then(|c| {
+        c.tier
+            .iter()
+            .find(|t| match (&loc, Location::parse(&t.url)) {
+                (Location::S3 { bucket, .. }, Ok(Location::S3 { bucket: b, .. })) => *bucket == b,
+                _ => false,
+            })
+    });
+    tier::open_location(
+        &loc,
+        same.and_then(|t| t.endpoint.as_deref()),
+        same.and_then(|t| t.region.as_deref()),
+    )
+}
+
+/// The JSON document of one store's report: the report and `ok` (fresh,
+/// and no problem).
+pub fn report_json(r: &Report) -> serde_json::Value {
+    let mut doc = serde_json::json!(r);
+    doc["ok"] = serde_json::json!(!r.stale && r.problems.is_empty());
+    doc
+}
+
+/// One store judged by `status --tier`: its name as given, and its report or
+/// why it could not be judged.
+pub struct Watched {
+    pub name: String,
+    pub outcome: Result<Report>,
+}
+
+/// The stores a `status --tier` run judged, at one instant: one metrics
+/// file, one JSON document and one error over all of them.
+pub struct Fleet {
+    pub now: DateTime<Utc>,
+    pub watched: Vec<Watched>,
+}
+
+impl Fleet {
+    /// Judges each named store from its listing and headers (`open` opens
+    /// what a name names); a store that cannot be opened or listed is kept
+    /// with its error.
+    pub fn judge(
+        names: &[String],
+        open: &dyn Fn(&str) -> Result<Box<dyn Store>>,
+        max_age: &MaxAge,
+        trust: &crate::sign::Trust,
+        now: DateTime<Utc>,
+        events: &dyn Events,
+    ) -> Fleet {
+        let watched = names
+            .iter()
+            .map(|name| Watched {
+                name: name.clone(),
+                outcome: open(name).and_then(|s| {
+                    report_trusted(s.as_ref(), max_age, Depth::Headers, trust, now, events)
+                }),
+            })
+            .collect();
+        Fleet { now, watched }
+    }
+
+    /// The names of the stores whose report is stale.
+    pub fn stale_stores(&self) -> Vec<&str> {
+        self.watched
+            .iter()
+            .filter(|w| w.outcome.as_ref().is_ok_and(|r| r.stale))
+            .map(|w| w.name.as_str())
+            .collect()
+    }
+
+    /// Each failing store with its error: not judged, or its report's error.
+    pub fn errors(&self) -> Vec<(String, Error)> {
+        let mut errors = Vec::new();
+        for w in &self.watched {
+            let e = match &w.outcome {
+                Ok(r) => r.error(),
+                Err(e) => Some(e.clone()),
+            };
+            if let Some(e) = e {
+                errors.push((w.name.clone(), e));
+            }
+        }
+        errors
+    }
+
+    /// The metrics of every judged store (a `tier` label each), and
+    /// `secureclaw_backup_store_up` when a store could not be listed (stale
+    /// for the collector too).
+    pub fn prometheus(&self) -> String {
+        let ok_reports: Vec<(Option<&str>, &Report)> = self
+            .watched
+            .iter()
+            .filter_map(|w| w.outcome.as_ref().ok().map(|r| (Some(w.name.as_str()), r)))
+            .collect();
+        let mut text = prometheus_all(&ok_reports);
+        if self.watched.iter().any(|w| w.outcome.is_err()) {
+            text.push_str("# HELP secureclaw_backup_store_up 0 when the store could not be listed.\n# TYPE secureclaw_backup_store_up gauge\n");
+            for w in &self.watched {
+                text.push_str(&format!(
+                    "secureclaw_backup_store_up{{tier=\"{}\"}} {}\n",
+                    w.name.replace('\\', "\\\\").replace('"', "\\\""),
+                    u8::from(w.outcome.is_ok())
+                ));
+            }
+        }
+        text
+    }
+
+    /// The JSON document: `ok`, the instant, the stale stores and one entry
+    /// per store (its report and `tier`, or its error).
+    pub fn json(&self) -> serde_json::Value {
+        let stores: Vec<serde_json::Value> = self
+            .watched
+            .iter()
+            .map(|w| match &w.outcome {
+                Ok(r) => {
+                    let mut d = report_json(r);
+                    d["tier"] = serde_json::json!(w.name);
+                    d
+                }
+                Err(e) => serde_json::json!({"tier": w.name, "ok": false,
+                    "error": {"kind": e.kind, "message": e.message}}),
+            })
+            .collect();
+        let stale = self.stale_stores();
+        serde_json::json!({
+            "ok": self.errors().is_empty(),
+            "now": self.now,
+            "stale": !stale.is_empty(),
+            "stale_stores": stale,
+            "stores": stores,
+        })
+    }
+
+    /// The error of the run: the most serious kind (a broken store, then a
+    /// stale one, then a damaged archive), naming every failing store.
+    pub fn error(&self) -> Option<Error> {
+        let errors = self.errors();
+        let rank = |k: ErrorKind| match k {
+            ErrorKind::Stale => 1,
+            ErrorKind::Integrity => 2,
+            _ => 0,
+        };
+        let worst = errors.iter().map(|(_, e)| rank(e.kind)).min()?;
+        let kind = errors
+            .iter()
+            .find(|(_, e)| rank(e.kind) == worst)
+            .map(|(_, e)| e.kind)?;
+        let hint = errors
+            .iter()
+            .find(|(_, e)| e.kind == kind)
+            .and_then(|(_, e)| e.hint.clone());
+        let n = errors.len();
+        let msg = errors
+            .iter()
+            .map(|(name, e)| format!("{name}: {}", e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut e = Error::new(
+            kind,
+            format!(
+                "{n} of the watched stores {}: {msg}",
+                if n == 1 { "fails" } else { "fail" }
+            ),
+        );
+        if let Some(h) = hint {
+            e = e.hint(h);
+        }
+        Some(e)
+    }
+}
+
 /// A label value in the exposition format: backslash, quote and newline escaped.
 fn prom_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -545,6 +734,12 @@ mod tests {
     use crate::events::Silent;
     use crate::store::LocalStore;
 
+    /// The report of the local `d` with a bare `--max-age` of `hours`.
+    fn local(d: &std::path::Path, hours: i64, now: DateTime<Utc>) -> Report {
+        let max_age = MaxAge::any(TimeDelta::hours(hours));
+        report(&LocalStore::new(d), &max_age, Depth::Check, now, &Silent).unwrap()
+    }
+
     fn ts(now: DateTime<Utc>, ago: TimeDelta) -> String {
         (now - ago).format("%Y%m%d_%H%M%S").to_string()
     }
@@ -554,14 +749,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         let now = Utc::now();
-        let r = report(
-            &LocalStore::new(d),
-            &MaxAge::any(TimeDelta::hours(25)),
-            Depth::Check,
-            now,
-            &Silent,
-        )
-        .unwrap();
+        let r = local(d, 25, now);
         assert!(r.stale);
         assert_eq!(r.newest_age_seconds, None);
 
@@ -579,26 +767,12 @@ mod tests {
         )
         .unwrap();
 
-        let r = report(
-            &LocalStore::new(d),
-            &MaxAge::any(TimeDelta::hours(25)),
-            Depth::Check,
-            now,
-            &Silent,
-        )
-        .unwrap();
+        let r = local(d, 25, now);
         assert!(!r.stale, "{r:?}");
         assert!(r.problems.is_empty());
         assert_eq!(r.types[0].sidecar_ok, Some(true));
         assert!(r.free_bytes.is_some());
-        let r1 = report(
-            &LocalStore::new(d),
-            &MaxAge::any(TimeDelta::hours(1)),
-            Depth::Check,
-            now,
-            &Silent,
-        )
-        .unwrap();
+        let r1 = local(d, 1, now);
         assert!(r1.stale);
 
         let m = prometheus(&r);
@@ -618,14 +792,7 @@ mod tests {
 
         // A corrupted newest archive is a problem.
         std::fs::write(d.join(&name), [0x1f, 0x8b, 8, 1]).unwrap();
-        let r = report(
-            &LocalStore::new(d),
-            &MaxAge::any(TimeDelta::hours(25)),
-            Depth::Check,
-            now,
-            &Silent,
-        )
-        .unwrap();
+        let r = local(d, 25, now);
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
         assert!(prometheus(&r).contains("secureclaw_backup_sidecar_ok{type=\"daily\"} 0\n"));
     }

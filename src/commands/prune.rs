@@ -10,19 +10,10 @@ use serde_json::json;
 
 use crate::ui::Ui;
 use secureclaw_backup::error::{Error, Result};
-use secureclaw_backup::prune;
-use secureclaw_backup::retention::{Candidate, Decision, KeepFlag, Retention};
-use secureclaw_backup::store::{self, BackupType, LocalStore, Store};
+use secureclaw_backup::prune::{self, KeepFlags};
+use secureclaw_backup::retention::{Candidate, Decision, Retention};
+use secureclaw_backup::store::{self, LocalStore, Store};
 use secureclaw_backup::tier;
-
-/// Whether flag values `given` set a rule for `btype` (`TYPE=…`, or a bare
-/// value when the flag's bare form means `bare_type`, or every type).
-fn self_sets(given: &[String], btype: &str, bare_type: Option<&str>) -> bool {
-    given.iter().any(|v| match v.split_once('=') {
-        Some((t, _)) => t == btype,
-        None => bare_type.is_none_or(|b| b == btype),
-    })
-}
 
 /// The retention flags of `prune` and `backup` (see
 /// [`secureclaw_backup::retention::Retention::from_flags`] and "Retention" in
@@ -66,103 +57,25 @@ pub struct KeepArgs {
 }
 
 impl KeepArgs {
-    /// These flags over the `[backup.retention.<type>]` defaults of the
-    /// configuration: a default is dropped where a flag sets the same rule
-    /// for the same type (a bare value counts for the type it applies to).
-    pub fn with_config(&self, cfg: Option<&secureclaw_backup::tier::Config>) -> KeepArgs {
-        let mut out = self.clone();
-        let Some(cfg) = cfg else {
-            return out;
-        };
-        for (btype, keep) in &cfg.backup.retention {
-            for (flag, value) in keep.flags(btype) {
-                let (given, bare_type) = match flag {
-                    "keep-last" => (&mut out.keep_last, None),
-                    "keep-hourly" => (&mut out.keep_hourly, None),
-                    "keep-daily" => (&mut out.keep_daily, Some("daily")),
-                    "keep-weekly" => (&mut out.keep_weekly, Some("weekly")),
-                    "keep-monthly" => (&mut out.keep_monthly, None),
-                    "keep-yearly" => (&mut out.keep_yearly, None),
-                    _ => (&mut out.keep_within, None),
-                };
-                let overridden = self_sets(given, btype, bare_type)
-                    || (flag == "keep-last"
-                        && ((btype == "pre-deploy" && self.keep_pre_deploy.is_some())
-                            || (btype == "pre-restore" && self.keep_pre_restore.is_some())));
-                if !overridden {
-                    given.push(value);
-                }
-            }
+    /// The flags as the library's [`KeepFlags`].
+    pub fn flags(&self) -> KeepFlags {
+        KeepFlags {
+            keep_last: self.keep_last.clone(),
+            keep_hourly: self.keep_hourly.clone(),
+            keep_daily: self.keep_daily.clone(),
+            keep_weekly: self.keep_weekly.clone(),
+            keep_monthly: self.keep_monthly.clone(),
+            keep_yearly: self.keep_yearly.clone(),
+            keep_within: self.keep_within.clone(),
+            keep_pre_deploy: self.keep_pre_deploy.clone(),
+            keep_pre_restore: self.keep_pre_restore.clone(),
         }
-        out
     }
 
-    /// The rules: the defaults changed by the flags given (usage error, exit
-    /// 2, for a bad value or a flag given twice for one type).
-    pub fn retention(&self) -> Result<Retention> {
-        let mut flags: Vec<(KeepFlag, String)> = Vec::new();
-        for (flag, values) in [
-            (KeepFlag::Last, &self.keep_last),
-            (KeepFlag::Hourly, &self.keep_hourly),
-            (KeepFlag::Daily, &self.keep_daily),
-            (KeepFlag::Weekly, &self.keep_weekly),
-            (KeepFlag::Monthly, &self.keep_monthly),
-            (KeepFlag::Yearly, &self.keep_yearly),
-            (KeepFlag::Within, &self.keep_within),
-        ] {
-            flags.extend(values.iter().map(|v| (flag, v.clone())));
-        }
-        for (legacy, t, value) in [
-            ("--keep-pre-deploy", "pre-deploy", &self.keep_pre_deploy),
-            ("--keep-pre-restore", "pre-restore", &self.keep_pre_restore),
-        ] {
-            if let Some(v) = value {
-                if v.contains('=') {
-                    return Err(Error::usage(format!("{legacy} {v:?}: takes a number only"))
-                        .hint(format!("write {legacy} N, or --keep-last {t}=N")));
-                }
-                flags.push((KeepFlag::Last, format!("{t}={v}")));
-            }
-        }
-        let mut r = Retention::from_flags(flags.iter().map(|(f, v)| (*f, v.as_str())))?;
-        // The old count as a floor: N days of daily backups also keep the N
-        // newest daily backups (N weeks of weekly ones the N newest weekly),
-        // what `--keep-daily N` / `--keep-weekly N` counted before, so that
-        // no schedule keeps fewer backups than it did (a second run on the
-        // same day does not remove the first). An explicit --keep-last for
-        // the type replaces the floor.
-        for t in [BackupType::Daily, BackupType::Weekly] {
-            let explicit = self.keep_last.iter().any(|v| match v.split_once('=') {
-                Some((ty, _)) => BackupType::parse(ty.trim()) == Some(t),
-                None => true,
-            });
-            if !explicit {
-                let rules = r.rules_mut(t);
-                rules.keep_last = if t == BackupType::Daily {
-                    rules.keep_daily
-                } else {
-                    rules.keep_weekly
-                };
-            }
-        }
-        Ok(r)
-    }
-
-    /// Whether any retention flag was given.
-    pub fn any(&self) -> bool {
-        [
-            &self.keep_last,
-            &self.keep_hourly,
-            &self.keep_daily,
-            &self.keep_weekly,
-            &self.keep_monthly,
-            &self.keep_yearly,
-            &self.keep_within,
-        ]
-        .iter()
-        .any(|v| !v.is_empty())
-            || self.keep_pre_deploy.is_some()
-            || self.keep_pre_restore.is_some()
+    /// These flags over the configuration's defaults (see
+    /// [`KeepFlags::with_config`]).
+    pub fn with_config(&self, cfg: Option<&secureclaw_backup::tier::Config>) -> KeepFlags {
+        self.flags().with_config(cfg)
     }
 }
 
@@ -232,15 +145,12 @@ pub fn human(dest: &Path, rules: &Retention, decisions: &[Decision], dry_run: bo
     out
 }
 
-/// The retention rules of the store being pruned.
-type Decide = Box<dyn Fn(&[Candidate]) -> Vec<Decision>>;
-
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let now = Utc::now();
     let dry_run = args.dry_run;
-    let (store, mut doc, rules, decide): (Box<dyn Store>, _, Retention, Decide) = match &args.tier {
+    let (store, mut doc, rules): (Box<dyn Store>, _, Retention) = match &args.tier {
         Some(name) => {
-            if args.keep.any() {
+            if args.keep.flags().any() {
                 return Err(Error::usage(format!(
                     "--keep-* flags apply to the local destination, not to tier {name:?}"
                 ))
@@ -257,52 +167,32 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
                 return Ok(());
             };
             let doc = json!({"ok": true, "tier": name, "url": t.url(), "dry_run": dry_run, "policy": policy});
-            let rules = policy.clone();
-            (
-                t,
-                doc,
-                rules,
-                Box::new(move |a: &[Candidate]| tier::config::plan(&policy, a, now)),
-            )
+            (t, doc, policy)
         }
         None => {
             let dest = store::dest_or_default(args.dest.as_deref())?;
             let cfg = args.config.load_optional()?;
             let policy = args.keep.with_config(cfg.as_ref()).retention()?;
             let doc = json!({"ok": true, "dest": dest, "dry_run": dry_run, "policy": policy});
-            let rules = policy.clone();
-            let decide = move |a: &[Candidate]| prune::local_decisions(&policy, None, a, now);
-            (
-                Box::new(LocalStore::new(dest)),
-                doc,
-                rules,
-                Box::new(decide),
-            )
+            (Box::new(LocalStore::new(dest)), doc, policy)
         }
+    };
+    let decide = |a: &[Candidate]| match args.tier {
+        Some(_) => tier::config::plan(&rules, a, now),
+        None => prune::local_decisions(&rules, None, a, now),
     };
     let role = if args.tier.is_some() {
         "prune tier"
     } else {
         "prune"
     };
-    let _lock = secureclaw_backup::lock::lock_dir(&store.lock_key(), role)?;
-    let plan = prune::plan(store.as_ref(), &*decide)?;
-    let removed = if dry_run {
-        Vec::new()
-    } else {
-        prune::apply(store.as_ref(), &plan, &mut |n| {
-            ui.detail(format!("removed {}", store.label(n)))
-        })?
-    };
-    doc["decisions"] = json!(plan.decisions);
-    doc["removed"] = json!(removed);
-    doc["would_remove"] = json!(if dry_run {
-        plan.would_remove()
-    } else {
-        Vec::new()
-    });
+    let on_removed = &mut |n: &str| ui.detail(format!("removed {}", store.label(n)));
+    let p = prune::prune_store(store.as_ref(), role, &decide, dry_run, on_removed)?;
+    doc["decisions"] = json!(p.plan.decisions);
+    doc["removed"] = json!(p.removed);
+    doc["would_remove"] = json!(p.would_remove);
     ui.result(
-        human(Path::new(&store.url()), &rules, &plan.decisions, dry_run),
+        human(Path::new(&store.url()), &rules, &p.plan.decisions, dry_run),
         doc,
     );
     Ok(())

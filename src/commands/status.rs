@@ -17,15 +17,12 @@
 
 use std::path::PathBuf;
 
-use chrono::Utc;
-use serde_json::json;
-
 use crate::ui::Ui;
-use secureclaw_backup::error::{Error, ErrorKind, Result};
+use chrono::Utc;
+use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::manifest::human_bytes;
-use secureclaw_backup::status::{self, age_text, Depth, MaxAge, Report};
+use secureclaw_backup::status::{self, age_text, Depth, Fleet, MaxAge, Report};
 use secureclaw_backup::store::{self, LocalStore, Store};
-use secureclaw_backup::tier;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -126,79 +123,26 @@ pub fn human(r: &Report) -> String {
     out
 }
 
-/// One store judged by `--tier`.
-struct Watched {
-    /// As given on the command line.
-    name: String,
-    outcome: Result<Report>,
-}
-
-/// Opens what `--tier` names: a configured tier, or a URL (endpoint and
-/// region of an `s3://` URL from a configured tier on the same bucket, else
-/// the environment).
+/// Opens what `--tier` names: a configured tier, or a URL (see
+/// [`status::open_url`]).
 fn open_tier(name: &str, config: &super::push::ConfigArgs) -> Result<Box<dyn Store>> {
-    if name.starts_with("s3://") || name.starts_with('/') || name.starts_with("file://") {
-        let loc = tier::Location::parse(name)?;
-        let cfg = config.load_optional()?;
-        let same = cfg.as_ref().and_then(|c| {
-            c.tier
-                .iter()
-                .find(|t| match (&loc, tier::Location::parse(&t.url)) {
-                    (
-                        tier::Location::S3 { bucket, .. },
-                        Ok(tier::Location::S3 { bucket: b, .. }),
-                    ) => *bucket == b,
-                    _ => false,
-                })
-        });
-        return tier::open_location(
-            &loc,
-            same.and_then(|t| t.endpoint.as_deref()),
-            same.and_then(|t| t.region.as_deref()),
-        );
+    if status::is_store_url(name) {
+        return status::open_url(name, || config.load_optional());
     }
     Ok(config.tier(name)?.1)
-}
-
-/// The error of a run over several stores: the most serious kind (a broken
-/// store, then a stale one, then a damaged archive), naming every store.
-fn fleet_error(errors: Vec<(String, Error)>) -> Option<Error> {
-    let rank = |k: ErrorKind| match k {
-        ErrorKind::Stale => 1,
-        ErrorKind::Integrity => 2,
-        _ => 0,
-    };
-    let worst = errors.iter().map(|(_, e)| rank(e.kind)).min()?;
-    let kind = errors
-        .iter()
-        .find(|(_, e)| rank(e.kind) == worst)
-        .map(|(_, e)| e.kind)?;
-    let hint = errors
-        .iter()
-        .find(|(_, e)| e.kind == kind)
-        .and_then(|(_, e)| e.hint.clone());
-    let n = errors.len();
-    let msg = errors
-        .iter()
-        .map(|(name, e)| format!("{name}: {}", e.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let mut e = Error::new(
-        kind,
-        format!(
-            "{n} of the watched stores {}: {msg}",
-            if n == 1 { "fails" } else { "fail" }
-        ),
-    );
-    if let Some(h) = hint {
-        e = e.hint(h);
-    }
-    Some(e)
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let max_age = MaxAge::parse(&args.max_age)?;
     let now = Utc::now();
+    let write_metrics = |text: String| -> Result<()> {
+        if let Some(p) = &args.prometheus {
+            // mode 0644 so that the metrics collector can read it
+            store::write_replace(p, text.as_bytes(), 0o644)?;
+            ui.detail(format!("metrics written to {}", p.display()));
+        }
+        Ok(())
+    };
     if args.tiers.is_empty() {
         let dest = store::dest_or_default(args.dest.as_deref())?;
         let trust = args.signers.trust(Some(&args.config))?;
@@ -210,14 +154,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             now,
             ui,
         )?;
-        if let Some(p) = &args.prometheus {
-            // mode 0644 so that the metrics collector can read it
-            store::write_replace(p, status::prometheus(&r).as_bytes(), 0o644)?;
-            ui.detail(format!("metrics written to {}", p.display()));
-        }
-        let mut doc = json!(r);
-        doc["ok"] = json!(!r.stale && r.problems.is_empty());
-        ui.result(human(&r), doc);
+        write_metrics(status::prometheus(&r))?;
+        ui.result(human(&r), status::report_json(&r));
         return match r.error() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -230,72 +168,23 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         .hint("run status once for the destination and once with every --tier"));
     }
     let trust = args.signers.trust(Some(&args.config))?;
-    let mut watched = Vec::new();
-    for name in &args.tiers {
-        let outcome = open_tier(name, &args.config).and_then(|s| {
-            status::report_trusted(s.as_ref(), &max_age, Depth::Headers, &trust, now, ui)
-        });
-        watched.push(Watched {
-            name: name.clone(),
-            outcome,
-        });
-    }
-    let ok_reports: Vec<(Option<&str>, &Report)> = watched
-        .iter()
-        .filter_map(|w| w.outcome.as_ref().ok().map(|r| (Some(w.name.as_str()), r)))
-        .collect();
-    if let Some(p) = &args.prometheus {
-        let mut text = status::prometheus_all(&ok_reports);
-        // a store that could not be listed is stale for the collector too
-        let failed: Vec<&Watched> = watched.iter().filter(|w| w.outcome.is_err()).collect();
-        if !failed.is_empty() {
-            text.push_str("# HELP secureclaw_backup_store_up 0 when the store could not be listed.\n# TYPE secureclaw_backup_store_up gauge\n");
-            for w in &watched {
-                text.push_str(&format!(
-                    "secureclaw_backup_store_up{{tier=\"{}\"}} {}\n",
-                    w.name.replace('\\', "\\\\").replace('"', "\\\""),
-                    u8::from(w.outcome.is_ok())
-                ));
-            }
-        }
-        store::write_replace(p, text.as_bytes(), 0o644)?;
-        ui.detail(format!("metrics written to {}", p.display()));
-    }
-    let mut human_text = String::new();
-    let mut stores = Vec::new();
-    let mut errors = Vec::new();
-    for w in &watched {
+    let open = |name: &str| open_tier(name, &args.config);
+    let fleet = Fleet::judge(&args.tiers, &open, &max_age, &trust, now, ui);
+    write_metrics(fleet.prometheus())?;
+    let mut text = String::new();
+    for w in &fleet.watched {
         match &w.outcome {
-            Ok(r) => {
-                human_text.push_str(&format!("== {} ==\n{}\n", w.name, human(r)));
-                let mut d = json!(r);
-                d["tier"] = json!(w.name);
-                d["ok"] = json!(!r.stale && r.problems.is_empty());
-                stores.push(d);
-                if let Some(e) = r.error() {
-                    errors.push((w.name.clone(), e));
-                }
-            }
-            Err(e) => {
-                human_text.push_str(&format!("== {} ==\nPROBLEM: {}\n\n", w.name, e.message));
-                stores.push(json!({"tier": w.name, "ok": false,
-                    "error": {"kind": e.kind, "message": e.message}}));
-                errors.push((w.name.clone(), e.clone()));
-            }
+            Ok(r) => text.push_str(&format!("== {} ==\n{}\n", w.name, human(r))),
+            Err(e) => text.push_str(&format!("== {} ==\nPROBLEM: {}\n\n", w.name, e.message)),
         }
     }
-    let stale: Vec<&str> = watched
-        .iter()
-        .filter(|w| w.outcome.as_ref().is_ok_and(|r| r.stale))
-        .map(|w| w.name.as_str())
-        .collect();
-    human_text.push_str(&if errors.is_empty() {
-        format!("OK: {} store(s) fresh.\n", watched.len())
+    let (failing, stale) = (fleet.errors().len(), fleet.stale_stores());
+    text.push_str(&if failing == 0 {
+        format!("OK: {} store(s) fresh.\n", fleet.watched.len())
     } else {
         format!(
-            "{} of {} store(s) not OK{}.\n",
-            errors.len(),
-            watched.len(),
+            "{failing} of {} store(s) not OK{}.\n",
+            fleet.watched.len(),
             if stale.is_empty() {
                 String::new()
             } else {
@@ -303,15 +192,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             }
         )
     });
-    let doc = json!({
-        "ok": errors.is_empty(),
-        "now": now,
-        "stale": !stale.is_empty(),
-        "stale_stores": stale,
-        "stores": stores,
-    });
-    ui.result(human_text, doc);
-    match fleet_error(errors) {
+    ui.result(text, fleet.json());
+    match fleet.error() {
         Some(e) => Err(e),
         None => Ok(()),
     }
@@ -323,19 +205,18 @@ mod tests {
     use chrono::TimeDelta;
     use secureclaw_backup::events::Silent;
 
+    /// The report of `d` with a bare `--max-age` of `hours`.
+    fn report(d: &std::path::Path, hours: i64, now: chrono::DateTime<Utc>) -> Report {
+        let max_age = MaxAge::any(TimeDelta::hours(hours));
+        status::report(&LocalStore::new(d), &max_age, Depth::Check, now, &Silent).unwrap()
+    }
+
     #[test]
     fn stale_and_fresh_are_said() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         let now = Utc::now();
-        let r = status::report(
-            &LocalStore::new(d),
-            &MaxAge::any(TimeDelta::hours(25)),
-            Depth::Check,
-            now,
-            &Silent,
-        )
-        .unwrap();
+        let r = report(d, 25, now);
         assert!(
             human(&r).contains("STALE: no backup at all"),
             "{}",
@@ -348,25 +229,9 @@ mod tests {
         std::fs::write(d.join(&name), [0x1f, 0x8b, 8, 0]).unwrap();
         let digest = store::sha256_file(&d.join(&name)).unwrap();
         store::write_sidecar(&d.join(&name), &digest).unwrap();
-        let r = status::report(
-            &LocalStore::new(d),
-            &MaxAge::any(TimeDelta::hours(25)),
-            Depth::Check,
-            now,
-            &Silent,
-        )
-        .unwrap();
-        let h = human(&r);
+        let h = human(&report(d, 25, now));
         assert!(h.contains("\nOK: the newest backup is 2h old"), "{h}");
         assert!(h.contains(" ok         "), "sidecar column padded: {h}");
-        let r1 = status::report(
-            &LocalStore::new(d),
-            &MaxAge::any(TimeDelta::hours(1)),
-            Depth::Check,
-            now,
-            &Silent,
-        )
-        .unwrap();
-        assert!(human(&r1).contains("STALE"));
+        assert!(human(&report(d, 1, now)).contains("STALE"));
     }
 }
