@@ -1,19 +1,10 @@
-//! `status`: is the newest backup recent enough, and does it check? Renders
-//! [`secureclaw_backup::status::report`] (and writes its metrics file); exit 6 when a
-//! freshness rule is stale (`--max-age [TYPE=]DURATION`, repeatable: a bare
-//! DURATION for the newest backup of any type but pre-restore, `TYPE=` for
-//! that type's own newest; see [`secureclaw_backup::status`]), naming the
-//! stale types; exit 1 when the destination does not exist (listed under
-//! problems); otherwise exit 3 when the newest archive of a type does not
-//! match its sidecar or its header is damaged ([`Report::error`]). The report
-//! (and the metrics file) is written first in every case.
-//!
-//! `--tier NAME|URL` (repeatable) judges tiers instead (a configured tier, an
-//! `s3://bucket/prefix` or an absolute NAS directory), from their listing,
-//! headers and `.meta` files, so a monitoring host with read-only
-//! credentials can watch a fleet: one report, one metrics file (a `tier`
-//! label per store) and one exit code over all of them (the most serious:
-//! 1, then 6, then 3).
+//! `status`: renders [`secureclaw_backup::status::report`] of the local
+//! destination (and writes its metrics file), or with `--tier NAME|URL`
+//! (repeatable) a [`secureclaw_backup::status::Fleet`] of tiers judged from
+//! their listings, for a monitoring host with read-only credentials. The
+//! report is written first; then exit 6 when a `--max-age [TYPE=]DURATION`
+//! rule is stale, 1 when a store cannot be listed, 3 when a newest archive
+//! does not check (over a fleet, the most serious: 1, then 6, then 3).
 
 use std::path::PathBuf;
 
@@ -52,35 +43,38 @@ pub struct Args {
 
 /// The human rendering.
 pub fn human(r: &Report) -> String {
+    let row = |c: [&str; 8]| {
+        format!(
+            "  {:<12} {:>5}  {:<20} {:>9}  {:>10}  {:>5}  {:<10}  {}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+        )
+    };
     let mut out = format!("Backups in {}:\n", r.dest.display());
-    out.push_str(&format!(
-        "  {:<12} {:>5}  {:<20} {:>9}  {:>10}  {:>5}  {:<10}  FORMAT\n",
-        "TYPE", "COUNT", "NEWEST (UTC)", "AGE", "SIZE", "CHAIN", "SIDECAR"
-    ));
+    out.push_str(&row([
+        "TYPE",
+        "COUNT",
+        "NEWEST (UTC)",
+        "AGE",
+        "SIZE",
+        "CHAIN",
+        "SIDECAR",
+        "FORMAT",
+    ]));
     for t in &r.types {
-        match &t.newest {
-            None => out.push_str(&format!(
-                "  {:<12} {:>5}  {:<20} {:>9}  {:>10}  {:>5}  {:<10}  -\n",
-                t.btype.as_str(),
-                0,
-                "-",
-                "-",
-                "-",
-                "-",
-                "-"
-            )),
-            Some(e) => out.push_str(&format!(
-                "  {:<12} {:>5}  {:<20} {:>9}  {:>10}  {:>5}  {:<10}  {}\n",
-                t.btype.as_str(),
-                t.count,
-                e.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-                age_text(t.age_seconds.unwrap_or(0)),
-                human_bytes(e.size),
-                t.chain_length.map_or("?".to_owned(), |n| n.to_string()),
-                e.sidecar,
-                e.format
-            )),
-        }
+        let name = t.btype.as_str();
+        out.push_str(&match &t.newest {
+            None => row([name, "0", "-", "-", "-", "-", "-", "-"]),
+            Some(e) => row([
+                name,
+                &t.count.to_string(),
+                &e.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                &age_text(t.age_seconds.unwrap_or(0)),
+                &human_bytes(e.size),
+                &t.chain_length.map_or("?".to_owned(), |n| n.to_string()),
+                &e.sidecar.to_string(),
+                &e.format.to_string(),
+            ]),
+        });
     }
     if let Some(f) = r.free_bytes {
         out.push_str(&format!("\nFree space: {}\n", human_bytes(f)));
@@ -216,12 +210,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         let now = Utc::now();
-        let r = report(d, 25, now);
-        assert!(
-            human(&r).contains("STALE: no backup at all"),
-            "{}",
-            human(&r)
-        );
+        let h = human(&report(d, 25, now));
+        assert!(h.contains("STALE: no backup at all"), "{h}");
         let name = format!(
             "daily_{}.tar.gz",
             (now - TimeDelta::hours(2)).format("%Y%m%d_%H%M%S")
