@@ -427,30 +427,18 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = Vec::new();
-        // writing into a Vec cannot fail
-        let _ = self.write_json(&mut v);
-        v
+        json_bytes(self)
     }
 
     /// Writes `manifest.json` (pretty-printed, with a final newline) to `w`,
     /// without building it in memory first.
     pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
-        use std::io::Write;
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
-        serde_json::to_writer_pretty(&mut w, self)?;
-        w.write_all(b"\n")?;
-        w.flush()
+        write_pretty(self, w)
     }
 
     /// The length of what [`Manifest::write_json`] writes.
     pub fn json_len(&self) -> u64 {
-        let mut c = CountingWriter {
-            inner: std::io::sink(),
-            count: 0,
-        };
-        let _ = self.write_json(&mut c);
-        c.count
+        pretty_len(self)
     }
 
     /// Entries by path.
@@ -619,29 +607,17 @@ impl LinkManifest {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let mut v = Vec::new();
-        // writing into a Vec cannot fail
-        let _ = self.write_json(&mut v);
-        v
+        json_bytes(self)
     }
 
     /// Writes `manifest.json` (pretty-printed, final newline) to `w`.
     pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
-        use std::io::Write;
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
-        serde_json::to_writer_pretty(&mut w, self)?;
-        w.write_all(b"\n")?;
-        w.flush()
+        write_pretty(self, w)
     }
 
     /// The length of what [`LinkManifest::write_json`] writes.
     pub fn json_len(&self) -> u64 {
-        let mut c = CountingWriter {
-            inner: std::io::sink(),
-            count: 0,
-        };
-        let _ = self.write_json(&mut c);
-        c.count
+        pretty_len(self)
     }
 
     /// `manifest.txt`: the usual summary plus the chain.
@@ -707,6 +683,34 @@ pub fn manifest_names(taken: &std::collections::BTreeSet<&[u8]>) -> (String, Str
 pub const KEPT: &str = "Kept: names as bytes, contents, permission bits (restored owner-only: \
 directories 0700, files 0600/0700), mtimes to the second, relative symlinks inside the tree. \
 Not kept: ownership, xattrs, hard links (restored as separate files), and what the warnings list.";
+
+/// `v` as pretty-printed JSON with a final newline, written to `w` through
+/// a buffer (a manifest is never built in memory first).
+fn write_pretty(v: &impl Serialize, w: impl std::io::Write) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
+    serde_json::to_writer_pretty(&mut w, v)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
+/// What [`write_pretty`] writes, in memory.
+fn json_bytes(v: &impl Serialize) -> Vec<u8> {
+    let mut out = Vec::new();
+    // writing into a Vec cannot fail
+    let _ = write_pretty(v, &mut out);
+    out
+}
+
+/// The length of what [`write_pretty`] writes, counted without keeping it.
+fn pretty_len(v: &impl Serialize) -> u64 {
+    let mut c = CountingWriter {
+        inner: std::io::sink(),
+        count: 0,
+    };
+    let _ = write_pretty(v, &mut c);
+    c.count
+}
 
 /// A `Write` that passes everything on and counts it.
 pub struct CountingWriter<W: std::io::Write> {

@@ -205,20 +205,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// data is `dumpdir` (see [`dumpdir`]).
     pub fn add_dumpdir(&mut self, rel: &[u8], mode: u32, mtime: i64, dumpdir: &[u8]) -> Result<()> {
         let h = header(tar::EntryType::new(b'D'), dumpdir.len() as u64, mode, mtime);
-        let mut with_slash = rel.to_vec();
-        with_slash.push(b'/');
-        self.append(h, &with_slash, dumpdir)
-            .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
-        self.entries.push(Entry {
-            path: RelPath::from(rel),
-            kind: EntryKind::Dir,
-            size: 0,
-            mode: mode_bits(mode),
-            sha256: None,
-            mtime: Some(mtime.max(0)),
-            target: None,
-        });
-        Ok(())
+        self.dir_entry(h, rel, mode, mtime, dumpdir)
     }
 
     /// Records an entry an earlier link of the chain stored (an unchanged
@@ -229,9 +216,22 @@ impl<W: Write> ArchiveWriter<W> {
 
     pub fn add_dir(&mut self, rel: &[u8], mode: u32, mtime: i64) -> Result<()> {
         let h = header(tar::EntryType::Directory, 0, mode, mtime);
+        self.dir_entry(h, rel, mode, mtime, &[][..])
+    }
+
+    /// A directory entry `rel/` with header `h` and `data` (a dumpdir, or
+    /// nothing), recorded for the manifest.
+    fn dir_entry(
+        &mut self,
+        h: tar::Header,
+        rel: &[u8],
+        mode: u32,
+        mtime: i64,
+        data: &[u8],
+    ) -> Result<()> {
         let mut with_slash = rel.to_vec();
         with_slash.push(b'/');
-        self.append(h, &with_slash, io::empty())
+        self.append(h, &with_slash, data)
             .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
         self.entries.push(Entry {
             path: RelPath::from(rel),
