@@ -21,7 +21,7 @@ use std::process::Output;
 use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
 use serde_json::Value;
 
-use common::{code, json, s, Sandbox};
+use common::{code, json, s, Garage, Sandbox};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -798,110 +798,26 @@ fn tier_prune_uses_calendar_keys_and_chains_on_a_nas_tier() {
     assert!(stderr(&o).contains("[[tier]]"), "{}", stderr(&o));
 }
 
-/// A three-node Garage cluster of this test (`scripts/garage-cluster`, see
-/// the header of tests/tiers.rs), stopped when dropped; `None` (with a
-/// notice on stderr) when Garage is not installed.
-struct Garage {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-    vars: Vec<(String, String)>,
+/// The binary in `sb` with the cluster's variables, logged.
+fn run_s3(g: &Garage, sb: &Sandbox, args: &[&str]) -> Output {
+    let o = sb
+        .cmd()
+        .envs(g.vars.iter().cloned())
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ secureclaw-backup {}\n{}{}exit {:?}",
+        args.join(" "),
+        stdout(&o),
+        stderr(&o),
+        o.status.code()
+    );
+    o
 }
-
-impl Garage {
-    fn start() -> Option<Garage> {
-        let script = common::repo().join("scripts/garage-cluster");
-        let installed = std::process::Command::new(&script)
-            .args(["install", "--check"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            if std::env::var_os("SECURECLAW_REQUIRE_GARAGE").is_some() {
-                panic!("SECURECLAW_REQUIRE_GARAGE=1 but Garage is not installed");
-            }
-            eprintln!(
-                "SKIPPED status over S3: Garage is not installed (scripts/garage-cluster install)"
-            );
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("secureclaw-garage-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let child = std::process::Command::new(&script)
-            .arg("start")
-            .arg(&dir)
-            .args(["600", "--watch", &std::process::id().to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut g = Garage {
-            child,
-            dir,
-            vars: Vec::new(),
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            if let Ok(t) = fs::read_to_string(g.dir.join("env")) {
-                if t.ends_with("READY\n") {
-                    g.vars = t
-                        .lines()
-                        .filter_map(|l| l.split_once('='))
-                        .filter(|(k, _)| k.starts_with("AWS_"))
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .collect();
-                    return Some(g);
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline && g.child.try_wait().ok().flatten().is_none(),
-                "the Garage cluster did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-
-    fn run(&self, sb: &Sandbox, args: &[&str]) -> Output {
-        let o = sb
-            .cmd()
-            .envs(self.vars.iter().cloned())
-            .args(args)
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ secureclaw-backup {}\n{}{}exit {:?}",
-            args.join(" "),
-            stdout(&o),
-            stderr(&o),
-            o.status.code()
-        );
-        o
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn status_tier_over_s3_prefixes_from_a_monitoring_host() {
-    let Some(g) = Garage::start() else {
+    let Some(g) = Garage::start("status_tier_over_s3_prefixes_from_a_monitoring_host") else {
         return;
     };
     let bucket = "secureclaw-test";
@@ -912,7 +828,8 @@ fn status_tier_over_s3_prefixes_from_a_monitoring_host() {
         let src = sb.p("data");
         common::make_tree(&src);
         let dest = sb.p("backups");
-        let o = g.run(
+        let o = run_s3(
+            &g,
             &sb,
             &[
                 "backup",
@@ -952,14 +869,15 @@ fn status_tier_over_s3_prefixes_from_a_monitoring_host() {
             format!("[[tier]]\nname = \"cloud\"\nurl = \"{url}\"\n"),
         )
         .unwrap();
-        let o = g.run(&sb, &["push", "--config", s(&cfg), "--dest", s(&dest)]);
+        let o = run_s3(&g, &sb, &["push", "--config", s(&cfg), "--dest", s(&dest)]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         urls.push(url);
     }
     // the monitoring host: no configuration, only the bucket's credentials
     let mon = Sandbox::new();
     let prom = mon.p("fleet.prom");
-    let o = g.run(
+    let o = run_s3(
+        &g,
         &mon,
         &[
             "--json",
@@ -990,7 +908,8 @@ fn status_tier_over_s3_prefixes_from_a_monitoring_host() {
         "{m}"
     );
     // the fresh one alone: exit 0
-    let o = g.run(
+    let o = run_s3(
+        &g,
         &mon,
         &["status", "--tier", &urls[0], "--max-age", "daily=25h"],
     );

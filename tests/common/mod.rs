@@ -5,12 +5,14 @@
 //! and runs commands as them.
 #![allow(dead_code, unused_imports)]
 
+pub mod garage;
 pub mod keys;
 pub mod sandbox;
 pub mod tar;
 pub mod tree;
 pub mod users;
 
+pub use garage::Garage;
 pub use keys::*;
 pub use sandbox::*;
 pub use tar::*;
