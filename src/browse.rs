@@ -430,7 +430,10 @@ fn left_out(btype: BackupType, excludes: &[String]) -> Result<impl Fn(&[u8]) -> 
             })?;
         b.add(g);
     }
-    let set = b.build().map_err(|e| Error::usage(e.to_string()))?;
+    let set = b.build().map_err(|e| {
+        Error::usage(format!("the --exclude globs cannot be combined: {e}"))
+            .hint("use shell-style globs such as 'workspace/tmp/**' or '*.bak'")
+    })?;
     let weekly_only = !matches!(btype, BackupType::Weekly | BackupType::PreRestore);
     Ok(move |rel: &[u8]| {
         let comps: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();

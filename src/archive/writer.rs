@@ -90,6 +90,13 @@ fn mode_bits(mode: u32) -> Mode {
     Mode((mode & 0o7777) as u16)
 }
 
+/// A failed write of the tar stream (the layers below: gzip, encryption,
+/// the archive file).
+fn write_error(e: io::Error) -> Error {
+    Error::operational(format!("writing the archive: {e}"))
+        .hint("check free space and permissions where the archive is written, then run again")
+}
+
 fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: i64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
@@ -174,7 +181,7 @@ impl<W: Write> ArchiveWriter<W> {
     pub fn add_top(&mut self, mtime: i64) -> Result<()> {
         self.tar
             .append_pax_extensions([("comment", crate::manifest::ARCHIVE_MARK.as_bytes())])
-            .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
+            .map_err(write_error)?;
         self.add_top_unmarked(mtime)
     }
 
@@ -182,23 +189,21 @@ impl<W: Write> ArchiveWriter<W> {
     /// directory read as a tar): its `manifest.txt` stays the old script's.
     pub fn add_top_unmarked(&mut self, mtime: i64) -> Result<()> {
         let h = header(tar::EntryType::Directory, 0, 0o700, mtime);
-        self.append(h, b"", io::empty())
-            .map_err(|e| Error::operational(format!("writing the archive: {e}")))
+        self.append(h, b"", io::empty()).map_err(write_error)
     }
 
     /// The top-level directory of a chain archive: marked, with its dumpdir.
     pub fn add_top_dumpdir(&mut self, mtime: i64, dumpdir: &[u8]) -> Result<()> {
-        let werr = |e: io::Error| Error::operational(format!("writing the archive: {e}"));
         self.tar
             .append_pax_extensions([("comment", crate::manifest::ARCHIVE_MARK.as_bytes())])
-            .map_err(werr)?;
+            .map_err(write_error)?;
         let h = header(
             tar::EntryType::new(b'D'),
             dumpdir.len() as u64,
             0o700,
             mtime,
         );
-        self.append(h, b"", dumpdir).map_err(werr)
+        self.append(h, b"", dumpdir).map_err(write_error)
     }
 
     /// A directory of a chain archive: a GNU dumpdir entry (type `D`) whose
@@ -231,8 +236,7 @@ impl<W: Write> ArchiveWriter<W> {
     ) -> Result<()> {
         let mut with_slash = rel.to_vec();
         with_slash.push(b'/');
-        self.append(h, &with_slash, data)
-            .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
+        self.append(h, &with_slash, data).map_err(write_error)?;
         self.entries.push(Entry {
             path: RelPath::from(rel),
             kind: EntryKind::Dir,
@@ -256,7 +260,7 @@ impl<W: Write> ArchiveWriter<W> {
                 Path::new(OsStr::from_bytes(&path)),
                 Path::new(OsStr::from_bytes(target)),
             )
-            .map_err(|e| Error::operational(format!("writing the archive: {e}")))?;
+            .map_err(write_error)?;
         self.entries.push(Entry {
             path: RelPath::from(rel),
             kind: EntryKind::Symlink,
@@ -410,9 +414,7 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Ends the tar without a manifest (a legacy directory read as a stream).
     pub fn finish_without_manifest(self) -> Result<W> {
-        self.tar
-            .into_inner()
-            .map_err(|e| Error::operational(format!("writing the archive: {e}")))
+        self.tar.into_inner().map_err(write_error)
     }
 
     /// Appends `manifest.txt` and `manifest.json` (last, each marked by its
@@ -455,31 +457,30 @@ impl<W: Write> ArchiveWriter<W> {
             .collect();
         let (txt_name, json_name) = crate::manifest::manifest_names(&taken);
         let txt = doc.txt;
-        let werr = |e: io::Error| Error::operational(format!("writing the archive: {e}"));
         self.tar
             .append_pax_extensions([("comment", crate::manifest::TXT_MARK.as_bytes())])
-            .map_err(werr)?;
+            .map_err(write_error)?;
         self.append(
             header(tar::EntryType::Regular, txt.len() as u64, 0o600, mtime),
             txt_name.as_bytes(),
             txt.as_bytes(),
         )
-        .map_err(werr)?;
+        .map_err(write_error)?;
         self.tar
             .append_pax_extensions([("comment", crate::manifest::JSON_MARK.as_bytes())])
-            .map_err(werr)?;
+            .map_err(write_error)?;
         let len = doc.json_len;
         let path = format!("{}/{json_name}", self.top);
         let mut h = header(tar::EntryType::Regular, len, 0o600, mtime);
         if path.len() < 100 && h.set_path(&path).is_ok() {
             h.set_cksum();
             let out = self.tar.get_mut();
-            out.write_all(h.as_bytes()).map_err(werr)?;
+            out.write_all(h.as_bytes()).map_err(write_error)?;
             let mut counted = CountingWriter {
                 inner: &mut *out,
                 count: 0,
             };
-            (doc.write_json)(&mut counted).map_err(werr)?;
+            (doc.write_json)(&mut counted).map_err(write_error)?;
             if counted.count != len {
                 return Err(Error::operational(format!(
                     "manifest.json came out as {} bytes, announced {len}",
@@ -487,14 +488,14 @@ impl<W: Write> ArchiveWriter<W> {
                 )));
             }
             let pad = ((512 - len % 512) % 512) as usize;
-            out.write_all(&[0u8; 512][..pad]).map_err(werr)?;
+            out.write_all(&[0u8; 512][..pad]).map_err(write_error)?;
         } else {
             // a top-level name too long for a plain header: tar writes the
             // long-name extension, from a buffer
             let json = (doc.to_json)();
             self.append(h, json_name.as_bytes(), &json[..])
-                .map_err(werr)?;
+                .map_err(write_error)?;
         }
-        self.tar.into_inner().map_err(werr)
+        self.tar.into_inner().map_err(write_error)
     }
 }
