@@ -167,21 +167,8 @@ pub fn run_backup_live(
 pub struct IncrementalOptions {
     /// `--reread`: hash the files the state calls unchanged.
     pub reread: bool,
-    /// `--full-every`, `--max-links`.
+    /// `--full-every`, `--max-links`, `--max-chain-size`.
     pub policy: crate::incremental::ChainPolicy,
-}
-
-impl IncrementalOptions {
-    /// From `--reread`, `--full-every` and `--max-links`.
-    pub fn new(reread: bool, full_every: std::time::Duration, max_links: u32) -> Self {
-        IncrementalOptions {
-            reread,
-            policy: crate::incremental::ChainPolicy {
-                full_every,
-                max_links,
-            },
-        }
-    }
 }
 
 impl BackupReport {

@@ -19,7 +19,7 @@
 //! size, mtime, ctime, inode and device all match the state is unchanged and
 //! never read (`--reread`: hashed, and stored only if its content differs).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -49,6 +49,18 @@ pub const DEFAULT_FULL_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// A chain with this many links after its full gets a new full (a cap for
 /// schedules more frequent than hourly: 48 half-hourly links).
 pub const DEFAULT_MAX_LINKS: u32 = 48;
+
+/// `--max-chain-size` default: a chain's archives together hold at most
+/// 130 % of its full's bytes, so restoring its newest link reads (and
+/// downloads from a tier) at most about 1.3 times what restoring a full of
+/// the same tree does (README "Incremental backups").
+pub const DEFAULT_MAX_CHAIN_SIZE: u32 = 130;
+
+/// A chain whose links hold less than this (beyond its full) is never cut
+/// for its size: restoring 16 MiB more costs a fraction of a second, and a
+/// small data directory keeps its chains (every link carries the manifest
+/// of the complete tree, often as large as a small full).
+pub const CHAIN_SIZE_FLOOR: u64 = 16 << 20;
 /// Largest state file we read.
 const MAX_STATE_BYTES: u64 = 1 << 30;
 
@@ -372,6 +384,11 @@ pub struct ChainPolicy {
     pub full_every: Duration,
     /// `--max-links`: a chain with this many links after its full ends.
     pub max_links: u32,
+    /// `--max-chain-size`: the chain ends when its archives, with the next
+    /// link (estimated as large as the newest), would hold more than this
+    /// percentage of its full's bytes (beyond [`CHAIN_SIZE_FLOOR`]); `None`
+    /// = unlimited.
+    pub max_chain_size: Option<u32>,
 }
 
 impl Default for ChainPolicy {
@@ -379,6 +396,7 @@ impl Default for ChainPolicy {
         ChainPolicy {
             full_every: DEFAULT_FULL_EVERY,
             max_links: DEFAULT_MAX_LINKS,
+            max_chain_size: Some(DEFAULT_MAX_CHAIN_SIZE),
         }
     }
 }
@@ -398,6 +416,14 @@ pub enum NewChain {
     FullInFuture,
     /// The chain has this many links after its full already.
     TooManyLinks(u32),
+    /// The chain's archives hold `total` bytes, its full `full`, and the
+    /// next link (estimated as `next`) would take it past `limit` percent.
+    ChainTooLarge {
+        total: u64,
+        full: u64,
+        next: u64,
+        limit: u32,
+    },
     /// The destination holds this archive of the chain (or without a
     /// description) that the state does not know: a run was interrupted
     /// after its archive was committed, or another writer added it. A link
@@ -426,6 +452,17 @@ impl fmt::Display for NewChain {
             NewChain::TooManyLinks(n) => {
                 write!(f, "the chain has {n} links after its full (--max-links)")
             }
+            NewChain::ChainTooLarge {
+                total,
+                full,
+                next,
+                limit,
+            } => write!(
+                f,
+                "the chain's archives hold {total} bytes, {}% of its full's {full}, and the next \
+                 link (about {next} bytes, as the newest) would take it past --max-chain-size {limit}%",
+                total.saturating_mul(100) / (*full).max(1)
+            ),
             NewChain::StateBehind(a) => write!(
                 f,
                 "the destination holds {a}, newer than the state's newest link \
@@ -444,11 +481,11 @@ pub enum Plan {
     Link(Chain),
 }
 
-/// The chain decision: a pure function of the state, the archive names in
-/// the destination, the policy and the time.
+/// The chain decision: a pure function of the state, the archives in the
+/// destination (name → bytes), the policy and the time.
 pub fn decide(
     loaded: &Loaded,
-    present: &BTreeSet<String>,
+    present: &BTreeMap<String, u64>,
     policy: &ChainPolicy,
     now: DateTime<Utc>,
 ) -> Plan {
@@ -457,7 +494,7 @@ pub fn decide(
         Loaded::Damaged(why) => return Plan::Full(NewChain::Damaged(why.clone())),
         Loaded::Found(s) => s,
     };
-    if let Some(gone) = st.links.iter().find(|l| !present.contains(*l)) {
+    if let Some(gone) = st.links.iter().find(|l| !present.contains_key(*l)) {
         return Plan::Full(NewChain::ArchiveMissing(gone.clone()));
     }
     let Ok(age) = (now - st.full_created).to_std() else {
@@ -469,11 +506,50 @@ pub fn decide(
     if st.level >= policy.max_links {
         return Plan::Full(NewChain::TooManyLinks(st.level));
     }
+    if let Some(why) = too_large(st, present, policy.max_chain_size) {
+        return Plan::Full(why);
+    }
     Plan::Link(Chain {
         id: st.chain_id.clone(),
         level: st.level + 1,
         previous: Some(st.archive.clone()),
     })
+}
+
+/// [`NewChain::ChainTooLarge`] when the chain's archives and one more link
+/// as large as the newest would hold more than `limit` percent of the full.
+fn too_large(st: &State, present: &BTreeMap<String, u64>, limit: Option<u32>) -> Option<NewChain> {
+    let limit = limit?;
+    let size = |n: &String| present.get(n).copied().unwrap_or(0);
+    let full = size(st.links.first()?);
+    let total: u64 = st.links.iter().map(size).sum();
+    let next = if st.links.len() > 1 {
+        st.links.last().map_or(0, size)
+    } else {
+        0
+    };
+    let links = (total + next).saturating_sub(full);
+    let allowed = (u128::from(full) * u128::from(limit.saturating_sub(100)) / 100) as u64;
+    (full > 0 && links > allowed.max(CHAIN_SIZE_FLOOR)).then_some(NewChain::ChainTooLarge {
+        total,
+        full,
+        next,
+        limit,
+    })
+}
+
+/// Parses `--max-chain-size`: a percentage of the full (`130%`, `130`, at
+/// least 100) or `unlimited` (`None`).
+pub fn parse_max_chain_size(s: &str) -> std::result::Result<Option<u32>, String> {
+    if s == "unlimited" {
+        return Ok(None);
+    }
+    match s.strip_suffix('%').unwrap_or(s).parse::<u32>() {
+        Ok(n) if n >= 100 => Ok(Some(n)),
+        _ => Err(format!(
+            "--max-chain-size {s:?}: a percentage of the chain's full of at least 100 (e.g. 130%), or unlimited"
+        )),
+    }
 }
 
 /// What [`write_link`] needs besides the stream.
@@ -872,7 +948,11 @@ pub fn prepare(
     let store = crate::store::LocalStore::new(dest);
     let index = crate::store::index(&store)?;
     let archives = index.names();
-    let present: BTreeSet<String> = archives.iter().map(|a| a.name.clone()).collect();
+    let present: BTreeMap<String, u64> = index
+        .archives
+        .iter()
+        .map(|l| (l.archive.name.clone(), l.size))
+        .collect();
     let mut plan = decide(&loaded, &present, policy, now);
     let prev = match (&plan, loaded) {
         (Plan::Link(_), Loaded::Found(s)) => Some(s),
@@ -988,8 +1068,8 @@ mod tests {
         }
     }
 
-    fn present(s: &State) -> BTreeSet<String> {
-        s.links.iter().cloned().collect()
+    fn present(s: &State) -> BTreeMap<String, u64> {
+        s.links.iter().map(|l| (l.clone(), 1000)).collect()
     }
 
     #[test]
@@ -1027,7 +1107,7 @@ mod tests {
             })
         );
         assert_eq!(
-            decide(&Loaded::Missing, &BTreeSet::new(), &p, now),
+            decide(&Loaded::Missing, &BTreeMap::new(), &p, now),
             Plan::Full(NewChain::NoState)
         );
         assert_eq!(
@@ -1077,6 +1157,69 @@ mod tests {
             ),
             Plan::Full(NewChain::FullInFuture)
         );
+        // --max-chain-size: the links (with one more as large as the newest)
+        // against the full, beyond the floor
+        let mb = 1u64 << 20;
+        let sized = |sizes: &[u64]| -> (State, BTreeMap<String, u64>) {
+            let s = state(sizes.len() as u32 - 1, "2026-12-01T00:00:00Z");
+            let m = s.links.iter().cloned().zip(sizes.iter().copied()).collect();
+            (s, m)
+        };
+        // a 1000 MiB full: 300 MiB of links allowed; 200 + the next 100 fits
+        let (s, m) = sized(&[1000 * mb, 100 * mb, 100 * mb]);
+        assert!(matches!(
+            decide(&Loaded::Found(s), &m, &p, now),
+            Plan::Link(_)
+        ));
+        let (s, m) = sized(&[1000 * mb, 100 * mb, 100 * mb, 100 * mb]);
+        match decide(&Loaded::Found(s), &m, &p, now) {
+            Plan::Full(r @ NewChain::ChainTooLarge { limit: 130, .. }) => {
+                assert!(r.to_string().contains("--max-chain-size 130%"), "{r}");
+                assert!(r.to_string().contains("130% of its full"), "{r}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // unlimited, or a larger limit, keeps the chain
+        let (s, m) = sized(&[1000 * mb, 100 * mb, 100 * mb, 100 * mb]);
+        let loose = ChainPolicy {
+            max_chain_size: None,
+            ..ChainPolicy::default()
+        };
+        assert!(matches!(
+            decide(&Loaded::Found(s.clone()), &m, &loose, now),
+            Plan::Link(_)
+        ));
+        let wide = ChainPolicy {
+            max_chain_size: Some(200),
+            ..ChainPolicy::default()
+        };
+        assert!(matches!(
+            decide(&Loaded::Found(s), &m, &wide, now),
+            Plan::Link(_)
+        ));
+        // a small full: links under the 16 MiB floor never cut it
+        let (s, m) = sized(&[10_000, 5 * mb, 5 * mb]);
+        assert!(matches!(
+            decide(&Loaded::Found(s), &m, &p, now),
+            Plan::Link(_)
+        ));
+        let (s, m) = sized(&[10_000, 9 * mb, 9 * mb]);
+        assert!(matches!(
+            decide(&Loaded::Found(s), &m, &p, now),
+            Plan::Full(NewChain::ChainTooLarge { .. })
+        ));
+        // a full alone: its first link is not estimated
+        let (s, m) = sized(&[1000]);
+        assert!(matches!(
+            decide(&Loaded::Found(s), &m, &p, now),
+            Plan::Link(_)
+        ));
+        assert_eq!(parse_max_chain_size("130%"), Ok(Some(130)));
+        assert_eq!(parse_max_chain_size("250"), Ok(Some(250)));
+        assert_eq!(parse_max_chain_size("unlimited"), Ok(None));
+        for bad in ["99%", "-5", "1.3", "", "%"] {
+            assert!(parse_max_chain_size(bad).is_err(), "{bad}");
+        }
         // every reason says something
         for r in [
             NewChain::NoState,

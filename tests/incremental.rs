@@ -90,7 +90,9 @@ fn link(
         Some(s) => Loaded::Found(s.clone()),
         None => Loaded::Missing,
     };
-    let plan = decide(&loaded, present, &ChainPolicy::default(), time(h));
+    // names only: sizes unknown (0), so --max-chain-size never cuts here
+    let present: BTreeMap<String, u64> = present.iter().map(|n| (n.clone(), 0)).collect();
+    let plan = decide(&loaded, &present, &ChainPolicy::default(), time(h));
     let stem = format!("weekly_20261201_{h:02}0000");
     let opts = LinkOptions {
         btype: BackupType::Weekly,

@@ -398,3 +398,101 @@ fn a_chain_restores_with_stock_gpg_and_gnu_tar() {
         "{sub} is not a subkey of the certificate:\n{listing}"
     );
 }
+
+/// `--max-chain-size`: a new full before the chain's archives (with one
+/// more link as large as the newest) outgrow 130 % of its full, beyond
+/// 16 MiB; `unlimited` and `[backup] max_chain_size` of the configuration.
+#[test]
+fn a_chain_that_outgrows_its_full_gets_a_new_one() {
+    let sb = Sandbox::new();
+    let src = sb.p("src");
+    let dest = sb.p("dest");
+    let r = age_recipient();
+    let mut rng = Rng(0x5eed_c4a1);
+    fs::create_dir_all(&src).unwrap();
+    // incompressible: archive bytes = file bytes
+    write_file(&src.join("big.bin"), &rng.bytes(40 << 20), 0o600);
+    let full = backup(&sb, &src, &dest, &r, &["--incremental"]);
+    assert_eq!(full["level"], 0);
+    // 10 MiB changed per run: the first link is not estimated
+    let grow = |rng: &mut Rng| write_file(&src.join("hot.bin"), &rng.bytes(10 << 20), 0o600);
+    grow(&mut rng);
+    let l1 = backup(&sb, &src, &dest, &r, &["--incremental"]);
+    assert_eq!(l1["level"], 1, "{l1}");
+    // 10 MiB of links + the next 10: past max(30 % of 40 MiB, 16 MiB)
+    grow(&mut rng);
+    let cut = backup(&sb, &src, &dest, &r, &["--incremental"]);
+    assert_eq!(cut["level"], 0, "{cut}");
+    let why = cut["new_chain_reason"].as_str().unwrap();
+    assert!(why.contains("--max-chain-size 130%"), "{why}");
+    // the same step with the limit lifted continues the chain
+    grow(&mut rng);
+    let l = backup(&sb, &src, &dest, &r, &["--incremental"]);
+    assert_eq!(l["level"], 1, "{l}");
+    grow(&mut rng);
+    let l = backup(
+        &sb,
+        &src,
+        &dest,
+        &r,
+        &["--incremental", "--max-chain-size", "unlimited"],
+    );
+    assert_eq!(l["level"], 2, "{l}");
+    // [backup] max_chain_size, under the flag
+    let cfg = sb.p("config.toml");
+    fs::write(&cfg, "[backup]\nmax_chain_size = \"200%\"\n").unwrap();
+    grow(&mut rng);
+    let l = backup(
+        &sb,
+        &src,
+        &dest,
+        &r,
+        &["--incremental", "--config", s(&cfg)],
+    );
+    assert_eq!(l["level"], 3, "{l}");
+    grow(&mut rng);
+    let c = backup(
+        &sb,
+        &src,
+        &dest,
+        &r,
+        &[
+            "--incremental",
+            "--config",
+            s(&cfg),
+            "--max-chain-size",
+            "101%",
+        ],
+    );
+    assert_eq!(c["level"], 0, "{c}");
+    // a bad value in either place is a usage error naming it
+    let o = sb.output(&[
+        "backup",
+        "--incremental",
+        "--max-chain-size",
+        "90%",
+        "-r",
+        &r,
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-chain-size"));
+    fs::write(&cfg, "[backup]\nmax_chain_size = \"1.3\"\n").unwrap();
+    let o = sb.output(&[
+        "backup",
+        "--incremental",
+        "--source",
+        s(&src),
+        "--dest",
+        s(&dest),
+        "-r",
+        &r,
+        "--config",
+        s(&cfg),
+    ]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("max_chain_size") && err.contains("config.toml"),
+        "{err}"
+    );
+}

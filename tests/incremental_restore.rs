@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -96,7 +96,8 @@ impl ChainHost {
     /// writes it: encrypted to the example age key, its sidecar and its
     /// `.meta` beside it.
     fn archive(&mut self, h: u32) -> String {
-        let present: BTreeSet<String> = self.names.iter().cloned().collect();
+        // names only: sizes unknown (0), so --max-chain-size never cuts here
+        let present: BTreeMap<String, u64> = self.names.iter().map(|n| (n.clone(), 0)).collect();
         let loaded = match &self.state {
             Some(s) => Loaded::Found(s.clone()),
             None => Loaded::Missing,

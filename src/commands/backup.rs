@@ -8,7 +8,7 @@ use secureclaw_backup::backup::{
     IncrementalOptions, DEFAULT_LEVEL,
 };
 use secureclaw_backup::capture::LiveOptions;
-use secureclaw_backup::error::Result;
+use secureclaw_backup::error::{Error, Result};
 use secureclaw_backup::manifest::human_bytes;
 use secureclaw_backup::store;
 
@@ -60,13 +60,19 @@ pub struct Args {
     #[arg(long, requires = "incremental")]
     pub reread: bool,
     /// With --incremental: start a new chain when its full is this old
-    #[arg(long, value_name = "DURATION", default_value = "24h", requires = "incremental",
+    /// [default: 24h, or [backup] full_every]
+    #[arg(long, value_name = "DURATION", requires = "incremental",
           value_parser = secureclaw_backup::incremental::parse_full_every)]
-    pub full_every: std::time::Duration,
+    pub full_every: Option<std::time::Duration>,
     /// With --incremental: start a new chain after this many links
-    #[arg(long, value_name = "N", default_value_t = secureclaw_backup::incremental::DEFAULT_MAX_LINKS,
-          requires = "incremental")]
-    pub max_links: u32,
+    /// [default: 48, or [backup] max_links]
+    #[arg(long, value_name = "N", requires = "incremental")]
+    pub max_links: Option<u32>,
+    /// With --incremental: start a new chain before its archives hold more
+    /// than this percentage of its full's bytes (beyond 16 MiB), or
+    /// `unlimited` [default: 130%, or [backup] max_chain_size]
+    #[arg(long, value_name = "PERCENT", requires = "incremental", value_parser = parse_chain_size)]
+    pub max_chain_size: Option<ChainSize>,
     /// Do not apply retention to this type after the backup
     #[arg(long)]
     pub no_prune: bool,
@@ -125,9 +131,11 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         lock_wait: args.lock_wait,
         ..LiveOptions::default()
     };
-    let incremental = args
-        .incremental
-        .then(|| IncrementalOptions::new(args.reread, args.full_every, args.max_links));
+    let incremental = if args.incremental {
+        Some(chain_options(&args)?)
+    } else {
+        None
+    };
     let r = run_backup_chain(&opts, &live, incremental.as_ref(), ui)?;
     for w in &r.warnings {
         if w.is_note() {
@@ -211,4 +219,47 @@ fn human(r: &BackupReport, serious: usize) -> String {
         r.directories,
         r.seconds,
     )
+}
+
+/// `--max-chain-size`: a percentage, or `None` for `unlimited` (a newtype:
+/// clap reads an `Option<Option<_>>` field as a flag with an optional value).
+#[derive(Debug, Clone, Copy)]
+pub struct ChainSize(Option<u32>);
+
+fn parse_chain_size(s: &str) -> std::result::Result<ChainSize, String> {
+    secureclaw_backup::incremental::parse_max_chain_size(s).map(ChainSize)
+}
+
+/// `--reread`, `--full-every`, `--max-links`, `--max-chain-size`: the flag,
+/// else the `[backup]` key of the configuration, else the default.
+fn chain_options(args: &Args) -> Result<IncrementalOptions> {
+    use secureclaw_backup::incremental as inc;
+    let cfg = args.config.load_optional()?.map(|c| c.backup);
+    let cfg = cfg.as_ref();
+    // the configuration was checked when it was loaded
+    let full_every = match (args.full_every, cfg.and_then(|b| b.full_every.as_deref())) {
+        (Some(d), _) => d,
+        (None, Some(v)) => inc::parse_full_every(v).map_err(Error::usage)?,
+        (None, None) => inc::DEFAULT_FULL_EVERY,
+    };
+    let max_links = args
+        .max_links
+        .or(cfg.and_then(|b| b.max_links))
+        .unwrap_or(inc::DEFAULT_MAX_LINKS);
+    let max_chain_size = match (
+        args.max_chain_size,
+        cfg.and_then(|b| b.max_chain_size.as_deref()),
+    ) {
+        (Some(ChainSize(m)), _) => m,
+        (None, Some(v)) => inc::parse_max_chain_size(v).map_err(Error::usage)?,
+        (None, None) => Some(inc::DEFAULT_MAX_CHAIN_SIZE),
+    };
+    Ok(IncrementalOptions {
+        reread: args.reread,
+        policy: inc::ChainPolicy {
+            full_every,
+            max_links,
+            max_chain_size,
+        },
+    })
 }

@@ -87,6 +87,15 @@ pub struct BackupConfig {
     /// The tiers `backup --push` pushes to (default: every `[[tier]]`).
     #[serde(default)]
     pub tiers: Vec<String>,
+    /// `backup --incremental --full-every` (a duration, e.g. "24h").
+    #[serde(default)]
+    pub full_every: Option<String>,
+    /// `backup --incremental --max-links`.
+    #[serde(default)]
+    pub max_links: Option<u32>,
+    /// `backup --incremental --max-chain-size` ("130%" or "unlimited").
+    #[serde(default)]
+    pub max_chain_size: Option<String>,
     /// Retention per backup type (`[backup.retention.daily]` …), the keys
     /// of `prune`'s flags: keep_last, keep_hourly, keep_daily, keep_weekly,
     /// keep_monthly, keep_yearly (a number or "unlimited"), keep_within (a
@@ -404,6 +413,16 @@ fn check_backup(path: &Path, cfg: &mut Config) -> Result<()> {
             ))
             .hint("the types are daily, weekly, pre-deploy, pre-restore"));
         }
+    }
+    let bad = |key: &str, why: String| {
+        Error::usage(format!("{}: [backup] {key}: {why}", path.display()))
+            .hint("see \"Incremental backups\" in the README")
+    };
+    if let Some(v) = &b.full_every {
+        crate::incremental::parse_full_every(v).map_err(|w| bad("full_every", w))?;
+    }
+    if let Some(v) = &b.max_chain_size {
+        crate::incremental::parse_max_chain_size(v).map_err(|w| bad("max_chain_size", w))?;
     }
     for t in &b.tiers {
         if !cfg.tier.iter().any(|c| &c.name == t) {
