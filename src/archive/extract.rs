@@ -927,7 +927,10 @@ fn apply_dumpdir(
                 "the dumpdir of archive entry {shown:?} lists {:?} as unchanged, but no earlier link has it",
                 show(name)
             ))
-            .hint("this is a link of an incremental chain: apply its predecessors first, in order, and none may be missing; nothing was changed"));
+            .hint("this is a link of an incremental chain: apply its predecessors first, in order, and none may be missing; \
+                   `restore` finds them from the `.meta` description beside each archive, so if this archive's `.meta` is gone, \
+                   copy it back (e.g. from a tier) or apply the chain with stock tools (README \"Restoring a chain with stock tools\"); \
+                   nothing was changed"));
         }
     }
     let prefix_len = if dir.is_empty() { 0 } else { dir.len() + 1 };
