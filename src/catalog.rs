@@ -20,7 +20,8 @@ use crate::tier::reference;
 /// How much of each archive is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
-    /// Nothing: format from the name, sidecar present or missing.
+    /// Nothing but the names and the `.meta` descriptions: format from the
+    /// name, sidecar present or missing, chain and level.
     Names,
     /// The header (format, recipients, damage); sidecar present or missing.
     Headers,
@@ -231,6 +232,10 @@ pub struct Brief<'a> {
     pub sidecar: Sidecar,
     /// `unsigned`, or `present` (a `.sig` is there; not checked here).
     pub signature: &'a crate::sign::SigState,
+    /// The chain and level from its `.meta` (null and 0 for an archive on
+    /// its own), as `list --json`.
+    pub chain: Option<&'a str>,
+    pub level: u32,
 }
 
 impl<'a> From<&'a Entry> for Brief<'a> {
@@ -243,6 +248,8 @@ impl<'a> From<&'a Entry> for Brief<'a> {
             format: &e.format,
             sidecar: e.sidecar,
             signature: &e.signature,
+            chain: e.chain.as_deref(),
+            level: e.level,
         }
     }
 }
@@ -328,9 +335,8 @@ pub fn describe(store: &dyn Store, l: &Listed, depth: Depth) -> Entry {
         (_, false) => Sidecar::Missing,
     };
     e.legacy = a.container == Container::TarGz && !l.sidecar;
-    if depth != Depth::Names {
-        chain_position(store, l, &mut e);
-    }
+    // at every depth: one small read per archive with a `.meta`
+    chain_position(store, l, &mut e);
     e
 }
 

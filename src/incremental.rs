@@ -460,7 +460,7 @@ impl fmt::Display for NewChain {
             } => write!(
                 f,
                 "the chain's archives hold {total} bytes, {}% of its full's {full}, and the next \
-                 link (about {next} bytes, as the newest) would take it past --max-chain-size {limit}%",
+                 link (estimated at {next} bytes) would take it past --max-chain-size {limit}%",
                 total.saturating_mul(100) / (*full).max(1)
             ),
             NewChain::StateBehind(a) => write!(
@@ -489,6 +489,19 @@ pub fn decide(
     policy: &ChainPolicy,
     now: DateTime<Utc>,
 ) -> Plan {
+    decide_with(loaded, present, policy, now, None)
+}
+
+/// [`decide`], with the estimated size of a chain's first link
+/// (`first_link`, from [`changed_bytes`]): the later links are estimated
+/// as large as the newest, the first has no link before it.
+pub fn decide_with(
+    loaded: &Loaded,
+    present: &BTreeMap<String, u64>,
+    policy: &ChainPolicy,
+    now: DateTime<Utc>,
+    first_link: Option<u64>,
+) -> Plan {
     let st = match loaded {
         Loaded::Missing => return Plan::Full(NewChain::NoState),
         Loaded::Damaged(why) => return Plan::Full(NewChain::Damaged(why.clone())),
@@ -506,7 +519,7 @@ pub fn decide(
     if st.level >= policy.max_links {
         return Plan::Full(NewChain::TooManyLinks(st.level));
     }
-    if let Some(why) = too_large(st, present, policy.max_chain_size) {
+    if let Some(why) = too_large(st, present, policy.max_chain_size, first_link) {
         return Plan::Full(why);
     }
     Plan::Link(Chain {
@@ -517,8 +530,14 @@ pub fn decide(
 }
 
 /// [`NewChain::ChainTooLarge`] when the chain's archives and one more link
-/// as large as the newest would hold more than `limit` percent of the full.
-fn too_large(st: &State, present: &BTreeMap<String, u64>, limit: Option<u32>) -> Option<NewChain> {
+/// (as large as the newest; the first as `first_link`) would hold more
+/// than `limit` percent of the full.
+fn too_large(
+    st: &State,
+    present: &BTreeMap<String, u64>,
+    limit: Option<u32>,
+    first_link: Option<u64>,
+) -> Option<NewChain> {
     let limit = limit?;
     let size = |n: &String| present.get(n).copied().unwrap_or(0);
     let full = size(st.links.first()?);
@@ -526,7 +545,7 @@ fn too_large(st: &State, present: &BTreeMap<String, u64>, limit: Option<u32>) ->
     let next = if st.links.len() > 1 {
         st.links.last().map_or(0, size)
     } else {
-        0
+        first_link.unwrap_or(0)
     };
     let links = (total + next).saturating_sub(full);
     let allowed = (u128::from(full) * u128::from(limit.saturating_sub(100)) / 100) as u64;
@@ -536,6 +555,26 @@ fn too_large(st: &State, present: &BTreeMap<String, u64>, limit: Option<u32>) ->
         next,
         limit,
     })
+}
+
+/// What the first link after a full will store, about: the present size
+/// of every file the state knows whose stat changed since (files added
+/// since are not counted, and a link compresses: an estimate). `None` when
+/// the source cannot be resolved.
+pub fn changed_bytes(st: &State, source: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let root = source::resolve_root(source).ok()?;
+    let mut total = 0u64;
+    for (rel, f) in &st.files {
+        let p = root.join(std::ffi::OsStr::from_bytes(&rel.0));
+        if let Ok(m) = std::fs::symlink_metadata(&p) {
+            let now = Stat::of(&m);
+            if !f.unchanged(&now) {
+                total = total.saturating_add(now.size);
+            }
+        }
+    }
+    Some(total)
 }
 
 /// Parses `--max-chain-size`: a percentage of the full (`130%`, `130`, at
@@ -953,7 +992,14 @@ pub fn prepare(
         .iter()
         .map(|l| (l.archive.name.clone(), l.size))
         .collect();
-    let mut plan = decide(&loaded, &present, policy, now);
+    // the first link after a full is estimated from what changed since
+    let first_link = match &loaded {
+        Loaded::Found(s) if s.links.len() == 1 && policy.max_chain_size.is_some() => {
+            changed_bytes(s, source)
+        }
+        _ => None,
+    };
+    let mut plan = decide_with(&loaded, &present, policy, now, first_link);
     let prev = match (&plan, loaded) {
         (Plan::Link(_), Loaded::Found(s)) => Some(s),
         _ => None,
@@ -1208,12 +1254,19 @@ mod tests {
             decide(&Loaded::Found(s), &m, &p, now),
             Plan::Full(NewChain::ChainTooLarge { .. })
         ));
-        // a full alone: its first link is not estimated
-        let (s, m) = sized(&[1000]);
+        // a full alone: its first link as estimated from what changed
+        let (s, m) = sized(&[1000 * mb]);
         assert!(matches!(
-            decide(&Loaded::Found(s), &m, &p, now),
+            decide(&Loaded::Found(s.clone()), &m, &p, now),
             Plan::Link(_)
         ));
+        let small = decide_with(&Loaded::Found(s.clone()), &m, &p, now, Some(300 * mb));
+        assert!(matches!(small, Plan::Link(_)), "{small:?}");
+        let big = decide_with(&Loaded::Found(s), &m, &p, now, Some(301 * mb));
+        assert!(
+            matches!(big, Plan::Full(NewChain::ChainTooLarge { .. })),
+            "{big:?}"
+        );
         assert_eq!(parse_max_chain_size("130%"), Ok(Some(130)));
         assert_eq!(parse_max_chain_size("250"), Ok(Some(250)));
         assert_eq!(parse_max_chain_size("unlimited"), Ok(None));

@@ -465,6 +465,13 @@ fn a_chain_that_outgrows_its_full_gets_a_new_one() {
         ],
     );
     assert_eq!(c["level"], 0, "{c}");
+    // the first link after a full is estimated from the files that changed
+    // since: 20 MiB rewritten is past max(30 % of 50 MiB, 16 MiB)
+    write_file(&src.join("hot.bin"), &rng.bytes(20 << 20), 0o600);
+    let f = backup(&sb, &src, &dest, &r, &["--incremental"]);
+    assert_eq!(f["level"], 0, "{f}");
+    let why = f["new_chain_reason"].as_str().unwrap();
+    assert!(why.contains("estimated at 20971520 bytes"), "{why}");
     // a bad value in either place is a usage error naming it
     let o = sb.output(&[
         "backup",

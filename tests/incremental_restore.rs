@@ -746,6 +746,14 @@ fn a_chain_pushed_to_s3_restores_and_verifies_from_the_bucket() {
             "{n} is in the bucket: {listed}"
         );
     }
+    // each archive's chain and level, from the `.meta` in the bucket
+    let doc: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let rows = doc["archives"].as_array().unwrap();
+    for (i, n) in h.names.iter().enumerate() {
+        let row = rows.iter().find(|r| r["name"] == n.as_str()).unwrap();
+        assert_eq!(row["level"], i as u64, "{row}");
+        assert_eq!(row["chain"], "weekly_20261201_000000", "{row}");
+    }
     // the local copies are gone: the bucket alone has the chain
     fs::remove_dir_all(&h.dest).unwrap();
     let target = h.env.p("from-s3");

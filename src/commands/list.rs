@@ -20,7 +20,7 @@ pub struct Args {
     /// Check every archive against its .sha256 sidecar (reads all archives)
     #[arg(long)]
     pub check: bool,
-    /// List an offsite tier of the configuration instead (names, sizes, sidecars)
+    /// List an offsite tier of the configuration instead (names, sizes, sidecars, chain levels)
     #[arg(long, value_name = "NAME", conflicts_with_all = ["dest", "check"])]
     pub tier: Option<String>,
     #[command(flatten)]
@@ -141,9 +141,10 @@ fn tier(name: &str, args: &Args, ui: &Ui) -> Result<()> {
     let mut human = format!("{} ({}): {} archive(s)\n", tc.name, t.url(), all.len());
     for e in &all {
         human.push_str(&format!(
-            "  {:<45} {:<10} {:>10}  {:<9} sidecar {}\n",
+            "  {:<45} {:<10} {:<8} {:>10}  {:<9} sidecar {}\n",
             e.name,
             e.btype.as_str(),
+            e.level_label(),
             human_bytes(e.size),
             e.format,
             e.sidecar
