@@ -557,24 +557,76 @@ fn too_large(
     })
 }
 
-/// What the first link after a full will store, about: the present size
-/// of every file the state knows whose stat changed since (files added
-/// since are not counted, and a link compresses: an estimate). `None` when
-/// the source cannot be resolved.
+/// Bytes of each changed file compressed to judge how well it compresses.
+const SAMPLE_BYTES: u64 = 256 << 10;
+/// At most this much is sampled in all; further files get the ratio so far.
+const SAMPLE_TOTAL: u64 = 16 << 20;
+
+/// About what the first link after a full will hold: every file the state
+/// knows whose stat changed since, at its present size, times how well it
+/// compresses (its last 256 KiB, where appends land, gzip'd at level 1:
+/// a little more than the archive's level). Files added since are not
+/// counted: an estimate, a hint for `--max-chain-size`. `None` when the
+/// source cannot be resolved.
 pub fn changed_bytes(st: &State, source: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let root = source::resolve_root(source).ok()?;
-    let mut total = 0u64;
+    let (mut sampled_in, mut sampled_out, mut estimate) = (0u64, 0u64, 0u128);
+    let mut later = 0u64;
     for (rel, f) in &st.files {
         let p = root.join(std::ffi::OsStr::from_bytes(&rel.0));
-        if let Ok(m) = std::fs::symlink_metadata(&p) {
-            let now = Stat::of(&m);
-            if !f.unchanged(&now) {
-                total = total.saturating_add(now.size);
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let now = Stat::of(&m);
+        if f.unchanged(&now) || !m.file_type().is_file() {
+            continue;
+        }
+        let sample = (sampled_in < SAMPLE_TOTAL)
+            .then(|| sample_ratio(&p, now.size))
+            .flatten();
+        match sample {
+            // this file at its own ratio
+            Some((i, o)) => {
+                sampled_in += i;
+                sampled_out += o;
+                estimate += u128::from(now.size) * u128::from(o) / u128::from(i);
             }
+            // past the sampling budget (or unreadable): the ratio so far
+            None => later = later.saturating_add(now.size),
         }
     }
-    Some(total)
+    if later > 0 {
+        estimate += match sampled_in {
+            0 => u128::from(later),
+            _ => u128::from(later) * u128::from(sampled_out) / u128::from(sampled_in),
+        };
+    }
+    Some(u64::try_from(estimate).unwrap_or(u64::MAX))
+}
+
+/// (bytes read, bytes gzip'd) of the last [`SAMPLE_BYTES`] of `path`.
+fn sample_ratio(path: &Path, size: u64) -> Option<(u64, u64)> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags_nofollow()
+        .open(path)
+        .ok()?;
+    let n = size.min(SAMPLE_BYTES);
+    f.seek(SeekFrom::Start(size - n)).ok()?;
+    let mut buf = Vec::with_capacity(n as usize);
+    (&mut f).take(n).read_to_end(&mut buf).ok()?;
+    if buf.is_empty() {
+        return None;
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&buf).ok()?;
+    let out = gz.finish().ok()?;
+    // the archive's level stores what does not compress (level 1 may
+    // expand it by a few percent)
+    let n = buf.len() as u64;
+    Some((n, (out.len() as u64).min(n)))
 }
 
 /// Parses `--max-chain-size`: a percentage of the full (`130%`, `130`, at
@@ -1137,6 +1189,57 @@ mod tests {
             );
         }
         assert!(State::parse(b"{").is_err());
+    }
+
+    #[test]
+    fn the_first_link_is_estimated_at_what_its_changed_files_compress_to() {
+        let t = tempfile::tempdir().unwrap();
+        let mut st = state(0, "2026-12-01T00:00:00Z");
+        let text: Vec<u8> = (0..40_000)
+            .flat_map(|i| format!("{{\"type\":\"message\",\"n\":{i}}}\n").into_bytes())
+            .collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..(1 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(t.path().join("text.jsonl"), &text).unwrap();
+        std::fs::write(t.path().join("random.bin"), &random).unwrap();
+        std::fs::write(t.path().join("same.bin"), &random).unwrap();
+        let old = st.files.values().next().cloned().unwrap();
+        st.files.clear();
+        for n in ["text.jsonl", "random.bin"] {
+            st.files
+                .insert(RelPath::new(n.as_bytes().to_vec()), old.clone());
+        }
+        // unchanged since the state: not counted
+        let m = std::fs::symlink_metadata(t.path().join("same.bin")).unwrap();
+        let same = Stat::of(&m);
+        st.files.insert(
+            RelPath::new(b"same.bin".to_vec()),
+            FileState {
+                size: same.size,
+                mtime_ns: same.mtime_ns,
+                ctime_ns: same.ctime_ns,
+                ino: same.ino,
+                dev: same.dev,
+                ..old
+            },
+        );
+        let est = changed_bytes(&st, t.path()).unwrap();
+        let random_len = random.len() as u64;
+        // the random file at about its size, the text at a fraction of its
+        assert!(est >= random_len, "{est}");
+        assert!(
+            est < random_len + text.len() as u64 / 4,
+            "{est} vs {}",
+            text.len()
+        );
+        assert_eq!(changed_bytes(&st, &t.path().join("gone")), None);
     }
 
     #[test]
