@@ -607,12 +607,18 @@ pub fn changed_bytes(st: &State, source: &Path) -> Option<u64> {
 
 /// (bytes read, bytes gzip'd) of the last [`SAMPLE_BYTES`] of `path`.
 fn sample_ratio(path: &Path, size: u64) -> Option<(u64, u64)> {
+    use rustix::fs::OFlags;
     use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    // never a symlink, and a FIFO swapped in after the stat cannot block
     let mut f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags_nofollow()
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
         .open(path)
         .ok()?;
+    if !f.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
     let n = size.min(SAMPLE_BYTES);
     f.seek(SeekFrom::Start(size - n)).ok()?;
     let mut buf = Vec::with_capacity(n as usize);
