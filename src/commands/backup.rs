@@ -104,6 +104,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         &secureclaw_backup::crypto::PassphraseSource::from_flag_or_env(None),
         ui,
     )?;
+    // the configuration, read once, before anything is written
+    let cfg = args.config.load_optional()?;
     let _source_lock = secureclaw_backup::lock::lock_dir(&source, "backup source")?;
     let opts = BackupOptions {
         sign,
@@ -118,7 +120,6 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
             None
         } else {
             // [backup.retention.<type>] of the configuration, under the flags
-            let cfg = args.config.load_optional()?;
             Some(args.keep.with_config(cfg.as_ref()).retention()?)
         },
     };
@@ -132,7 +133,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
         ..LiveOptions::default()
     };
     let incremental = if args.incremental {
-        Some(chain_options(&args)?)
+        Some(chain_options(&args, cfg.as_ref().map(|c| &c.backup))?)
     } else {
         None
     };
@@ -152,7 +153,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<()> {
     let mut json = serde_json::json!({"ok": true, "backup": r});
     let mut push_err = None;
     // [backup] push = true / tiers = [...] of the configuration
-    let (push, tiers) = match args.config.load_optional()? {
+    let (push, tiers) = match cfg {
         Some(c) => (args.push || c.backup.push, c.backup.tiers),
         None => (args.push, Vec::new()),
     };
@@ -230,16 +231,22 @@ fn parse_chain_size(s: &str) -> std::result::Result<ChainSize, String> {
     secureclaw_backup::incremental::parse_max_chain_size(s).map(ChainSize)
 }
 
+fn config_error(why: String) -> Error {
+    Error::usage(format!("[backup] of the configuration: {why}"))
+        .hint("see \"Incremental backups\" in the README; a flag overrides the file")
+}
+
 /// `--reread`, `--full-every`, `--max-links`, `--max-chain-size`: the flag,
 /// else the `[backup]` key of the configuration, else the default.
-fn chain_options(args: &Args) -> Result<IncrementalOptions> {
+fn chain_options(
+    args: &Args,
+    cfg: Option<&secureclaw_backup::tier::config::BackupConfig>,
+) -> Result<IncrementalOptions> {
     use secureclaw_backup::incremental as inc;
-    let cfg = args.config.load_optional()?.map(|c| c.backup);
-    let cfg = cfg.as_ref();
     // the configuration was checked when it was loaded
     let full_every = match (args.full_every, cfg.and_then(|b| b.full_every.as_deref())) {
         (Some(d), _) => d,
-        (None, Some(v)) => inc::parse_full_every(v).map_err(Error::usage)?,
+        (None, Some(v)) => inc::parse_full_every(v).map_err(config_error)?,
         (None, None) => inc::DEFAULT_FULL_EVERY,
     };
     let max_links = args
@@ -251,7 +258,7 @@ fn chain_options(args: &Args) -> Result<IncrementalOptions> {
         cfg.and_then(|b| b.max_chain_size.as_deref()),
     ) {
         (Some(ChainSize(m)), _) => m,
-        (None, Some(v)) => inc::parse_max_chain_size(v).map_err(Error::usage)?,
+        (None, Some(v)) => inc::parse_max_chain_size(v).map_err(config_error)?,
         (None, None) => Some(inc::DEFAULT_MAX_CHAIN_SIZE),
     };
     Ok(IncrementalOptions {
