@@ -125,6 +125,32 @@ impl Env {
     fn k(&self) -> &str {
         p(&self.key)
     }
+
+    /// `restore ARCHIVE --include PATTERN…` into the empty directory
+    /// `fresh` (succeeding); returns it and the files it got.
+    fn restore_fresh(&self, archive: &Path, include: &[&str]) -> (PathBuf, Vec<String>) {
+        let fresh = self.env.p("fresh");
+        let mut args = vec![
+            "restore",
+            p(archive),
+            "-i",
+            self.k(),
+            "--target",
+            p(&fresh),
+            "--no-snapshot",
+        ];
+        for i in include {
+            args.extend(["--include", i]);
+        }
+        let o = self.run(&args);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let files = common::walk(&fresh)
+            .iter()
+            .filter(|x| x.meta.is_file())
+            .map(|x| x.name())
+            .collect();
+        (fresh, files)
+    }
 }
 
 fn name(a: &Path) -> &str {
@@ -434,24 +460,7 @@ fn restore_include_takes_back_a_file_or_a_glob_and_keeps_the_rest() {
     assert_eq!(d["restore"]["changes"]["counts"]["unchanged"], 2);
 
     // into a fresh directory: an extract of the selection only
-    let fresh = e.env.p("fresh");
-    let o = e.run(&[
-        "restore",
-        p(&a),
-        "-i",
-        e.k(),
-        "--target",
-        p(&fresh),
-        "--no-snapshot",
-        "--include",
-        "agents/*/sessions/*.jsonl",
-    ]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    let files: Vec<String> = common::walk(&fresh)
-        .iter()
-        .filter(|x| x.meta.is_file())
-        .map(|x| x.name())
-        .collect();
+    let (_, files) = e.restore_fresh(&a, &["agents/*/sessions/*.jsonl"]);
     assert_eq!(files, ["agents/main/sessions/s1.jsonl"]);
 
     // nothing matches: exit 1, the target untouched
@@ -901,26 +910,7 @@ fn include_and_ls_on_a_link_of_an_incremental_chain() {
         ]
     );
     // a file from the full and one from the link, out of the whole chain
-    let fresh = e.env.p("fresh");
-    let o = e.run(&[
-        "restore",
-        p(&link),
-        "-i",
-        e.k(),
-        "--target",
-        p(&fresh),
-        "--no-snapshot",
-        "--include",
-        "credentials/oauth.json",
-        "--include",
-        "secureclaw.json",
-    ]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    let files: Vec<String> = common::walk(&fresh)
-        .iter()
-        .filter(|x| x.meta.is_file())
-        .map(|x| x.name())
-        .collect();
+    let (fresh, files) = e.restore_fresh(&link, &["credentials/oauth.json", "secureclaw.json"]);
     assert_eq!(files, ["credentials/oauth.json", "secureclaw.json"]);
     assert_eq!(
         fs::read(fresh.join("secureclaw.json")).unwrap(),
