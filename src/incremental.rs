@@ -385,7 +385,8 @@ pub struct ChainPolicy {
     /// `--max-links`: a chain with this many links after its full ends.
     pub max_links: u32,
     /// `--max-chain-size`: the chain ends when its archives, with the next
-    /// link (estimated as large as the newest), would hold more than this
+    /// link (estimated as large as the newest; the first after a full from
+    /// [`changed_bytes`]), would hold more than this
     /// percentage of its full's bytes (beyond [`CHAIN_SIZE_FLOOR`]); `None`
     /// = unlimited.
     pub max_chain_size: Option<u32>,

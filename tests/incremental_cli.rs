@@ -399,9 +399,10 @@ fn a_chain_restores_with_stock_gpg_and_gnu_tar() {
     );
 }
 
-/// `--max-chain-size`: a new full before the chain's archives (with one
-/// more link as large as the newest) outgrow 130 % of its full, beyond
-/// 16 MiB; `unlimited` and `[backup] max_chain_size` of the configuration.
+/// `--max-chain-size`: a new full before the chain's archives (with the
+/// next link: as large as the newest, the first after a full from what
+/// changed since) outgrow 130 % of its full, beyond 16 MiB; `unlimited` and
+/// `[backup] max_chain_size` of the configuration.
 #[test]
 fn a_chain_that_outgrows_its_full_gets_a_new_one() {
     let sb = Sandbox::new();
